@@ -1,0 +1,23 @@
+# The two commands a user needs on a fresh machine: `make demo` (the main job) and `make test`.
+# Both do all set-up first. `./env.sh <command>` runs anything else inside the environment.
+.PHONY: setup build demo test test-fast bench clean
+
+PYTEST_ARGS ?=
+
+setup:
+	@bash scripts/setup.sh
+
+# Rebuild after changing msg/, srv/, launch/, config/ or adding a node.
+build: setup
+
+demo: setup
+	@./env.sh bash scripts/demo.sh
+
+test: setup
+	@./env.sh python -m pytest test $(PYTEST_ARGS)
+
+bench: setup
+	@./env.sh dpros bench sampler --json build/bench/sampler.json
+
+clean:
+	rm -rf build install log

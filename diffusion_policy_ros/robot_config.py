@@ -1,0 +1,278 @@
+"""The robot description every part of the graph shares, read from `config/<robot>.yaml`.
+
+The YAML is a ROS 2 parameter file. Nodes get it through ROS parameters (`--params-file`),
+pure-Python tools (sim CLI, training, `dpros up`) read the same file here; both end in
+`RobotConfig.from_parameters`, so a parameter has one meaning everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+SHARED_SECTION = "/**"
+
+
+class ConfigError(ValueError):
+    """A config file or parameter set that cannot describe a robot."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmConfig:
+    name: str
+    namespace: str
+    joint_names: tuple[str, ...]
+    gripper_joints: tuple[str, ...]
+    end_effector: str
+    joint_states_topic: str
+    teleop_topic: str
+    policy_topic: str
+    controller_topic: str
+    forward_topic: str
+
+    @property
+    def gripper_indices(self) -> tuple[int, ...]:
+        return tuple(self.joint_names.index(j) for j in self.gripper_joints)
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    topic: str
+    width: int
+    height: int
+    depth: bool
+    depth_max_m: float
+
+    @property
+    def rgb_topic(self) -> str:
+        return f"{self.topic}/image_raw"
+
+    @property
+    def depth_topic(self) -> str:
+        return f"{self.topic}/depth/image_raw"
+
+    @property
+    def info_topic(self) -> str:
+        return f"{self.topic}/camera_info"
+
+    @property
+    def frame_id(self) -> str:
+        return f"{self.name}_camera_optical_frame"
+
+
+@dataclasses.dataclass(frozen=True)
+class TactileConfig:
+    name: str
+    arm: str
+    topic: str
+    rows: int
+    cols: int
+
+    @property
+    def frame_id(self) -> str:
+        return f"{self.name}_tactile_frame"
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotConfig:
+    robot: str
+    task: str
+    control_rate_hz: float
+    arms: tuple[ArmConfig, ...]
+    cameras: tuple[CameraConfig, ...]
+    tactile_sensors: tuple[TactileConfig, ...]
+    node_parameters: Mapping[str, Mapping[str, Any]]
+    source_path: str | None = None
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """All arms' joints in action order (arms in config order)."""
+        return tuple(j for arm in self.arms for j in arm.joint_names)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def gripper_indices(self) -> tuple[int, ...]:
+        names = self.joint_names
+        return tuple(names.index(j) for arm in self.arms for j in arm.gripper_joints)
+
+    def arm(self, name: str) -> ArmConfig:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise ConfigError(f"unknown arm {name!r}; configured arms: {[a.name for a in self.arms]}")
+
+    def camera(self, name: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise ConfigError(f"unknown camera {name!r}; configured cameras: {[c.name for c in self.cameras]}")
+
+    def node_params(self, node: str) -> dict[str, Any]:
+        """Parameters of one node's section (`/**/<node>`), without the shared ones."""
+        return dict(self.node_parameters.get(node, {}))
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any], *, node_parameters=None,
+                        source_path: str | None = None) -> "RobotConfig":
+        """Build from the shared `/**` parameters, nested (YAML) or dotted (rclpy) keys."""
+        p = _Params(_nest(params))
+        arms = []
+        for name in p.str_list("arms"):
+            a = p.section(name)
+            joints = tuple(a.str_list("joint_names"))
+            grippers = tuple(a.str_list("gripper_joints", default=[]))
+            unknown = [g for g in grippers if g not in joints]
+            if unknown:
+                raise ConfigError(f"{name}.gripper_joints {unknown} are not in {name}.joint_names")
+            if len(set(joints)) != len(joints):
+                raise ConfigError(f"{name}.joint_names has duplicates: {list(joints)}")
+            arms.append(ArmConfig(
+                name=name, namespace=a.str("namespace", default=""), joint_names=joints,
+                gripper_joints=grippers, end_effector=a.str("end_effector", default="tcp"),
+                joint_states_topic=a.str("joint_states_topic"), teleop_topic=a.str("teleop_topic"),
+                policy_topic=a.str("policy_topic"), controller_topic=a.str("controller_topic"),
+                forward_topic=a.str("forward_topic")))
+        if not arms:
+            raise ConfigError("config names no arms (parameter 'arms')")
+        all_joints = [j for arm in arms for j in arm.joint_names]
+        if len(set(all_joints)) != len(all_joints):
+            raise ConfigError("joint names must be unique across arms (prefix them, e.g. left_joint_1)")
+
+        cameras = []
+        for name in p.str_list("cameras", default=[]):
+            c = p.section("camera").section(name)
+            cameras.append(CameraConfig(
+                name=name, topic=c.str("topic"), width=c.positive_int("width"),
+                height=c.positive_int("height"), depth=c.bool("depth", default=False),
+                depth_max_m=c.positive_float("depth_max_m", default=2.0)))
+
+        tactile = []
+        grid = p.section("tactile")
+        for name in p.str_list("tactile_sensors", default=[]):
+            t = grid.section(name) if grid.has(name) else _Params({})
+            tactile.append(TactileConfig(
+                name=name, arm=t.str("arm", default=arms[0].name),
+                topic=t.str("topic", default=f"/tactile/{name}"),
+                rows=t.positive_int("rows", default=grid.positive_int("rows", default=4)),
+                cols=t.positive_int("cols", default=grid.positive_int("cols", default=4))))
+
+        return cls(robot=p.str("robot"), task=p.str("task", default=""),
+                   control_rate_hz=p.positive_float("control_rate_hz"), arms=tuple(arms),
+                   cameras=tuple(cameras), tactile_sensors=tuple(tactile),
+                   node_parameters=dict(node_parameters or {}), source_path=source_path)
+
+
+def load_robot_config(path: str | os.PathLike) -> RobotConfig:
+    """Read a `config/*.yaml` parameter file (shared `/**` section plus `/**/<node>` sections)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read robot config {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"robot config {path} is not valid YAML: {e}") from e
+    if not isinstance(doc, dict) or SHARED_SECTION not in doc:
+        raise ConfigError(f"robot config {path} has no '{SHARED_SECTION}:' section")
+    shared = _ros_parameters(doc[SHARED_SECTION], SHARED_SECTION, path)
+    nodes = {}
+    for key, section in doc.items():
+        if key == SHARED_SECTION:
+            continue
+        nodes[key.rsplit("/", 1)[-1]] = _ros_parameters(section, key, path)
+    return RobotConfig.from_parameters(shared, node_parameters=nodes, source_path=path)
+
+
+def config_path(name_or_path: str) -> str:
+    """`single_arm` or `config/single_arm.yaml` or an absolute path -> an existing file path."""
+    if os.path.isfile(name_or_path):
+        return os.path.abspath(name_or_path)
+    from diffusion_policy_ros.resources import package_share_path
+    candidate = os.path.join(package_share_path("config"), f"{name_or_path.removesuffix('.yaml')}.yaml")
+    if os.path.isfile(candidate):
+        return candidate
+    raise ConfigError(f"no robot config {name_or_path!r} (looked for the file and for {candidate})")
+
+
+def _ros_parameters(section: Any, key: str, path: str) -> dict[str, Any]:
+    if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
+        raise ConfigError(f"{path}: section {key!r} must hold a 'ros__parameters:' mapping")
+    return section["ros__parameters"]
+
+
+def _nest(params: Mapping[str, Any]) -> dict[str, Any]:
+    """rclpy hands parameters over dotted (`camera.scene.width`); YAML nests them. Accept both."""
+    nested: dict[str, Any] = {}
+    for key, value in params.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, Mapping):
+            node.setdefault(leaf, {}).update(_nest(value))
+        else:
+            node[leaf] = value
+    return nested
+
+
+class _Params:
+    """Typed look-ups with errors that name the parameter."""
+
+    _MISSING = object()
+
+    def __init__(self, values: Mapping[str, Any], prefix: str = ""):
+        self._values = values
+        self._prefix = prefix
+
+    def has(self, key: str) -> bool:
+        return key in self._values
+
+    def section(self, key: str) -> "_Params":
+        value = self._values.get(key, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"parameter {self._prefix}{key} must be a mapping")
+        return _Params(value, f"{self._prefix}{key}.")
+
+    def _get(self, key, default):
+        if key in self._values:
+            return self._values[key]
+        if default is self._MISSING:
+            raise ConfigError(f"missing parameter {self._prefix}{key}")
+        return default
+
+    def str(self, key, default=_MISSING) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            raise ConfigError(f"parameter {self._prefix}{key} must be a string, got {value!r}")
+        return value
+
+    def str_list(self, key, default=_MISSING) -> list[str]:
+        value = self._get(key, default)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"parameter {self._prefix}{key} must be a list of strings, got {value!r}")
+        return list(value)
+
+    def bool(self, key, default=_MISSING) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"parameter {self._prefix}{key} must be true or false, got {value!r}")
+        return value
+
+    def positive_int(self, key, default=_MISSING) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"parameter {self._prefix}{key} must be a positive integer, got {value!r}")
+        return value
+
+    def positive_float(self, key, default=_MISSING) -> float:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"parameter {self._prefix}{key} must be a positive number, got {value!r}")
+        return float(value)
