@@ -24,8 +24,8 @@ def _share_roots():
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
             yield get_package_share_directory(PACKAGE_NAME)
-        except PackageNotFoundError:
-            pass
+        except (PackageNotFoundError, OSError, ValueError):
+            pass  # not installed, or no AMENT_PREFIX_PATH (plain Python, pip install)
     except ImportError:
         pass
     yield os.path.join(sys.prefix, "share", PACKAGE_NAME)  # pip install of setup.py
