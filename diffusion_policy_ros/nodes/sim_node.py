@@ -1,0 +1,297 @@
+"""sim_node: the embedded MuJoCo robot behind the topics a real robot and its drivers publish.
+
+    python -m diffusion_policy_ros.nodes.sim_node --ros-args --params-file config/single_arm.yaml
+
+Publishes (names from the config): per arm JointState on `joint_states_topic`; per camera
+`<topic>/image_raw` (rgb8), `<topic>/depth/image_raw` (32FC1 metres, cameras with depth on) and
+`<topic>/camera_info`; per fingertip TactileArray; `/clock`; `/sim/task_status` (TaskStatus, at the
+control rate); the true cube pose `/sim/object_pose` and target `/sim/target_pose` (PoseStamped,
+frame `world`, at the control rate; the scripted expert teleop reads them).
+Accepts per arm JointTrajectory on `controller_topic` (joint_trajectory_controller semantics, see
+sim/trajectory.py) and Float64MultiArray on `forward_topic` (forward position controller).
+Service `/sim/reset` (ResetEpisode) re-randomizes the task from a seed.
+
+Clock: stamps are `start wall time + simulated seconds`, so with real_time_factor 1 they track
+the wall clock, and with real_time_factor 0 (as fast as possible) or any other factor nodes
+should run with use_sim_time and follow `/clock`. The clock never jumps back, not even on reset.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray, Header
+from trajectory_msgs.msg import JointTrajectory
+
+from diffusion_policy_ros.msg import TactileArray, TaskStatus
+from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
+from diffusion_policy_ros.srv import ResetEpisode
+from diffusion_policy_ros.sim.env import SimEnv
+from diffusion_policy_ros.sim.trajectory import TrajectoryFollower, TrajectoryRejected
+
+
+def to_time(seconds: float) -> Time:
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
+def image_msg(array: np.ndarray, encoding: str, frame_id: str, stamp: Time) -> Image:
+    msg = Image(header=Header(stamp=stamp, frame_id=frame_id), height=array.shape[0],
+                width=array.shape[1], encoding=encoding, is_bigendian=0)
+    msg.step = array.shape[1] * array.itemsize * (array.shape[2] if array.ndim == 3 else 1)
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("sim_node", **node_kwargs(), **kwargs)
+        self.config = robot_config_from_node(self)
+        self.physics_rate = float(param(self, "physics_rate_hz", 500.0))
+        self.publish_rate = float(param(self, "publish_rate_hz", 30.0))
+        self.joint_rate = float(param(self, "joint_state_rate_hz", 100.0))
+        self.rtf = float(param(self, "real_time_factor", 1.0))
+        self.seed = int(param(self, "seed", 0))
+        if self.physics_rate <= 0 or self.publish_rate <= 0 or self.joint_rate <= 0 or self.rtf < 0:
+            raise ValueError("sim_node: rates must be positive and real_time_factor >= 0")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._interfaces_ready = threading.Event()
+        self._error: BaseException | None = None
+        self.clock_offset = time.time()
+        self.sim_seconds = 0.0          # total simulated time, never reset
+        self.achieved_rtf = 0.0
+        # The GL contexts must live on the thread that renders: build the sim there.
+        self._thread = threading.Thread(target=self._run, name="sim_loop", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        self._make_interfaces()
+        self._interfaces_ready.set()
+        self.get_logger().info(
+            f"sim {self.config.robot}/{self.env.task.name}: physics {self.physics_rate:g} Hz, cameras "
+            f"{[c.name for c in self.env.cameras]} at {self.publish_rate:g} Hz, real_time_factor {self.rtf:g}")
+
+    # --- ROS interfaces ----------------------------------------------------------------------
+    def _make_interfaces(self):
+        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.joint_pubs = {a.name: self.create_publisher(JointState, a.joint_states_topic, sensor_qos)
+                           for a in self.config.arms}
+        self.cam_pubs = {}
+        for cam in self.env.cameras:
+            self.cam_pubs[cam.name] = (
+                self.create_publisher(Image, cam.rgb_topic, sensor_qos),
+                self.create_publisher(Image, cam.depth_topic, sensor_qos) if cam.depth else None,
+                self.create_publisher(CameraInfo, cam.info_topic, sensor_qos))
+        self.tactile_pubs = {t.name: self.create_publisher(TactileArray, t.topic, sensor_qos)
+                             for t in self.config.tactile_sensors}
+        self.status_pub = self.create_publisher(TaskStatus, "/sim/task_status", 10)
+        self.object_pub = self.create_publisher(PoseStamped, "/sim/object_pose", 10)
+        self.target_pub = self.create_publisher(PoseStamped, "/sim/target_pose", 10)
+        for arm in self.config.arms:
+            self.create_subscription(JointTrajectory, arm.controller_topic,
+                                     lambda msg, a=arm.name: self._on_trajectory(a, msg), 10)
+            self.create_subscription(Float64MultiArray, arm.forward_topic,
+                                     lambda msg, a=arm.name: self._on_forward(a, msg), 10)
+        self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
+
+    def now(self) -> float:
+        """The sim clock in seconds (what stamps and trajectory times refer to)."""
+        return self.clock_offset + self.sim_seconds
+
+    def _on_trajectory(self, arm: str, msg: JointTrajectory):
+        start = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+        positions = [list(p.positions) for p in msg.points]
+        has_vel = bool(msg.points) and all(len(p.velocities) for p in msg.points)
+        velocities = [list(p.velocities) for p in msg.points] if has_vel else None
+        with self._lock:
+            try:
+                kept = self.followers[arm].set_trajectory(self.now(), start, msg.joint_names, times,
+                                                          positions, velocities)
+            except (TrajectoryRejected, ValueError) as e:
+                self.rejected_trajectories += 1
+                self.get_logger().error(f"{arm}: trajectory rejected, holding position: {e}")
+                return
+        if kept < len(times):
+            self.get_logger().debug(f"{arm}: dropped {len(times) - kept} points already in the past")
+
+    def _on_forward(self, arm: str, msg: Float64MultiArray):
+        with self._lock:
+            try:
+                self.followers[arm].hold(list(msg.data))
+            except TrajectoryRejected as e:
+                self.get_logger().error(f"{arm}: forward command ignored, holding position: {e}")
+
+    def _on_reset(self, request, response):
+        with self._lock:
+            try:
+                self.env.reset(int(request.seed), observe=False)   # renders only on the sim thread
+            except Exception as e:  # noqa: BLE001 - report any scene failure to the caller
+                response.success, response.message = False, f"reset failed: {e}"
+                return response
+            self._hold_current()
+        response.success = True
+        response.message = f"episode {self.env.episode} of {self.env.task.name}, seed {request.seed}"
+        return response
+
+    # --- simulation thread -------------------------------------------------------------------
+    def _run(self):
+        try:
+            self.env = SimEnv(self.config, physics_rate_hz=self.physics_rate)
+            self.env.reset(self.seed, observe=False)
+            self.followers = {}
+            lo, hi = self.env.robot.position_limits()
+            k = 0
+            for arm in self.config.arms:
+                n = len(arm.joint_names)
+                self.followers[arm.name] = TrajectoryFollower(arm.joint_names, np.zeros(n), lo[k:k + n], hi[k:k + n])
+                k += n
+            self._hold_current()
+            self.rejected_trajectories = 0
+        except BaseException as e:  # noqa: BLE001 - re-raised in __init__
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop()
+        except BaseException as e:  # noqa: BLE001
+            if self.context.ok() and not self._stop.is_set():   # not just Ctrl-C tearing ROS down
+                self._error = e
+                self.get_logger().fatal(f"sim loop stopped: {e!r}")
+        finally:
+            self.env.close()
+
+    def _hold_current(self):
+        q = self.env.joint_positions()
+        k = 0
+        for arm in self.config.arms:
+            n = len(arm.joint_names)
+            self.followers[arm.name].hold(q[k:k + n])
+            k += n
+
+    def _loop(self):
+        while not self._interfaces_ready.wait(0.05):
+            if self._stop.is_set():
+                return
+        dt = self.env.model.opt.timestep
+        every_joint = max(1, int(round(1.0 / (self.joint_rate * dt))))
+        every_frame = max(1, int(round(1.0 / (self.publish_rate * dt))))
+        every_control = max(1, int(round(1.0 / (self.config.control_rate_hz * dt))))
+        step = 0
+        wall_start, sim_start = time.perf_counter(), self.sim_seconds
+        report_wall, report_sim = wall_start, sim_start
+        while not self._stop.is_set() and self.context.ok():
+            with self._lock:
+                now = self.now()
+                targets, rates = [], []
+                for arm in self.config.arms:
+                    q, qd = self.followers[arm.name].sample(now)
+                    targets.append(q)
+                    rates.append(qd)
+                self.env.step_physics(np.concatenate(targets), np.concatenate(rates))
+                self.sim_seconds += dt
+                step += 1
+                stamp = to_time(self.now())
+                if step % every_joint == 0:
+                    self._publish_joints(stamp)
+                if step % every_control == 0:
+                    self._publish_task(stamp)
+                if step % every_frame == 0:
+                    self._publish_cameras(stamp)
+            if self.rtf > 0:
+                ahead = (self.sim_seconds - sim_start) / self.rtf - (time.perf_counter() - wall_start)
+                if ahead > 0:
+                    time.sleep(ahead)
+                elif ahead < -0.5:
+                    # Too slow to keep up: run at the speed we have instead of bursting later.
+                    wall_start, sim_start = time.perf_counter(), self.sim_seconds
+            wall = time.perf_counter()
+            if wall - report_wall >= 2.0:
+                self.achieved_rtf = (self.sim_seconds - report_sim) / (wall - report_wall)
+                report_wall, report_sim = wall, self.sim_seconds
+
+    def _publish_joints(self, stamp):
+        self.clock_pub.publish(Clock(clock=stamp))
+        q, v, e = self.env.joint_positions(), self.env.joint_velocities(), self.env.joint_efforts()
+        k = 0
+        for arm in self.config.arms:
+            n = len(arm.joint_names)
+            self.joint_pubs[arm.name].publish(JointState(
+                header=Header(stamp=stamp), name=list(arm.joint_names), position=q[k:k + n].tolist(),
+                velocity=v[k:k + n].tolist(), effort=e[k:k + n].tolist()))
+            k += n
+        for sensor in self.config.tactile_sensors:
+            grid = self.env.read_tactile(sensor.name)
+            self.tactile_pubs[sensor.name].publish(TactileArray(
+                header=Header(stamp=stamp, frame_id=sensor.frame_id), sensor_name=sensor.name,
+                rows=sensor.rows, cols=sensor.cols, normal_force=grid.reshape(-1).tolist()))
+
+    def _publish_task(self, stamp):
+        self.status_pub.publish(TaskStatus(
+            header=Header(stamp=stamp), task=self.env.task.name, seed=self.env.seed,
+            episode=self.env.episode, episode_time=self.env.time, success=self.env.success()))
+        pos, quat = self.env.object_pose()
+        self.object_pub.publish(_pose(stamp, pos, quat))
+        self.target_pub.publish(_pose(stamp, self.env.target_position(), [1.0, 0, 0, 0]))
+
+    def _publish_cameras(self, stamp):
+        for cam in self.env.cameras:
+            rgb_pub, depth_pub, info_pub = self.cam_pubs[cam.name]
+            rgb, depth = self.env.render(cam.name)
+            rgb_pub.publish(image_msg(rgb, "rgb8", cam.frame_id, stamp))
+            if depth_pub is not None and depth is not None:
+                depth_pub.publish(image_msg(depth, "32FC1", cam.frame_id, stamp))
+            info_pub.publish(self._camera_info(cam, stamp))
+
+    def _camera_info(self, cam, stamp) -> CameraInfo:
+        k = self.env.renderers[cam.name].intrinsics(self.env.model)
+        p = np.hstack([k, np.zeros((3, 1))])
+        return CameraInfo(header=Header(stamp=stamp, frame_id=cam.frame_id), height=cam.height,
+                          width=cam.width, distortion_model="plumb_bob", d=[0.0] * 5,
+                          k=k.reshape(-1).tolist(), r=np.eye(3).reshape(-1).tolist(),
+                          p=p.reshape(-1).tolist())
+
+    def shutdown(self):
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+def _pose(stamp, pos, quat) -> PoseStamped:
+    msg = PoseStamped(header=Header(stamp=stamp, frame_id="world"))
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pos)
+    msg.pose.orientation.w, msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z = (
+        float(v) for v in quat)
+    return msg
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

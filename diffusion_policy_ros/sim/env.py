@@ -1,0 +1,186 @@
+"""SimEnv: one MuJoCo scene + task + scripted expert, used by sim_node, the sim CLI, eval and CI.
+
+    env = SimEnv(load_robot_config("config/single_arm.yaml"))
+    obs = env.reset(seed=3)
+    while not env.done:
+        obs = env.step(env.expert_action())      # joint targets held for one control period
+    env.success()
+
+Observation keys follow the dataset: `obs/joint_pos`, `obs/<camera>/rgb` (HxWx3 uint8),
+`obs/<camera>/depth` (HxW float32 metres, clipped; only for cameras with depth on),
+`obs/<sensor>/tactile` (rows x cols float32 newtons).
+"""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from diffusion_policy_ros.robot_config import ConfigError, RobotConfig
+from diffusion_policy_ros.sim.expert import make_expert
+from diffusion_policy_ros.sim.rendering import CameraRenderer
+from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
+from diffusion_policy_ros.sim.tactile import TactileReader
+from diffusion_policy_ros.sim.tasks import make_task
+
+
+class SimEnv:
+    def __init__(self, config: RobotConfig, *, task: str | None = None, cameras=None,
+                 render: bool = True, physics_rate_hz: float | None = None):
+        """`cameras`: names to render (default: the config's); `render=False` skips all cameras."""
+        self.config = config
+        self.model = load_scene_model(config.robot)
+        sim_params = config.node_params("sim_node")
+        rate = physics_rate_hz or float(sim_params.get("physics_rate_hz", 500.0))
+        self.model.opt.timestep = 1.0 / rate
+        self.data = mujoco.MjData(self.model)
+        self.robot = RobotModel(self.model, config)
+        self.task = make_task(task or config.task, self.model, [a.prefix for a in self.robot.arms])
+        self.expert = make_expert(self.task.name, self.robot)
+        self.control_period = 1.0 / config.control_rate_hz
+        self.home = self.expert.home_joints(self.task.home_tcp)
+        names = [c.name for c in config.cameras] if cameras is None else list(cameras)
+        self.cameras = [config.camera(n) for n in names] if render else []
+        self.renderers = {c.name: CameraRenderer(self.model, c) for c in self.cameras}
+        self.tactile = {t.name: TactileReader(self.model, t) for t in config.tactile_sensors}
+        self.seed = 0
+        self.episode = 0
+        self._target = self.home.copy()
+        self.reset(0, observe=False)
+        self.episode = 0
+
+    # --- episode -----------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, observe: bool = True) -> dict | None:
+        """Randomize the task from `seed`, put the arms near home (gripper open), settle.
+
+        `observe=False` skips rendering (callers on a thread without the GL contexts)."""
+        self.seed = int(self.seed + 1 if seed is None else seed)
+        rng = np.random.default_rng(self.seed)
+        mujoco.mj_resetData(self.model, self.data)
+        state = self.task.sample(rng)
+        self.task.apply(self.data, state)
+        q0 = self.home.copy()
+        grip = np.zeros(len(q0), bool)
+        grip[list(self.config.gripper_indices)] = True
+        q0[~grip] += rng.uniform(-self.task.home_noise_rad, self.task.home_noise_rad, (~grip).sum())
+        self.robot.set_joint_positions(self.data, q0)
+        self._target = q0.copy()
+        self.robot.set_targets(self.data, q0)
+        mujoco.mj_forward(self.model, self.data)
+        # Let the cube come to rest on the table before the clock starts.
+        for _ in range(int(0.1 / self.model.opt.timestep)):
+            mujoco.mj_step(self.model, self.data)
+        self.data.time = 0.0
+        self.episode += 1
+        self.expert.reset(self.joint_positions(), self.data.qpos.copy(), *self.task.cube_pose(self.data),
+                          self.task.target_pos(self.data))
+        return self.observation() if observe else None
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    @property
+    def episode_steps(self) -> int:
+        return int(round(self.task.episode_seconds * self.config.control_rate_hz))
+
+    @property
+    def done(self) -> bool:
+        return self.time >= self.task.episode_seconds - 1e-9
+
+    def success(self) -> bool:
+        return self.task.success(self.data)
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's joint targets for the next control period (config order)."""
+        return self.expert.action(self.time + self.control_period)
+
+    # --- stepping ----------------------------------------------------------------------------
+    def step(self, action, duration: float | None = None, observe: bool = True):
+        """Hold joint targets `action` for one control period (or `duration` s).
+
+        The target ramps linearly from the previous one over the period, like a trajectory
+        controller given one point per period, so 10 Hz targets do not jerk the arm.
+        """
+        action = self._check_action(action)
+        duration = self.control_period if duration is None else duration
+        n = max(1, int(round(duration / self.model.opt.timestep)))
+        start = self._target
+        rate = (action - start) / (n * self.model.opt.timestep)
+        for i in range(1, n + 1):
+            self.robot.set_targets(self.data, start + (action - start) * i / n, rate)
+            mujoco.mj_step(self.model, self.data)
+        self.robot.set_targets(self.data, action)
+        self._target = action
+        return self.observation() if observe else None
+
+    def step_physics(self, targets, velocities=None, n: int = 1) -> None:
+        """Low level (sim_node): set targets (+ feed-forward velocities) and step n times."""
+        self.robot.set_targets(self.data, targets, velocities)
+        self._target = np.asarray(targets, float)
+        for _ in range(n):
+            mujoco.mj_step(self.model, self.data)
+
+    def _check_action(self, action) -> np.ndarray:
+        action = np.asarray(action, dtype=float).reshape(-1)
+        if action.shape != (self.config.action_dim,):
+            raise ValueError(f"action has {action.size} values; this robot takes {self.config.action_dim} "
+                             f"({', '.join(self.config.joint_names)})")
+        if not np.all(np.isfinite(action)):
+            raise ValueError("action contains NaN or infinity")
+        return action
+
+    # --- sensors -----------------------------------------------------------------------------
+    def joint_positions(self) -> np.ndarray:
+        return self.robot.joint_positions(self.data)
+
+    def joint_velocities(self) -> np.ndarray:
+        return self.robot.joint_velocities(self.data)
+
+    def joint_efforts(self) -> np.ndarray:
+        return self.robot.joint_efforts(self.data)
+
+    def render(self, camera: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if camera not in self.renderers:
+            raise ConfigError(f"camera {camera!r} is not rendered by this SimEnv "
+                              f"(rendering: {sorted(self.renderers)})")
+        return self.renderers[camera].render(self.data)
+
+    def read_tactile(self, sensor: str) -> np.ndarray:
+        return self.tactile[sensor].read(self.data)
+
+    def observation(self) -> dict:
+        obs = {"obs/joint_pos": self.joint_positions().astype(np.float32)}
+        for name, renderer in self.renderers.items():
+            rgb, depth = renderer.render(self.data)
+            obs[f"obs/{name}/rgb"] = rgb
+            if depth is not None:
+                obs[f"obs/{name}/depth"] = depth
+        for name, reader in self.tactile.items():
+            obs[f"obs/{name}/tactile"] = reader.read(self.data)
+        return obs
+
+    def object_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cube position (m) and orientation quaternion (w, x, y, z) in the world frame."""
+        return self.task.cube_pose(self.data)
+
+    def target_position(self) -> np.ndarray:
+        return self.task.target_pos(self.data)
+
+    def close(self) -> None:
+        for r in self.renderers.values():
+            r.close()
+        self.renderers.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_expert_episode(env: SimEnv, seed: int, observe: bool = False) -> bool:
+    """One expert episode from `seed`; True if the task succeeded at the end."""
+    env.reset(seed, observe=observe)
+    while not env.done:
+        env.step(env.expert_action(), observe=observe)
+    return env.success()
