@@ -160,7 +160,7 @@ DEFAULTS = f"""
 
 
 def scene_xml(name: str, arms: list[tuple[str, tuple, tuple]], table_center, table_half, scene_eye,
-              scene_target) -> str:
+              scene_target, scene_fovy=50) -> str:
     bodies = "\n".join(arm_body(p, pos, quat) for p, pos, quat in arms)
     actuators = "\n".join(arm_actuators(p) for p, _, _ in arms)
     sensors = "\n".join(arm_sensors(p) for p, _, _ in arms)
@@ -184,7 +184,7 @@ def scene_xml(name: str, arms: list[tuple[str, tuple, tuple]], table_center, tab
     <light name="key" pos="0 -0.5 2.0" dir="0 0.25 -1" directional="true" castshadow="false" diffuse="0.7 0.7 0.7"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.32 0.35 1"/>
     <geom name="table" type="box" pos="{tc}" size="{th}" material="table"/>
-    <camera name="scene" pos="{_f(scene_eye)}" xyaxes="{look_at_xyaxes(scene_eye, scene_target)}" fovy="50"/>
+    <camera name="scene" pos="{_f(scene_eye)}" xyaxes="{look_at_xyaxes(scene_eye, scene_target)}" fovy="{scene_fovy}"/>
     <body name="cube" pos="0.4 0 {CUBE_HALF}">
       <freejoint name="cube_joint"/>
       <geom name="cube" type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}" rgba="0.85 0.1 0.1 1" mass="0.05"
@@ -210,7 +210,8 @@ def build_scenes(out_dir: str) -> list[str]:
     scenes = {
         "single_arm": scene_xml(
             "single_arm", [("", (0, 0, 0), (1, 0, 0, 0))], table_center=(0.35, 0), table_half=(0.5, 0.6),
-            scene_eye=(0.95, 0.0, 0.55), scene_target=(0.36, 0.0, 0.02)),
+            # Close and steep: the cube must span enough pixels of a 96x96 policy image.
+            scene_eye=(0.72, 0.0, 0.62), scene_target=(0.37, 0.0, 0.0), scene_fovy=48),
         # Arms face each other along x; the right one is turned half a circle about z.
         "bimanual": scene_xml(
             "bimanual", [("left_", (-0.45, 0, 0), (1, 0, 0, 0)), ("right_", (0.45, 0, 0), (0, 0, 0, 1))],
