@@ -1,0 +1,52 @@
+"""What a dataset holds (episodes, lengths, rates, frame statistics) and a thumbnail strip."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def summarize(dataset) -> dict:
+    episodes = []
+    for i in range(dataset.n_episodes):
+        meta = dataset.episode_meta(i)
+        t = np.asarray(dataset.get_episode(i, keys=["timestamp"])["timestamp"], dtype=np.float64)
+        dt = np.diff(t)
+        episodes.append({
+            "index": i, "task": meta.get("task", ""), "length": int(t.size),
+            "duration_s": float(t[-1] - t[0]) if t.size else 0.0,
+            "fps": meta.get("fps"), "measured_hz": float(1.0 / np.median(dt)) if dt.size else None,
+            "dropped_frames": meta.get("dropped_frames", 0),
+            "duplicated_frames": meta.get("duplicated_frames", 0), "source": meta.get("source", "")})
+    lengths = [e["length"] for e in episodes]
+    return {"episodes": len(episodes), "frames": int(sum(lengths)),
+            "keys": {k: dataset.key_spec(k) for k in dataset.keys} if hasattr(dataset, "key_spec") else {},
+            "tasks": sorted({e["task"] for e in episodes}),
+            "length_min": min(lengths, default=0), "length_max": max(lengths, default=0),
+            "per_episode": episodes}
+
+
+def thumbnail_strip(dataset, path: str, *, per_episode: int = 6, max_episodes: int = 12,
+                    camera_key: str | None = None, height: int = 96) -> str | None:
+    """One row per episode, `per_episode` frames evenly spread over it; returns the camera key
+    used (None when the dataset has no camera)."""
+    from PIL import Image, ImageDraw
+
+    rgb_keys = sorted(k for k in dataset.keys if k.endswith("/rgb"))
+    if not rgb_keys:
+        return None
+    key = camera_key or rgb_keys[0]
+    rows = []
+    for i in range(min(dataset.n_episodes, max_episodes)):
+        s = dataset.episode_slice(i)
+        picks = np.linspace(s.start, s.stop - 1, per_episode).round().astype(int)
+        frames = [np.asarray(dataset.get_array(key)[int(p)]) for p in picks]
+        row = np.concatenate(frames, axis=1)
+        scale = height / row.shape[0]
+        img = Image.fromarray(row).resize((max(1, int(row.shape[1] * scale)), height))
+        ImageDraw.Draw(img).text((3, 2), f"ep {i}", fill=(255, 255, 0))
+        rows.append(img)
+    width = max(r.width for r in rows)
+    sheet = Image.new("RGB", (width, height * len(rows)))
+    for j, r in enumerate(rows):
+        sheet.paste(r, (0, j * height))
+    sheet.save(path)
+    return key

@@ -1,0 +1,87 @@
+"""Shared by the recorder tests: start demo_recorder_node as a real process, talk to it."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVICE = "/demo_recorder_node/episode"
+STATUS = "/demo_recorder_node/status"
+
+
+def start_recorder(env, config, params: dict, *, log_path=None, cwd=None):
+    """demo_recorder_node with the robot config plus node parameters (an overlay params file:
+    node-scoped values in the config beat `-p` overrides)."""
+    import tempfile
+
+    import yaml
+    overlay = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    yaml.safe_dump({"/**/demo_recorder_node": {"ros__parameters": params}}, overlay)
+    overlay.close()
+    args = [sys.executable, "-m", "diffusion_policy_ros.nodes.demo_recorder_node", "--ros-args",
+            "--params-file", os.path.join(REPO_ROOT, config), "--params-file", overlay.name]
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(args, env=env, cwd=cwd or REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+class Operator:
+    """The person at the keyboard: a client of the recorder's episode service."""
+
+    def __init__(self, context):
+        from diffusion_policy_ros.srv import EpisodeControl
+        self.srv = EpisodeControl
+        self.node = Node("test_operator", context=context)
+        self.client = self.node.create_client(EpisodeControl, SERVICE)
+        self.executor = MultiThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def add_node(self, node):
+        self.executor.add_node(node)
+
+    def wait_for_recorder(self, timeout=30.0, proc=None):
+        """Until a live recorder answers: its status topic ticks (a killed recorder's service can
+        linger in discovery for a while and would swallow requests)."""
+        from std_msgs.msg import String
+        heard = threading.Event()
+        sub = self.node.create_subscription(String, STATUS, lambda _m: heard.set(), 10)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if heard.wait(0.2) and self.client.wait_for_service(timeout_sec=1.0):
+                    return
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError(f"recorder exited with {proc.returncode}")
+            raise AssertionError("recorder never came up")
+        finally:
+            self.node.destroy_subscription(sub)
+
+    def call(self, command, task="", timeout=60.0):
+        req = self.srv.Request(command=getattr(self.srv.Request, command), task=task)
+        future = self.client.call_async(req)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{command} timed out")
+            time.sleep(0.01)
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,139 @@
+"""demo_recorder_node as a real process, fed by real topics: saved episodes are complete and
+match what was published, discarded and killed ones leave no trace, errors are clear."""
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import rclpy
+
+from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors, synthetic_joints, synthetic_rgb
+from diffusion_policy_ros.robot_config import load_robot_config
+from recorder_helpers import REPO_ROOT, Operator, start_recorder, stop
+
+RATE = 10.0
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_robot_config(os.path.join(REPO_ROOT, "config/single_arm.yaml"))
+
+
+@pytest.fixture(scope="module")
+def operator(rclpy_context):
+    op = Operator(rclpy_context)
+    yield op
+    op.close()
+
+
+@pytest.fixture(scope="module")
+def sensors(rclpy_context, operator, config):
+    node = SyntheticSensors(config, RATE, context=rclpy_context)
+    operator.add_node(node)
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_save_discard_and_sigkill(tmp_path, ros_env, operator, sensors, config):
+    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "demos"}, log_path=tmp_path / "recorder.log")
+    try:
+        operator.wait_for_recorder(proc=proc)
+        assert not operator.call("SAVE").success                       # nothing to save yet
+        empty = operator.call("START", "   ")
+        assert not empty.success and "task" in empty.message
+
+        saved = []
+        for i, task in enumerate(["stack the red cube", "discard me", "put the cube in the bowl"]):
+            assert operator.call("START", task).success
+            assert not operator.call("START", "again").success           # one episode at a time
+            time.sleep(1.5)
+            if task == "discard me":
+                assert operator.call("DISCARD").success
+                continue
+            res = operator.call("SAVE")
+            assert res.success, res.message
+            assert res.episode_index == len(saved) and 12 <= res.num_frames <= 17
+            saved.append((task, res.num_frames))
+
+        assert operator.call("START", "killed mid-episode").success
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop(proc)
+
+    dataset = ReplayBuffer.open(str(tmp_path / "demos"))
+    assert dataset.n_episodes == len(saved) == 2
+    for i, (task, n) in enumerate(saved):
+        ep, meta = dataset.get_episode(i), dataset.episode_meta(i)
+        assert meta["task"] == task and meta["fps"] == RATE
+        assert {len(v) for v in ep.values()} == {n}
+        t = ep["timestamp"]
+        assert np.all(np.diff(t) > 0)
+        np.testing.assert_allclose(np.diff(t), 1 / RATE, atol=1e-6)
+        # Every sample is the message published at (or just before) its tick: recover k per row.
+        k = np.floor((t - sensors.t0) * RATE + 1e-4).astype(int)
+        for row, kk in zip(ep["obs/scene/rgb"], k):
+            np.testing.assert_array_equal(row, synthetic_rgb(kk, 96, 96))
+        np.testing.assert_allclose(ep["obs/joint_pos"], np.stack([synthetic_joints(kk, 7, RATE) for kk in k]),
+                                   atol=1e-6)
+        np.testing.assert_allclose(ep["action"], np.stack([synthetic_joints(kk + 1, 7, RATE) for kk in k]),
+                                   atol=1e-6)
+        np.testing.assert_allclose(ep["obs/finger_l/tactile"][:, 0, 0], k % 50)
+        assert meta["dropped_frames"] == 0 and meta["duplicated_frames"] <= 1
+        assert meta["joint_names"] == list(config.joint_names)
+
+
+def test_dataset_name_cannot_escape_the_root(tmp_path, ros_env):
+    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": f"{tmp_path}/root", "dataset_name": "../escaped"})
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert not os.path.exists(tmp_path / "escaped")
+
+
+def test_unwritable_root_is_reported_on_start(tmp_path, ros_env, operator):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the dataset folder should be")
+    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(blocker)})
+    try:
+        operator.wait_for_recorder(proc=proc)
+        res = operator.call("START", "anything")
+        assert not res.success and "not writable" in res.message
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): disk-full path not exercised")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_keeps_earlier_episodes(tiny_disk, ros_env, operator, sensors):
+    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tiny_disk), "dataset_name": "d"})
+    try:
+        operator.wait_for_recorder(proc=proc)
+        assert operator.call("START", "fits").success
+        time.sleep(0.6)
+        first = operator.call("SAVE")
+        assert first.success, first.message
+        assert operator.call("START", "too long for the disk").success
+        time.sleep(6.0)      # ~60 frames of 96x96 RGB: more than the free space
+        res = operator.call("SAVE")
+        assert not res.success and ("space" in res.message or "disk full" in res.message), res.message
+        assert not operator.call("START", "new").success          # the unsaved episode is still held
+        assert operator.call("DISCARD").success
+    finally:
+        stop(proc)
+    dataset = ReplayBuffer.open(str(tiny_disk / "d"))
+    assert dataset.n_episodes == 1 and dataset.episode_meta(0)["task"] == "fits"
+    assert len(dataset.get_episode(0)["timestamp"]) == first.num_frames
