@@ -1,0 +1,72 @@
+"""`dpros train`: train a diffusion policy on a recorded dataset (zarr, see HELPERS.md).
+
+The observation keys default to every obs/* key of the dataset; joint names come from the
+episode metadata (or the robot config); the last --val-episodes episodes are held out for
+`dpros eval offline`. Output folder: model.safetensors, config.json, training state, loss_curve.png.
+"""
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset folder (zarr)")
+    parser.add_argument("--out", required=True, help="checkpoint folder")
+    parser.add_argument("--config", help="robot config (single_arm | bimanual | path) for joints and grippers")
+    parser.add_argument("--obs-keys", nargs="*", help="observation keys (default: all obs/* keys)")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup-steps", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--val-episodes", type=int, default=2, help="episodes held out at the end")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the state in --out")
+    parser.add_argument("--policy", default="{}", help="JSON object of PolicyConfig overrides, e.g. "
+                                                       "'{\"down_dims\": [64, 128, 256], \"horizon\": 16}'")
+
+
+def run(args) -> int:
+    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+    from diffusion_policy_ros.data.sequence_dataset import SequenceDataset
+    from diffusion_policy_ros.policy.configuration import PolicyConfig
+    from diffusion_policy_ros.training.trainer import TrainConfig, Trainer
+
+    buf = ReplayBuffer.open(args.dataset)
+    if buf.n_episodes <= args.val_episodes:
+        print(f"error: dataset has {buf.n_episodes} episodes, need more than --val-episodes {args.val_episodes}")
+        return 2
+    meta = buf.episode_meta(0)
+    joint_names, grippers = meta.get("joint_names"), []
+    rate = float(meta.get("fps", 10.0))
+    if args.config:
+        from diffusion_policy_ros.robot_config import config_path, load_robot_config
+        robot = load_robot_config(config_path(args.config))
+        joint_names, grippers, rate = list(robot.joint_names), list(robot.gripper_indices), robot.control_rate_hz
+    action_dim = buf.key_spec("action")["shape"][0]
+    joint_names = list(joint_names or [f"joint_{i}" for i in range(action_dim)])
+    if len(joint_names) != action_dim:
+        print(f"error: {len(joint_names)} joint names but actions have {action_dim} dims")
+        return 2
+    if not args.config:
+        grippers = [i for i, n in enumerate(joint_names) if n.endswith("gripper")]
+    obs_keys = args.obs_keys or [k for k in buf.keys if k.startswith("obs/")]
+    overrides = json.loads(args.policy)
+    config = PolicyConfig(obs_shapes={k: buf.key_spec(k)["shape"] for k in obs_keys}, joint_names=joint_names,
+                          gripper_dims=grippers, control_rate_hz=rate, **overrides).validate()
+    train_eps = list(range(buf.n_episodes - args.val_episodes))
+    held_out = list(range(buf.n_episodes - args.val_episodes, buf.n_episodes))
+    dataset = SequenceDataset(buf, sorted(obs_keys), config.horizon, config.n_obs_steps, config.n_action_steps,
+                              episodes=train_eps, progress=True)
+    tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                     checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed)
+    trainer = Trainer(config, dataset, tc, out_dir=args.out,
+                      extra_info={"dataset": buf.path, "held_out_episodes": held_out})
+    if args.resume and trainer.resume():
+        print(f"resumed from step {trainer.step}")
+    print(f"training on {len(train_eps)} episodes ({len(dataset)} windows), holding out {held_out}; "
+          f"obs {sorted(obs_keys)}; device {trainer.device}")
+    trainer.train()
+    print(f"checkpoint: {args.out} (loss curve: {args.out}/loss_curve.png)")
+    return 0

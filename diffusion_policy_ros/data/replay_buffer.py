@@ -1,0 +1,231 @@
+"""Episode store on zarr: `data/<key>` arrays concatenated over time, `meta/episode_ends`.
+
+Durability: add_episode writes the arrays, fsyncs the files it touched, and only then commits the
+new episode list by atomically replacing `meta/episodes.json` (episode_ends + per-episode metadata).
+A crash before that commit leaves the previous episodes intact; rows past the last committed
+episode end are ignored on open and overwritten by the next add_episode. `meta/episode_ends` is
+also mirrored as a zarr int64 array for tools that expect diffusion_policy's layout; the JSON file
+is the source of truth.
+
+Chunking: images (rgb, depth) one frame per chunk, everything else 1024 rows per chunk; all
+compressed with zarr's default codec (zstd).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import zarr
+
+COMMIT_FILE = os.path.join("meta", "episodes.json")
+FORMAT = "diffusion_policy_ros/replay_buffer"
+LOWDIM_CHUNK = 1024
+
+
+class DatasetError(RuntimeError):
+    """A dataset folder that is missing, corrupt, or data that does not fit it."""
+
+
+def _is_image_key(key: str, arr: np.ndarray) -> bool:
+    return arr.ndim >= 3 and (key.endswith("/rgb") or key.endswith("/depth") or arr.ndim == 4)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree_since(root: str, since: float) -> None:
+    """fsync every file under root modified at or after `since`, and their directories."""
+    for folder, _dirs, files in os.walk(root):
+        touched = False
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                if os.stat(path).st_mtime >= since:
+                    with open(path, "rb") as f:
+                        os.fsync(f.fileno())
+                    touched = True
+            except FileNotFoundError:
+                continue
+        if touched:
+            _fsync_dir(folder)
+
+
+def _json_ready(meta: Mapping) -> dict:
+    try:
+        return json.loads(json.dumps(dict(meta)))
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"episode metadata must be JSON-serializable: {e}") from e
+
+
+class ReplayBuffer:
+    def __init__(self, path: str, root: zarr.Group, writable: bool):
+        self.path = path
+        self.root = root
+        self.writable = writable
+        self._load_commit()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, path: str, exist_ok: bool = False) -> "ReplayBuffer":
+        """New empty dataset at path (append mode). exist_ok=True opens an existing one instead."""
+        path = os.fspath(path)
+        if os.path.exists(os.path.join(path, COMMIT_FILE)):
+            if exist_ok:
+                return cls.open(path, mode="a")
+            raise DatasetError(f"dataset {path} already exists")
+        root = zarr.open_group(path, mode="a")
+        root.require_group("data")
+        root.require_group("meta")
+        buf = cls(path, root, writable=True)
+        buf._commit([], [], {})
+        return buf
+
+    @classmethod
+    def open(cls, path: str, mode: str = "r") -> "ReplayBuffer":
+        """mode 'r': read-only; 'a': append episodes."""
+        path = os.fspath(path)
+        if mode not in ("r", "a"):
+            raise ValueError("mode must be 'r' or 'a'")
+        if not os.path.isfile(os.path.join(path, COMMIT_FILE)):
+            raise DatasetError(f"{path} is not a dataset (no {COMMIT_FILE})")
+        try:
+            root = zarr.open_group(path, mode="r" if mode == "r" else "a")
+        except Exception as e:  # zarr raises several types for broken stores
+            raise DatasetError(f"cannot open zarr store {path}: {e}") from e
+        return cls(path, root, writable=(mode == "a"))
+
+    def _load_commit(self) -> None:
+        path = os.path.join(self.path, COMMIT_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except FileNotFoundError:
+            doc = {"format": FORMAT, "episode_ends": [], "episodes": [], "keys": {}}
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"corrupt dataset {self.path}: {COMMIT_FILE} unreadable ({e})") from e
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise DatasetError(f"corrupt dataset {self.path}: {COMMIT_FILE} is not a {FORMAT} record")
+        ends = np.asarray(doc.get("episode_ends", []), dtype=np.int64)
+        episodes = doc.get("episodes", [])
+        if ends.ndim != 1 or len(episodes) != len(ends) or np.any(np.diff(np.concatenate([[0], ends])) <= 0):
+            raise DatasetError(f"corrupt dataset {self.path}: episode_ends {ends.tolist()} not strictly "
+                               "increasing or not matching the episode metadata")
+        self._ends = ends
+        self._episodes = list(episodes)
+        self._key_specs = dict(doc.get("keys", {}))
+        total = int(ends[-1]) if len(ends) else 0
+        for key in self._key_specs:
+            if key not in self.root["data"]:
+                raise DatasetError(f"corrupt dataset {self.path}: array data/{key} is missing")
+            if self.root["data"][key].shape[0] < total:
+                raise DatasetError(f"corrupt dataset {self.path}: data/{key} has "
+                                   f"{self.root['data'][key].shape[0]} rows, episodes need {total}")
+
+    def _commit(self, ends: list[int], episodes: list[dict], keys: dict) -> None:
+        doc = {"format": FORMAT, "version": 1, "episode_ends": [int(e) for e in ends], "episodes": episodes,
+               "keys": keys}
+        path = os.path.join(self.path, COMMIT_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+        self._ends = np.asarray(ends, dtype=np.int64)
+        self._episodes = list(episodes)
+        self._key_specs = dict(keys)
+        # diffusion_policy-style mirror; stale after a crash here only by the newest episode
+        self.root["meta"].create_array("episode_ends", data=self._ends, overwrite=True)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def n_episodes(self) -> int:
+        return len(self._ends)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        return self._ends.copy()
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self._key_specs)
+
+    def key_spec(self, key: str) -> dict:
+        """{'dtype': str, 'shape': per-step shape list}."""
+        return dict(self._key_specs[key])
+
+    def _check_index(self, i: int) -> int:
+        if not -self.n_episodes <= i < self.n_episodes:
+            raise IndexError(f"episode {i} out of range ({self.n_episodes} episodes)")
+        return i % self.n_episodes
+
+    def episode_slice(self, i: int) -> slice:
+        i = self._check_index(i)
+        start = int(self._ends[i - 1]) if i > 0 else 0
+        return slice(start, int(self._ends[i]))
+
+    def episode_length(self, i: int) -> int:
+        s = self.episode_slice(i)
+        return s.stop - s.start
+
+    def get_episode(self, i: int, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+        s = self.episode_slice(i)
+        return {k: np.asarray(self.root["data"][k][s]) for k in (keys or self.keys)}
+
+    def get_array(self, key: str):
+        """The zarr array of one key (all episodes concatenated; rows past n_steps are not data)."""
+        if key not in self._key_specs:
+            raise KeyError(f"no key {key!r} in dataset; keys: {self.keys}")
+        return self.root["data"][key]
+
+    def episode_meta(self, i: int) -> dict:
+        return dict(self._episodes[self._check_index(i)])
+
+    # ------------------------------------------------------------------ writing
+    def add_episode(self, data: Mapping[str, np.ndarray], meta: Mapping | None = None) -> int:
+        """Append one episode; durable on return. Returns its index."""
+        if not self.writable:
+            raise DatasetError(f"dataset {self.path} is open read-only")
+        if not data:
+            raise DatasetError("episode has no arrays")
+        arrays = {k: np.asarray(v) for k, v in data.items()}
+        lengths = {k: len(v) for k, v in arrays.items()}
+        length = next(iter(lengths.values()))
+        if length == 0 or any(n != length for n in lengths.values()):
+            raise DatasetError(f"episode arrays must share a non-zero length, got {lengths}")
+        specs = {k: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for k, v in arrays.items()}
+        if self._key_specs:
+            if set(specs) != set(self._key_specs):
+                raise DatasetError(f"episode keys {sorted(specs)} differ from the dataset's {self.keys}")
+            bad = [k for k in specs if specs[k] != self._key_specs[k]]
+            if bad:
+                raise DatasetError("episode arrays do not match the dataset: " + "; ".join(
+                    f"{k} {specs[k]} vs {self._key_specs[k]}" for k in bad))
+        meta = _json_ready(meta or {})
+        meta.setdefault("length", length)
+        start = self.n_steps
+        since = time.time() - 1.0
+        data_group = self.root["data"]
+        for key, arr in arrays.items():
+            if key not in data_group:
+                chunks = (1, *arr.shape[1:]) if _is_image_key(key, arr) else (LOWDIM_CHUNK, *arr.shape[1:])
+                data_group.create_array(key, shape=(0, *arr.shape[1:]), chunks=chunks, dtype=arr.dtype)
+            target = data_group[key]
+            target.resize((start + length, *arr.shape[1:]))   # also drops rows of an uncommitted write
+            target[start:start + length] = arr
+        _fsync_tree_since(os.path.join(self.path, "data"), since)
+        self._commit([*self._ends.tolist(), start + length], [*self._episodes, meta], specs)
+        return self.n_episodes - 1
