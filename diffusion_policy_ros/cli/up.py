@@ -1,0 +1,128 @@
+"""`dpros up sim|robot --config config/single_arm.yaml`: the launch graph without `ros2 launch`.
+
+Starts the nodes `diffusion_policy_ros.graph.build_graph` lists (the same list the launch files
+use) as separate processes, configures and activates the lifecycle policy node as a lifecycle
+manager would, and on Ctrl-C stops them (SIGINT, then SIGTERM, then SIGKILL).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from diffusion_policy_ros.graph import build_graph
+
+
+def add_arguments(parser):
+    parser.add_argument("mode", choices=["sim", "robot"], help="sim: MuJoCo + policy + safety filter")
+    parser.add_argument("--config", default="config/single_arm.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a launch argument, e.g. policy_checkpoint:=runs/x/checkpoint (repeatable)")
+    parser.add_argument("--start", action="store_true", help="also send policy/command START once active")
+    parser.add_argument("--no-activate", action="store_true", help="leave the policy node unconfigured")
+
+
+def parse_sets(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep:
+            raise SystemExit(f"--set expects NAME:=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def start_graph(specs, env=None, log_dir: str | None = None) -> list[subprocess.Popen]:
+    procs = []
+    for spec in specs:
+        out = open(os.path.join(log_dir, f"{spec.name}.log"), "w") if log_dir else None  # noqa: SIM115
+        procs.append(subprocess.Popen([sys.executable, "-m", spec.module, *spec.ros_args(log_dir)], env=env,
+                                      stdout=out, stderr=subprocess.STDOUT if out else None,
+                                      preexec_fn=_default_sigint))
+    return procs
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def stop_graph(procs, timeout: float = 5.0) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        for p in alive:
+            p.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+            time.sleep(0.05)
+
+
+def manage_lifecycle(node_names, start: bool = False, timeout: float = 120.0) -> str:
+    """configure + activate each lifecycle node (and START the policy); returns '' or an error."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from diffusion_policy_ros.srv import PolicyCommand
+    from rclpy.signals import SignalHandlerOptions
+    # no rclpy SIGINT handler: Ctrl-C must reach `dpros up` as KeyboardInterrupt
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("dpros_lifecycle_manager")
+    try:
+        for name in node_names:
+            client = node.create_client(ChangeState, f"/{name}/change_state")
+            if not client.wait_for_service(timeout_sec=timeout):
+                return f"{name}: lifecycle service not available"
+            for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+                future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+                rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+                if not future.done() or not future.result().success:
+                    return f"{name}: transition {transition} failed (see the node's log)"
+        if start:
+            client = node.create_client(PolicyCommand, "policy/command")
+            client.wait_for_service(timeout_sec=timeout)
+            future = client.call_async(PolicyCommand.Request(command=PolicyCommand.Request.START))
+            rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+            if not future.done() or not future.result().success:
+                return "policy START failed"
+        return ""
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def catch_stop_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the graph cleanly (also when started in the background,
+    where a shell leaves SIGINT ignored)."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def run(args) -> int:
+    catch_stop_signals()
+    specs = build_graph(args.mode, args.config, parse_sets(args.set))
+    procs = start_graph(specs)
+    print(f"dpros up {args.mode}: started {', '.join(s.name for s in specs)}; Ctrl-C stops", flush=True)
+    try:
+        if not args.no_activate:
+            error = manage_lifecycle([s.name for s in specs if s.lifecycle], start=args.start)
+            if error:
+                print(f"dpros up: {error}", file=sys.stderr)
+                return 1
+            print("dpros up: policy_node active" + (" and commanding" if args.start else ""), flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        dead = [s.name for s, p in zip(specs, procs) if p.poll() is not None]
+        print(f"dpros up: {', '.join(dead)} exited; stopping the graph", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_graph(procs)

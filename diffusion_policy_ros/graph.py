@@ -1,0 +1,108 @@
+"""The node graph a config brings up, without ROS: what `ros2 launch` and `dpros up` both start.
+
+Launch files (launch/*.launch.py) and `dpros up` call `build_graph`, so the nodes, their
+parameter files and their overrides cannot drift apart. Every node parameter is also a launch
+argument named `<prefix>_<parameter>` (policy_checkpoint:=..., safety_max_step_rad:=...); an
+empty value keeps the config file's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from diffusion_policy_ros.robot_config import ArmConfig, ConfigError, config_path, load_robot_config
+from diffusion_policy_ros.safety.limits import SafetyParams
+
+PACKAGE = "diffusion_policy_ros"
+MODES = {
+    "robot": ("policy_node", "safety_filter_node"),
+    "sim": ("sim_node", "policy_node", "safety_filter_node"),
+}
+LIFECYCLE_NODES = ("policy_node",)
+ARGUMENT_PREFIX = {"policy_node": "policy", "safety_filter_node": "safety", "sim_node": "sim"}
+# Parameters each node declares beyond the config file's section (defaults live in the node).
+NODE_PARAMETERS = {
+    "policy_node": ("checkpoint", "output", "sync_tolerance_s", "stale_after_s", "denoising_steps", "device",
+                    "image_transport", "start_on_activate", "status_rate_hz"),
+    "safety_filter_node": tuple(f.name for f in dataclasses.fields(SafetyParams)),
+    "sim_node": ("physics_rate_hz", "publish_rate_hz", "joint_state_rate_hz", "real_time_factor", "seed"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    name: str                      # node name and executable (`ros2 run diffusion_policy_ros <name>`)
+    params_file: str               # the robot config, passed with --params-file
+    overrides: dict[str, Any]      # parameters set on top of the file
+    lifecycle: bool = False
+    namespace: str = ""
+
+    @property
+    def executable(self) -> str:
+        return self.name
+
+    @property
+    def module(self) -> str:
+        return f"{PACKAGE}.nodes.{self.name}"
+
+    def ros_args(self, work_dir: str | None = None) -> list[str]:
+        """Command-line ROS arguments. Overrides go in a second parameter file for this node
+        (a later file wins for the same node; `-p` would lose to the config's node section)."""
+        args = ["--ros-args", "-r", f"__node:={self.name}", "--params-file", self.params_file]
+        if self.overrides:
+            fd, path = tempfile.mkstemp(prefix=f"{self.name}_", suffix=".yaml", dir=work_dir)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                yaml.safe_dump({f"/**/{self.name}": {"ros__parameters": dict(self.overrides)}}, f)
+            args += ["--params-file", path]
+        return args
+
+
+def launch_arguments(mode: str) -> dict[str, tuple[str, str]]:
+    """Launch argument name -> (node, parameter) for every parameter of the mode's nodes."""
+    out = {}
+    for node in MODES[mode]:
+        for name in NODE_PARAMETERS[node]:
+            out[f"{ARGUMENT_PREFIX[node]}_{name}"] = (node, name)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A launch/CLI value as YAML (numbers, booleans, lists), like `-p name:=value`."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def build_graph(mode: str, config: str, arguments: Mapping[str, str] | None = None,
+                use_sim_time: bool | None = None) -> list[NodeSpec]:
+    """Nodes for `mode` ('robot' or 'sim') from the config; `arguments`: launch-argument values."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown graph mode {mode!r}; choose from {sorted(MODES)}")
+    path = config_path(config)
+    robot = load_robot_config(path)  # validates the file before anything starts
+    known = launch_arguments(mode)
+    overrides: dict[str, dict[str, Any]] = {node: {} for node in MODES[mode]}
+    for key, text in (arguments or {}).items():
+        if key not in known:
+            raise ConfigError(f"unknown argument {key!r} for mode {mode}; known: {', '.join(sorted(known))}")
+        if str(text) != "":
+            node, name = known[key]
+            overrides[node][name] = parse_value(str(text))
+    if use_sim_time is None:
+        use_sim_time = mode == "sim"  # the sim's stamps follow simulated time, published on /clock
+    for node in overrides:
+        if node != "sim_node":
+            overrides[node].setdefault("use_sim_time", bool(use_sim_time))
+    checkpoint = overrides.get("policy_node", {}).get("checkpoint") or robot.node_params("policy_node").get("checkpoint")
+    if "policy_node" in overrides and checkpoint and not os.path.isdir(str(checkpoint)):
+        raise ConfigError(f"policy checkpoint {checkpoint} is not a folder")
+    return [NodeSpec(node, path, overrides[node], lifecycle=node in LIFECYCLE_NODES) for node in MODES[mode]]
+
+
+def policy_forward_topic(arm: ArmConfig) -> str:
+    """Where the policy publishes Float64MultiArray commands (output float64_multi_array); the
+    safety filter reads them there, beside the arm's JointTrajectory `policy_topic`."""
+    return f"{arm.policy_topic.rsplit('/', 1)[0]}/commands"

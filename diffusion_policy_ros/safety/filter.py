@@ -1,0 +1,364 @@
+"""The three-band safety filter: pass, clamp, or reject-and-hold every joint command.
+
+Every trajectory it forwards ends in a braking tail (each joint decelerating at its
+acceleration limit), and a point is accepted only if the robot could still stop safely from
+it: the tail stays inside the joint limits (with margin), the Cartesian workspace box and the
+inter-arm clearance. Velocity, acceleration and per-point step are enforced by construction
+(velocities are clipped to the window the previous segment allows). So whatever arrives, the
+path the controller executes never leaves the limits, and when commands stop the robot has
+already been told how to stop. All times are absolute seconds; the ROS node supplies `now`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from diffusion_policy_ros.safety.limits import JointLimits, SafetyParams
+from diffusion_policy_ros.safety.rotations import rpy_to_matrix
+from diffusion_policy_ros.safety.trajectory import Trajectory
+
+ACTION_CLAMP, ACTION_REJECT, ACTION_HOLD = 1, 2, 3  # SafetyEvent.msg constants
+_EPS = 1e-9
+_MIN_FUTURE_S = 1e-3  # a point closer than this to `now` counts as already passed
+
+
+class Band(enum.IntEnum):
+    PASS = 0
+    CLAMP = 1
+    REJECT = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class SafetyEvent:
+    action: int
+    reason: str
+    arm: str
+    joint_names: tuple[str, ...]
+    requested: tuple[float, ...]
+    applied: tuple[float, ...]
+    message: str
+    stamp: float
+
+
+@dataclasses.dataclass
+class FilterResult:
+    arm: str
+    band: Band
+    trajectory: Trajectory | None   # what to send to the controller (None: nothing new)
+    events: list[SafetyEvent]
+
+
+class SafetyFilter:
+    """Filter state for all arms of one robot (one instance, so arms can be kept apart)."""
+
+    def __init__(self, limits: Mapping[str, JointLimits], params: SafetyParams, period: float,
+                 kinematics=None, max_horizon_s: float = 0.5):
+        self.limits = dict(limits)
+        self.params = params
+        self.period = float(period)
+        self.kinematics = kinematics
+        self.max_horizon_s = max(float(max_horizon_s), self.period)
+        self._workspace_rotation = rpy_to_matrix(*params.workspace_rpy)
+        self._plans: dict[str, Trajectory] = {}
+        self._command_end: dict[str, float] = {arm: -math.inf for arm in self.limits}
+        self._holding: dict[str, bool] = {arm: True for arm in self.limits}
+        self._measured: dict[str, np.ndarray] = {}
+        self._other_poses: dict[str, list] = {}
+        self.estop_engaged = False
+        self.estop_reason = ""
+        self.counts = {band: 0 for band in Band}
+
+    # ---- state -------------------------------------------------------------------------------
+    def ready(self, arm: str) -> bool:
+        return arm in self._plans
+
+    def plan(self, arm: str) -> Trajectory | None:
+        return self._plans.get(arm)
+
+    def holding(self, arm: str) -> bool:
+        return self._holding[arm]
+
+    def update_joint_state(self, arm: str, names: Sequence[str], positions: Sequence[float],
+                           now: float) -> bool:
+        """Record the measured positions; re-anchor the plan to them while the arm is at rest."""
+        lim = self.limits[arm]
+        index = {n: i for i, n in enumerate(names)}
+        if any(n not in index for n in lim.names):
+            return False
+        q = np.array([positions[index[n]] for n in lim.names], dtype=float)
+        if not np.all(np.isfinite(q)):
+            return False
+        self._measured[arm] = q
+        plan = self._plans.get(arm)
+        if plan is None or (self._holding[arm] and now >= plan.end_time):
+            self._plans[arm] = Trajectory.hold(now, q)
+        return True
+
+    # ---- commands ----------------------------------------------------------------------------
+    def filter_command(self, arm: str, names: Sequence[str], times: Sequence[float],
+                       positions, now: float) -> FilterResult:
+        """Filter one trajectory command (absolute point times) for one arm."""
+        lim = self.limits[arm]
+        if self.estop_engaged:
+            return self._reject(arm, now, "estop", f"e-stop engaged ({self.estop_reason})")
+        if arm not in self._plans:
+            return self._reject(arm, now, "no_joint_state", "no joint state received for this arm yet")
+        names = list(names)
+        if len(set(names)) != len(names) or set(names) != set(lim.names):
+            unexpected = sorted(set(names) - set(lim.names))
+            missing = sorted(set(lim.names) - set(names))
+            return self._reject(arm, now, "unknown_joint",
+                                f"joint names must be exactly {list(lim.names)}; unexpected {unexpected}, "
+                                f"missing {missing}")
+        requested = np.asarray(positions, dtype=float)
+        times = np.asarray(times, dtype=float)
+        if requested.ndim != 2 or requested.shape != (len(times), len(names)) or len(times) == 0:
+            return self._reject(arm, now, "invalid_trajectory",
+                                f"need N points of {len(names)} positions, got shape {requested.shape}")
+        requested = requested[:, [names.index(n) for n in lim.names]]
+        if not (np.all(np.isfinite(requested)) and np.all(np.isfinite(times))):
+            bad = [lim.names[j] for j in np.flatnonzero(~np.all(np.isfinite(requested), axis=0))]
+            return self._reject(arm, now, "non_finite", f"NaN or Inf in the command (joints {bad})",
+                                requested=requested[0])
+        if np.any(np.diff(times) <= 0):
+            return self._reject(arm, now, "invalid_trajectory", "point times must strictly increase")
+        future = times > now + _MIN_FUTURE_S
+        if not future.any():
+            return self._reject(arm, now, "past_trajectory",
+                                f"all {len(times)} points are in the past (last {now - times[-1]:.3f} s ago)")
+        times, requested = times[future], requested[future]
+        within = times <= now + self.max_horizon_s
+        within[0] = True  # commands stay short so that a silent source is noticed quickly
+        times, requested = times[within], requested[within]
+
+        beyond = np.maximum(lim.lower - requested, requested - lim.upper).max(axis=0)
+        beyond[lim.is_gripper] = 0.0  # gripper targets out of range are clamped (open/close fully)
+        if np.any(beyond > self.params.reject_beyond_limit_rad):
+            bad = [lim.names[j] for j in np.flatnonzero(beyond > self.params.reject_beyond_limit_rad)]
+            return self._reject(arm, now, "position_limit",
+                                f"targets far outside the joint limits (joints {bad})", requested=requested[0])
+        ref_q, ref_v = self._plans[arm].state_at(now)
+        jump = np.abs(requested[0] - ref_q)
+        jump[lim.is_gripper] = 0.0
+        if jump.max() > self.params.reject_step_rad:
+            return self._reject(arm, now, "max_step",
+                                f"first point {jump.max():.3f} rad from the robot "
+                                f"(> reject_step_rad {self.params.reject_step_rad})", requested=requested[0])
+
+        reasons: dict[str, str] = {}
+        targets = np.clip(requested, lim.safe_lower, lim.safe_upper)
+        clipped = np.any(np.abs(targets - requested) > _EPS, axis=0)
+        if np.any(clipped & ~lim.is_gripper):
+            reasons["position_limit"] = "targets clamped inside the joint limits minus margin"
+        if np.any(clipped & lim.is_gripper):
+            reasons["gripper_limit"] = "gripper targets clamped to the gripper range"
+
+        self._other_poses = self._poses_of_other_arms(arm, now)
+        out_t, out_q, tail_t, tail_q, stopped = self._follow(arm, now, ref_q, ref_v, times, targets, reasons)
+        if not out_t:
+            result = self._reject(arm, now, stopped or "workspace",
+                                  "no safe step toward the command; holding", requested=requested[0])
+            return result
+        plan = Trajectory(now, ref_q, ref_v, np.array(out_t + tail_t), np.array(out_q + tail_q))
+        self._plans[arm] = plan
+        self._command_end[arm] = out_t[-1]
+        self._holding[arm] = False
+        events = self._clamp_events(arm, now, plan, times, requested, reasons)
+        band = Band.CLAMP if events else Band.PASS
+        self.counts[band] += 1
+        return FilterResult(arm, band, plan, events)
+
+    def _follow(self, arm, now, q_prev, v_prev, times, targets, reasons):
+        """Walk the command point by point, keeping each step stoppable; returns accepted points
+        and the braking tail of the last one."""
+        lim = self.limits[arm]
+        step_cap = np.where(lim.is_gripper, np.inf, self.params.max_step_rad / self.period)
+        vcap = np.minimum(lim.max_velocity, step_cap)
+        tail_t, tail_q = self._brake(now, q_prev, v_prev, lim)
+        out_t, out_q = [], []
+        t_prev = now
+        for t_goal, q_goal in _subdivide(now, q_prev, times, targets, self.period):
+            dt = t_goal - t_prev
+            v_want = (q_goal - q_prev) / dt
+            lo = np.maximum(-vcap, v_prev - lim.max_acceleration * dt)
+            hi = np.minimum(vcap, v_prev + lim.max_acceleration * dt)
+            hi = np.maximum(lo, hi)
+            v_new = np.clip(v_want, lo, hi)
+            if np.any(np.abs(v_new - v_want) > _EPS):
+                accel_bound = (v_want > hi + _EPS) & (hi < vcap) | (v_want < lo - _EPS) & (lo > -vcap)
+                if np.any(accel_bound):
+                    reasons.setdefault("acceleration_limit", "velocity change limited by max acceleration")
+                if np.any(~accel_bound & (lim.max_velocity <= step_cap)):
+                    reasons.setdefault("velocity_limit", "joint velocity clamped")
+                if np.any(~accel_bound & (lim.max_velocity > step_cap)):
+                    reasons.setdefault("max_step", f"step per point clamped to {self.params.max_step_rad} rad")
+            v_slow = np.sign(v_prev) * np.maximum(np.abs(v_prev) - lim.max_acceleration * dt, 0.0)
+            v_slow = np.clip(v_slow, lo, hi)
+            accepted = None
+            violation = None
+            for alpha in (1.0, 0.5, 0.25, 0.0):
+                v = v_slow + alpha * (v_new - v_slow)
+                q = q_prev + v * dt
+                cand_t, cand_q = self._brake(t_goal, q, v, lim)
+                found = self._violation(arm, [t_goal] + cand_t, [q] + cand_q)
+                if found is None:
+                    accepted = (v, q, cand_t, cand_q, alpha)
+                    break
+                violation = violation or found
+            if accepted is None:
+                reasons.setdefault(violation, f"stopped before the {violation.replace('_', ' ')} bound")
+                return out_t, out_q, tail_t, tail_q, violation
+            v_prev, q_prev, tail_t, tail_q, alpha = accepted
+            if alpha < 1.0:
+                reasons.setdefault(violation or "workspace", "step shortened to stay stoppable inside the limits")
+            t_prev = t_goal
+            out_t.append(t_goal)
+            out_q.append(q_prev)
+        return out_t, out_q, tail_t, tail_q, None
+
+    def _brake(self, t0: float, q: np.ndarray, v: np.ndarray, lim: JointLimits):
+        """Points of a stop from (q, v): every joint decelerates at its limit, one period apart."""
+        times, points = [], []
+        dv = lim.max_acceleration * self.period
+        while True:
+            v = np.sign(v) * np.maximum(np.abs(v) - dv, 0.0)
+            if not np.any(v):
+                return times, points
+            q = q + v * self.period
+            t0 += self.period
+            times.append(t0)
+            points.append(q)
+
+    def _poses_of_other_arms(self, arm: str, now: float) -> dict[str, list]:
+        """Link poses of every other arm at each position its plan still passes through.
+
+        A new point must clear all of them, not just the pose at the same instant: then, whichever
+        arm planned last checked every pairing still ahead, so re-planning one arm cannot create
+        a collision with the other arm's older plan."""
+        if self.kinematics is None:
+            return {}
+        poses = {}
+        for other, plan in self._plans.items():
+            if other == arm:
+                continue
+            positions = [plan.state_at(now)[0]] + [q for t, q in zip(plan.times, plan.positions) if t > now]
+            poses[other] = []
+            for q in positions:
+                self.kinematics.update({other: q})
+                poses[other].append(self.kinematics.arm_pose(other))
+        return poses
+
+    def _violation(self, arm: str, times: Sequence[float], points: Sequence[np.ndarray]) -> str | None:
+        lim = self.limits[arm]
+        for t, q in zip(times, points):
+            outside = (q < lim.safe_lower - _EPS) | (q > lim.safe_upper + _EPS)
+            if np.any(outside):
+                return "gripper_limit" if np.all(lim.is_gripper[outside]) else "position_limit"
+            if self.kinematics is None:
+                continue
+            self.kinematics.update({arm: q})
+            if not self.inside_workspace(self.kinematics.end_effector(arm)):
+                return "workspace"
+            for other, poses in self._other_poses.items():
+                for pose in poses:
+                    self.kinematics.set_arm_pose(other, pose)
+                    distance = self.kinematics.arm_distance(arm, other, 2 * self.params.min_arm_distance_m)
+                    if distance < self.params.min_arm_distance_m:
+                        return "arm_clearance"
+        return None
+
+    def inside_workspace(self, point: np.ndarray) -> bool:
+        local = self._workspace_rotation.T @ np.asarray(point, dtype=float)
+        return bool(np.all(local >= np.asarray(self.params.workspace_min) - _EPS)
+                    and np.all(local <= np.asarray(self.params.workspace_max) + _EPS))
+
+    def _clamp_events(self, arm, now, plan, times, requested, reasons) -> list[SafetyEvent]:
+        if not reasons:
+            # Also catch changes no single check named (e.g. a stop part-way through).
+            applied = np.array([plan.state_at(t)[0] for t in times])
+            if np.all(np.abs(applied - requested) <= 1e-7):
+                return []
+            reasons = {"max_step": "command modified"}
+        lim = self.limits[arm]
+        applied = np.array([plan.state_at(t)[0] for t in times])
+        deviation = np.abs(applied - requested)
+        row = int(np.argmax(deviation.max(axis=1)))
+        joints = np.flatnonzero(deviation[row] > 1e-7)
+        if len(joints) == 0:
+            joints = np.arange(len(lim.names))
+        return [SafetyEvent(ACTION_CLAMP, reason, arm, tuple(lim.names[j] for j in joints),
+                            tuple(float(requested[row, j]) for j in joints),
+                            tuple(float(applied[row, j]) for j in joints), message, now)
+                for reason, message in reasons.items()]
+
+    # ---- holds -------------------------------------------------------------------------------
+    def _hold_plan(self, arm: str, now: float) -> Trajectory:
+        """Stop from where the current plan is now, as fast as the acceleration limit allows."""
+        lim = self.limits[arm]
+        q, v = self._plans[arm].state_at(now)
+        times, points = self._brake(now, q, v, lim)
+        if not points:
+            times, points = [now + self.period], [q]
+        if np.all(q >= lim.safe_lower - _EPS) and np.all(q <= lim.safe_upper + _EPS):
+            points = [np.clip(p, lim.safe_lower, lim.safe_upper) for p in points]
+        plan = Trajectory(now, q, v, np.array(times), np.array(points))
+        self._plans[arm] = plan
+        self._holding[arm] = True
+        return plan
+
+    def _reject(self, arm, now, reason, message, requested=None) -> FilterResult:
+        lim = self.limits[arm]
+        self.counts[Band.REJECT] += 1
+        plan = self._hold_plan(arm, now) if arm in self._plans else None
+        req = tuple(float(x) for x in requested) if requested is not None else ()
+        event = SafetyEvent(ACTION_REJECT, reason, arm, lim.names if req else (), req,
+                            tuple(math.nan for _ in req), message, now)
+        return FilterResult(arm, Band.REJECT, plan, [event])
+
+    def tick(self, now: float) -> list[FilterResult]:
+        """Watchdog: hold every arm whose last valid command ran out more than the timeout ago."""
+        results = []
+        for arm in self.limits:
+            if arm in self._plans and not self._holding[arm] \
+                    and now >= self._command_end[arm] + self.params.watchdog_timeout_s:
+                plan = self._hold_plan(arm, now)
+                q = plan.final_position
+                event = SafetyEvent(ACTION_HOLD, "stale_command", arm,
+                                    self.limits[arm].names, tuple(q), tuple(q),
+                                    f"no new command {now - self._command_end[arm]:.3f} s after the last "
+                                    "one ran out; holding", now)
+                results.append(FilterResult(arm, Band.REJECT, plan, [event]))
+        return results
+
+    def engage_estop(self, now: float, reason: str = "") -> list[FilterResult]:
+        """Latch the e-stop: every arm stops now; commands are rejected until `release_estop`."""
+        self.estop_engaged = True
+        self.estop_reason = reason or "e-stop"
+        results = []
+        for arm in self.limits:
+            if arm in self._plans:
+                plan = self._hold_plan(arm, now)
+                q = tuple(plan.final_position)
+                results.append(FilterResult(arm, Band.REJECT, plan, [SafetyEvent(
+                    ACTION_HOLD, "estop", arm, self.limits[arm].names, q, q,
+                    f"e-stop engaged: {self.estop_reason}", now)]))
+        return results
+
+    def release_estop(self) -> None:
+        self.estop_engaged = False
+        self.estop_reason = ""
+
+
+def _subdivide(now, q0, times, targets, period):
+    """Yield (time, target) with consecutive times at most one period apart (linear in between)."""
+    t_prev, q_prev = now, q0
+    for t, q in zip(times, targets):
+        pieces = max(1, math.ceil((t - t_prev) / period - 1e-6))  # stamps carry ns rounding
+        for k in range(1, pieces + 1):
+            frac = k / pieces
+            yield t_prev + frac * (t - t_prev), q_prev + frac * (q - q_prev)
+        t_prev, q_prev = t, q

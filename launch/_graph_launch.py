@@ -1,0 +1,50 @@
+"""Shared by robot.launch.py and sim.launch.py: launch arguments and nodes from
+`diffusion_policy_ros.graph.build_graph`, the list `dpros up` starts too."""
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
+
+from diffusion_policy_ros.graph import PACKAGE, build_graph, launch_arguments
+from diffusion_policy_ros.resources import package_share_path
+
+
+def _nodes(context, mode):
+    values = {name: context.perform_substitution(_arg(name)) for name in launch_arguments(mode)}
+    config = context.perform_substitution(_arg("config"))
+    actions = []
+    for spec in build_graph(mode, config, values):
+        params = [spec.params_file, spec.overrides] if spec.overrides else [spec.params_file]
+        if not spec.lifecycle:
+            actions.append(Node(package=PACKAGE, executable=spec.executable, name=spec.name,
+                                namespace=spec.namespace, parameters=params, output="screen"))
+            continue
+        node = LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name,
+                             namespace=spec.namespace, parameters=params, output="screen")
+        configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                                transition_id=Transition.TRANSITION_CONFIGURE))
+        activate = RegisterEventHandler(OnStateTransition(
+            target_lifecycle_node=node, goal_state="inactive",
+            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                                  transition_id=Transition.TRANSITION_ACTIVATE))]))
+        actions += [activate, node, configure]
+    return actions
+
+
+def _arg(name):
+    from launch.substitutions import LaunchConfiguration
+    return LaunchConfiguration(name)
+
+
+def graph_launch_description(mode: str, default_config: str = "single_arm.yaml") -> LaunchDescription:
+    args = [DeclareLaunchArgument("config", default_value=os.path.join(package_share_path("config"), default_config),
+                                  description="robot config (config/single_arm.yaml, config/bimanual.yaml)")]
+    for name, (node, param) in launch_arguments(mode).items():
+        args.append(DeclareLaunchArgument(name, default_value="",
+                                          description=f"{node} parameter {param} ('' keeps the config's)"))
+    return LaunchDescription(args + [OpaqueFunction(function=_nodes, args=[mode])])

@@ -1,0 +1,263 @@
+"""Property tests of the safety filter's math (no ROS graph): whatever command stream arrives,
+the path the controller is told to execute stays inside every limit, and every intervention is
+reported. The robot model is the real MJCF (resource/mjcf/*.xml) through MuJoCo."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from diffusion_policy_ros.robot_config import load_robot_config
+from diffusion_policy_ros.safety import Band
+from diffusion_policy_ros.safety.build import build_safety_filter
+from diffusion_policy_ros.safety.filter import ACTION_CLAMP, ACTION_HOLD, ACTION_REJECT
+
+HOME = np.array([0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04])  # tcp near (0.3, 0, 0.3) in the arm base frame
+# Bimanual: both tcps at the table centre with this pose (the arms would collide).
+REACH = np.array([0.0, 0.57, 0.02, 0.0, -0.96, 0.0, 0.04])
+TOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def single_config():
+    return load_robot_config("config/single_arm.yaml")
+
+
+@pytest.fixture(scope="module")
+def bimanual_config():
+    return load_robot_config("config/bimanual.yaml")
+
+
+class ExecutedPath:
+    """What a JTC executes: each new trajectory replaces the old one from its start time on.
+
+    Each knot remembers how long the segment after it was planned to last: a velocity change at
+    a knot is spread over that segment, so |dv| <= a_max * planned duration is the acceleration
+    bound (a later replacement may cut the segment short, which only ends the motion sooner)."""
+
+    def __init__(self, t0, q0):
+        self.t = [t0]
+        self.q = [np.asarray(q0, float)]
+        self.planned = [math.inf]
+
+    def replace(self, plan):
+        keep = [i for i, t in enumerate(self.t) if t < plan.start - 1e-12]
+        q_now, _ = self.state(plan.start)
+        knots = np.concatenate([[plan.start], plan.times])
+        self.t = [self.t[i] for i in keep] + list(knots)
+        self.q = [self.q[i] for i in keep] + [q_now] + list(plan.positions)
+        self.planned = [self.planned[i] for i in keep] + list(np.diff(knots)) + [math.inf]
+
+    def state(self, t):
+        if t >= self.t[-1]:
+            return self.q[-1].copy(), None
+        i = int(np.searchsorted(self.t, t, side="right")) - 1
+        frac = (t - self.t[i]) / (self.t[i + 1] - self.t[i])
+        return self.q[i] + frac * (self.q[i + 1] - self.q[i]), None
+
+
+def check_path(path: ExecutedPath, filt, arm, kinematics=True):
+    lim = filt.limits[arm]
+    p = filt.params
+    t, q = np.array(path.t), np.array(path.q)
+    assert np.all(q >= lim.safe_lower - TOL) and np.all(q <= lim.safe_upper + TOL), "position limit"
+    dt = np.diff(t)
+    keep = dt > 1e-9
+    v = np.diff(q, axis=0)[keep] / dt[keep, None]
+    planned = np.array(path.planned[:-1])[keep]
+    v = np.vstack([np.zeros((1, q.shape[1])), v, np.zeros((1, q.shape[1]))])  # at rest before and after
+    planned = np.append(planned, filt.period)
+    assert np.all(np.abs(v) <= lim.max_velocity + TOL), "velocity limit"
+    step = np.abs(np.diff(q, axis=0))[:, ~lim.is_gripper]
+    assert np.all(step <= p.max_step_rad + TOL), "max step"
+    dv = np.abs(np.diff(v, axis=0))
+    assert np.all(dv <= lim.max_acceleration * planned[:, None] + 1e-6), "acceleration limit"
+    if kinematics:
+        for qi in q:
+            filt.kinematics.update({arm: qi})
+            assert filt.inside_workspace(filt.kinematics.end_effector(arm)), "workspace"
+
+
+def command_strategy(n_joints):
+    finite = st.floats(-0.8, 0.8)
+    wild = st.sampled_from([math.nan, math.inf, -math.inf, 5.0, -5.0, 0.31, -0.31])
+    offset = st.one_of(finite, finite, finite, finite, finite, wild)
+    point = st.lists(offset, min_size=n_joints, max_size=n_joints)
+    return st.fixed_dictionaries({
+        "delay": st.floats(0.0, 0.4),                    # time since the previous command
+        "t0": st.floats(-0.25, 0.2),                     # first point's time relative to now
+        "step": st.floats(0.02, 0.3),                    # spacing of points
+        "points": st.lists(point, min_size=1, max_size=8),
+        "names": st.sampled_from(["ok", "ok", "ok", "ok", "shuffled", "wrong"]),
+    })
+
+
+def run_stream(filt, arm, stream, t0=100.0):
+    lim = filt.limits[arm]
+    names = list(lim.names)
+    now = t0
+    filt.update_joint_state(arm, names, HOME, now)
+    path = ExecutedPath(now, HOME)
+    results = []
+    for cmd in stream:
+        # the watchdog ticks between commands, as the node's timer does
+        for k in range(1, int(cmd["delay"] / 0.02) + 1):
+            for r in filt.tick(now + 0.02 * k):
+                path.replace(r.trajectory)
+                results.append((r, None))
+        now += cmd["delay"] + 1e-4
+        q_now, _ = filt.plan(arm).state_at(now)
+        offsets = np.array(cmd["points"], float)
+        with np.errstate(invalid="ignore"):  # inf - inf in a wild command stays a NaN command
+            positions = q_now + np.cumsum(offsets, axis=0)
+        times = now + cmd["t0"] + cmd["step"] * np.arange(len(offsets))
+        cmd_names = names
+        if cmd["names"] == "shuffled":
+            order = np.random.default_rng(len(offsets)).permutation(len(names))
+            cmd_names = [names[i] for i in order]
+            positions = positions[:, order]
+        elif cmd["names"] == "wrong":
+            cmd_names = names[:-1] + ["elbow_of_someone_else"]
+        r = filt.filter_command(arm, cmd_names, times, positions, now)
+        results.append((r, (cmd_names, times, positions, cmd)))
+        if r.trajectory is not None:
+            path.replace(r.trajectory)
+    return path, results
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=st.lists(command_strategy(7), min_size=1, max_size=10))
+def test_no_forwarded_command_violates_a_limit(single_config, stream):
+    filt = build_safety_filter(single_config)
+    path, results = run_stream(filt, "arm", stream)
+    check_path(path, filt, "arm")
+    for r, cmd in results:
+        if r.band is not Band.PASS:
+            assert r.events, "every clamp or reject produces a safety event"
+            assert all(e.action in (ACTION_CLAMP, ACTION_REJECT, ACTION_HOLD) for e in r.events)
+        else:
+            assert not r.events
+            names, times, positions, _ = cmd
+            order = [names.index(n) for n in filt.limits["arm"].names]
+            for t, q in zip(times, positions[:, order]):
+                if r.trajectory.start + 1e-3 < t <= r.trajectory.start + filt.max_horizon_s:
+                    np.testing.assert_allclose(r.trajectory.state_at(t)[0], q, atol=1e-7)
+        if cmd is not None:
+            names, _, positions, spec = cmd
+            if spec["names"] == "wrong":
+                assert r.band is Band.REJECT and r.events[0].reason == "unknown_joint"
+            elif not np.all(np.isfinite(positions)):
+                assert r.band is Band.REJECT and r.events[0].reason == "non_finite"
+
+
+def test_nan_rejects_and_holds(single_config):
+    filt = build_safety_filter(single_config)
+    names = list(filt.limits["arm"].names)
+    filt.update_joint_state("arm", names, HOME, 10.0)
+    moving = filt.filter_command("arm", names, 10.0 + 0.1 * np.arange(1, 6),
+                                 HOME + np.linspace(0.02, 0.1, 5)[:, None] * np.r_[1, 0, 0, 0, 0, 0, 0], 10.0)
+    assert moving.band is Band.PASS
+    bad = HOME.copy()
+    bad[2] = math.nan
+    r = filt.filter_command("arm", names, [10.25], [bad], 10.15)
+    assert r.band is Band.REJECT and r.events[0].reason == "non_finite" and r.events[0].action == ACTION_REJECT
+    assert all(math.isnan(x) for x in r.events[0].applied)
+    assert filt.holding("arm")
+    # the hold stops the arm: no motion after the braking tail
+    q_end = r.trajectory.final_position
+    assert np.allclose(filt.plan("arm").state_at(20.0)[0], q_end)
+    assert abs(q_end[0] - HOME[0]) < 0.2
+
+
+def test_stale_command_holds_within_timeout(single_config):
+    filt = build_safety_filter(single_config)
+    names = list(filt.limits["arm"].names)
+    filt.update_joint_state("arm", names, HOME, 0.0)
+    times = np.array([0.1, 0.2, 0.3])
+    r = filt.filter_command("arm", names, times, np.tile(HOME, (3, 1)) + 0.01, 0.0)
+    assert r.band is Band.PASS
+    timeout = filt.params.watchdog_timeout_s
+    assert filt.tick(0.3 + timeout - 0.01) == []
+    holds = filt.tick(0.3 + timeout)
+    assert len(holds) == 1
+    event = holds[0].events[0]
+    assert event.action == ACTION_HOLD and event.reason == "stale_command"
+    assert filt.holding("arm") and filt.tick(5.0) == []  # one hold, not a stream of them
+
+
+def test_estop_latched_until_released(single_config):
+    filt = build_safety_filter(single_config)
+    names = list(filt.limits["arm"].names)
+    filt.update_joint_state("arm", names, HOME, 0.0)
+    results = filt.engage_estop(0.0, "test")
+    assert [e.reason for r in results for e in r.events] == ["estop"]
+    for k in range(1, 20):  # time passing, watchdog ticks and valid commands do not release it
+        now = 0.1 * k
+        assert filt.tick(now) == []
+        r = filt.filter_command("arm", names, [now + 0.1], [HOME], now)
+        assert r.band is Band.REJECT and r.events[0].reason == "estop"
+    assert filt.estop_engaged
+    filt.release_estop()
+    r = filt.filter_command("arm", names, [2.1], [HOME], 2.0)
+    assert r.band is Band.PASS
+
+
+def test_workspace_box_stops_before_the_boundary(single_config):
+    params = dict(single_config.node_params("safety_filter_node"))
+    filt = build_safety_filter(single_config)
+    filt.update_joint_state("arm", list(filt.limits["arm"].names), HOME, 0.0)
+    filt.kinematics.update({"arm": HOME})
+    z0 = filt.kinematics.end_effector("arm")[2]
+    # lower the arm toward the table with joint_2 until far below the box floor (z = 0)
+    names = list(filt.limits["arm"].names)
+    now, path = 0.0, ExecutedPath(0.0, HOME)
+    reasons = set()
+    for _ in range(40):
+        q, _ = filt.plan("arm").state_at(now)
+        target = q + np.r_[0, 0.2, 0, 0, 0, 0, 0]
+        r = filt.filter_command("arm", names, [now + 0.1, now + 0.2], [q + (target - q) / 2, target], now)
+        reasons |= {e.reason for e in r.events}
+        path.replace(r.trajectory)
+        now += 0.1
+    check_path(path, filt, "arm")
+    assert "workspace" in reasons or "position_limit" in reasons
+    assert params["workspace_min"][2] <= z0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=st.lists(st.tuples(st.sampled_from(["left", "right"]), command_strategy(7)),
+                       min_size=1, max_size=8))
+def test_two_arms_keep_their_distance(bimanual_config, stream):
+    filt = build_safety_filter(bimanual_config)
+    now = 0.0
+    # both arms reach toward each other; the filter must keep min_arm_distance_m between links
+    for arm in ("left", "right"):
+        filt.update_joint_state(arm, list(filt.limits[arm].names), HOME, now)
+    paths = {arm: ExecutedPath(now, HOME) for arm in ("left", "right")}
+    reasons = set()
+    for arm, cmd in stream:
+        names = list(filt.limits[arm].names)
+        now += cmd["delay"] + 1e-4
+        for r in filt.tick(now):
+            paths[r.arm].replace(r.trajectory)
+        q_now, _ = filt.plan(arm).state_at(now)
+        noise = np.nan_to_num(np.array(cmd["points"]), nan=0, posinf=0, neginf=0) * 0.1
+        frac = np.linspace(0.3, 1.0, len(noise))[:, None]
+        positions = q_now + frac * (REACH - q_now) + noise
+        times = now + 0.1 * np.arange(1, len(positions) + 1)
+        r = filt.filter_command(arm, names, times, positions, now)
+        reasons.update(e.reason for e in r.events)
+        if r.band is not Band.PASS:
+            assert r.events
+        paths[arm].replace(r.trajectory)
+        other = "right" if arm == "left" else "left"
+        for t, q in zip(r.trajectory.times, r.trajectory.positions):
+            filt.kinematics.update({arm: q, other: filt.plan(other).state_at(t)[0]})
+            assert filt.kinematics.arm_distance(arm, other, 1.0) >= filt.params.min_arm_distance_m - TOL
+    for arm in paths:
+        check_path(paths[arm], filt, arm, kinematics=False)
+    if len(stream) >= 6 and {a for a, _ in stream} == {"left", "right"}:
+        assert reasons, "arms driven toward each other must have been stopped somewhere"
