@@ -22,15 +22,24 @@ PACKAGE = "diffusion_policy_ros"
 MODES = {
     "robot": ("policy_node", "safety_filter_node"),
     "sim": ("sim_node", "policy_node", "safety_filter_node"),
+    # Teleoperated demonstrations: the teleop source drives the robot through the same safety
+    # filter as the policy would, and the recorder records sensors + the teleop commands.
+    "record": ("sim_node", "teleop", "safety_filter_node", "demo_recorder_node"),
 }
+TELEOP_NODES = {"expert": "expert_teleop_node", "leader": "leader_follower_teleop_node",
+                "joy": "joy_teleop_node"}
 LIFECYCLE_NODES = ("policy_node",)
-ARGUMENT_PREFIX = {"policy_node": "policy", "safety_filter_node": "safety", "sim_node": "sim"}
+ARGUMENT_PREFIX = {"policy_node": "policy", "safety_filter_node": "safety", "sim_node": "sim",
+                   "demo_recorder_node": "record"}
 # Parameters each node declares beyond the config file's section (defaults live in the node).
 NODE_PARAMETERS = {
     "policy_node": ("checkpoint", "output", "sync_tolerance_s", "stale_after_s", "denoising_steps", "device",
                     "image_transport", "start_on_activate", "status_rate_hz"),
     "safety_filter_node": tuple(f.name for f in dataclasses.fields(SafetyParams)),
     "sim_node": ("physics_rate_hz", "publish_rate_hz", "joint_state_rate_hz", "real_time_factor", "seed"),
+    "demo_recorder_node": ("dataset_root", "dataset_name", "record_rate_hz", "record_cameras",
+                           "compressed_cameras", "record_depth", "record_tactile", "sensor_reliability",
+                           "qos_depth", "max_episode_s"),
 }
 
 
@@ -66,7 +75,7 @@ def launch_arguments(mode: str) -> dict[str, tuple[str, str]]:
     """Launch argument name -> (node, parameter) for every parameter of the mode's nodes."""
     out = {}
     for node in MODES[mode]:
-        for name in NODE_PARAMETERS[node]:
+        for name in NODE_PARAMETERS.get(node, ()):
             out[f"{ARGUMENT_PREFIX[node]}_{name}"] = (node, name)
     return out
 
@@ -77,8 +86,10 @@ def parse_value(text: str) -> Any:
 
 
 def build_graph(mode: str, config: str, arguments: Mapping[str, str] | None = None,
-                use_sim_time: bool | None = None) -> list[NodeSpec]:
-    """Nodes for `mode` ('robot' or 'sim') from the config; `arguments`: launch-argument values."""
+                use_sim_time: bool | None = None, teleop: str = "expert", sim: bool = True) -> list[NodeSpec]:
+    """Nodes for `mode` ('robot', 'sim' or 'record') from the config; `arguments`: launch-argument
+    values. In record mode `teleop` picks the source (expert, leader, joy) and `sim` whether the
+    MuJoCo sim stands in for the robot."""
     if mode not in MODES:
         raise ConfigError(f"unknown graph mode {mode!r}; choose from {sorted(MODES)}")
     path = config_path(config)
@@ -91,6 +102,8 @@ def build_graph(mode: str, config: str, arguments: Mapping[str, str] | None = No
         if str(text) != "":
             node, name = known[key]
             overrides[node][name] = parse_value(str(text))
+    if mode == "record":
+        return _record_graph(path, overrides, teleop, sim, use_sim_time)
     if use_sim_time is None:
         use_sim_time = mode == "sim"  # the sim's stamps follow simulated time, published on /clock
     for node in overrides:
@@ -100,6 +113,22 @@ def build_graph(mode: str, config: str, arguments: Mapping[str, str] | None = No
     if "policy_node" in overrides and checkpoint and not os.path.isdir(str(checkpoint)):
         raise ConfigError(f"policy checkpoint {checkpoint} is not a folder")
     return [NodeSpec(node, path, overrides[node], lifecycle=node in LIFECYCLE_NODES) for node in MODES[mode]]
+
+
+def _record_graph(path, overrides, teleop, sim, use_sim_time) -> list[NodeSpec]:
+    if teleop not in TELEOP_NODES:
+        raise ConfigError(f"teleop must be one of {sorted(TELEOP_NODES)}, got {teleop!r}")
+    if teleop == "expert" and not sim:
+        raise ConfigError("the scripted expert needs the sim for its ground truth (teleop expert, sim on)")
+    sim_time = sim if use_sim_time is None else use_sim_time
+    specs = []
+    if sim:
+        specs.append(NodeSpec("sim_node", path, overrides["sim_node"]))
+    specs.append(NodeSpec(TELEOP_NODES[teleop], path, {"use_sim_time": sim_time}))
+    specs.append(NodeSpec("safety_filter_node", path,
+                          {**overrides["safety_filter_node"], "input": "teleop", "use_sim_time": sim_time}))
+    specs.append(NodeSpec("demo_recorder_node", path, {**overrides["demo_recorder_node"], "use_sim_time": sim_time}))
+    return specs
 
 
 def policy_forward_topic(arm: ArmConfig) -> str:

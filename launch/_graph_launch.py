@@ -1,4 +1,4 @@
-"""Shared by robot.launch.py and sim.launch.py: launch arguments and nodes from
+"""Shared by robot.launch.py, sim.launch.py and record.launch.py: launch arguments and nodes from
 `diffusion_policy_ros.graph.build_graph`, the list `dpros up` starts too."""
 import os
 
@@ -14,11 +14,25 @@ from diffusion_policy_ros.graph import PACKAGE, build_graph, launch_arguments
 from diffusion_policy_ros.resources import package_share_path
 
 
+RECORD_ARGUMENTS = {
+    "teleop": ("expert", "teleop source: expert (sim only) | leader | joy"),
+    "sim": ("true", "the MuJoCo sim stands in for the robot"),
+    "keyboard": ("false", "open the keyboard episode control (start/save/discard) in an xterm"),
+}
+
+
 def _nodes(context, mode):
     values = {name: context.perform_substitution(_arg(name)) for name in launch_arguments(mode)}
     config = context.perform_substitution(_arg("config"))
     actions = []
-    for spec in build_graph(mode, config, values):
+    options = {}
+    if mode == "record":
+        record = {name: context.perform_substitution(_arg(name)) for name in RECORD_ARGUMENTS}
+        options = {"teleop": record["teleop"], "sim": record["sim"].lower() == "true"}
+        if record["keyboard"].lower() == "true":
+            actions.append(Node(package=PACKAGE, executable="keyboard_episode_node", prefix="xterm -e",
+                                output="screen", emulate_tty=True))
+    for spec in build_graph(mode, config, values, **options):
         params = [spec.params_file, spec.overrides] if spec.overrides else [spec.params_file]
         if not spec.lifecycle:
             actions.append(Node(package=PACKAGE, executable=spec.executable, name=spec.name,
@@ -44,6 +58,9 @@ def _arg(name):
 def graph_launch_description(mode: str, default_config: str = "single_arm.yaml") -> LaunchDescription:
     args = [DeclareLaunchArgument("config", default_value=os.path.join(package_share_path("config"), default_config),
                                   description="robot config (config/single_arm.yaml, config/bimanual.yaml)")]
+    if mode == "record":
+        args += [DeclareLaunchArgument(name, default_value=default, description=text)
+                 for name, (default, text) in RECORD_ARGUMENTS.items()]
     for name, (node, param) in launch_arguments(mode).items():
         args.append(DeclareLaunchArgument(name, default_value="",
                                           description=f"{node} parameter {param} ('' keeps the config's)"))

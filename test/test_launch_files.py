@@ -34,7 +34,18 @@ def node_calls(tree):
 
 def test_there_are_launch_files():
     names = {os.path.basename(p) for p in LAUNCH_FILES}
-    assert {"robot.launch.py", "sim.launch.py", "gazebo.launch.py"} <= names
+    assert {"robot.launch.py", "sim.launch.py", "gazebo.launch.py", "record.launch.py"} <= names
+
+
+def test_record_graph_drives_the_robot_through_the_safety_filter_from_the_teleop_topic():
+    specs = {s.name: s for s in graph.build_graph("record", "config/single_arm.yaml", {"record_dataset_name": "demos"})}
+    assert list(specs) == ["sim_node", "expert_teleop_node", "safety_filter_node", "demo_recorder_node"]
+    assert specs["safety_filter_node"].overrides["input"] == "teleop"
+    assert specs["demo_recorder_node"].overrides["dataset_name"] == "demos"
+    leader = graph.build_graph("record", "config/bimanual.yaml", {}, teleop="leader", sim=False)
+    assert [s.name for s in leader] == ["leader_follower_teleop_node", "safety_filter_node", "demo_recorder_node"]
+    with pytest.raises(ValueError, match="needs the sim"):
+        graph.build_graph("record", "config/single_arm.yaml", {}, teleop="expert", sim=False)
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=os.path.basename)
@@ -71,7 +82,7 @@ def test_graph_nodes_and_parameters_exist(mode, config):
             continue  # declared from SafetyParams' fields, which NODE_PARAMETERS is built from
         assert f'"{param}"' in source, f"launch argument {argument}: {node} never reads parameter {param}"
     robot = load_robot_config(config)
-    for node in ("policy_node", "safety_filter_node"):
+    for node in ("policy_node", "safety_filter_node", "demo_recorder_node"):
         unknown = set(robot.node_params(node)) - set(graph.NODE_PARAMETERS[node])
         assert not unknown, f"{config} sets {node} parameters no node reads: {unknown}"
 

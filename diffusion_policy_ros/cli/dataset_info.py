@@ -8,7 +8,7 @@ import sys
 
 def add_arguments(parser) -> None:
     parser.add_argument("dataset", help="zarr dataset folder")
-    parser.add_argument("--png", default=None, help="thumbnail strip path (default: <dataset name>_thumbnails.png)")
+    parser.add_argument("--png", default=None, help="thumbnail strip path (default: beside the dataset, <dataset>_thumbnails.png)")
     parser.add_argument("--json", default=None, help="also write the summary as JSON here")
 
 
@@ -32,8 +32,7 @@ def run(args) -> int:
         print(f"  {e['index']:>3} {e['length']:>6} {e['duration_s']:>7.2f} {e['fps'] or 0:>5g} {measured:>8} "
               f"{e['dropped_frames']:>7} {e['duplicated_frames']:>5}  {e['task']}")
     if summary["episodes"]:
-        name = os.path.basename(os.path.normpath(args.dataset))
-        png = args.png or f"{name}_thumbnails.png"
+        png = args.png or f"{os.path.normpath(args.dataset)}_thumbnails.png"
         key = thumbnail_strip(dataset, png)
         print(f"thumbnails ({key}): {png}" if key else "no camera in this dataset: no thumbnails")
     if args.json:

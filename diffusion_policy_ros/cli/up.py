@@ -1,4 +1,4 @@
-"""`dpros up sim|robot --config config/single_arm.yaml`: the launch graph without `ros2 launch`.
+"""`dpros up sim|robot|record --config config/single_arm.yaml`: the launch graph without `ros2 launch`.
 
 Starts the nodes `diffusion_policy_ros.graph.build_graph` lists (the same list the launch files
 use) as separate processes, configures and activates the lifecycle policy node as a lifecycle
@@ -10,18 +10,27 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from diffusion_policy_ros.graph import build_graph
 
 
 def add_arguments(parser):
-    parser.add_argument("mode", choices=["sim", "robot"], help="sim: MuJoCo + policy + safety filter")
+    parser.add_argument("mode", choices=["sim", "robot", "record"],
+                        help="sim: MuJoCo + policy + safety filter; record: teleop + recorder")
     parser.add_argument("--config", default="config/single_arm.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
                         help="a launch argument, e.g. policy_checkpoint:=runs/x/checkpoint (repeatable)")
     parser.add_argument("--start", action="store_true", help="also send policy/command START once active")
     parser.add_argument("--no-activate", action="store_true", help="leave the policy node unconfigured")
+    record = parser.add_argument_group("record mode")
+    record.add_argument("--teleop", choices=["expert", "leader", "joy"], default="expert")
+    record.add_argument("--no-sim", action="store_true", help="record a real robot (its drivers run already)")
+    record.add_argument("--episodes", type=int, default=0,
+                        help="teleop expert: record this many episodes unattended, then stop "
+                             "(default: episodes are controlled from the keyboard)")
+    record.add_argument("--seed", type=int, default=0, help="first sim seed of the unattended episodes")
 
 
 def parse_sets(items) -> dict[str, str]:
@@ -107,8 +116,17 @@ def catch_stop_signals() -> None:
 
 def run(args) -> int:
     catch_stop_signals()
-    specs = build_graph(args.mode, args.config, parse_sets(args.set))
+    if args.mode == "record" and args.episodes and args.teleop != "expert":
+        raise SystemExit("--episodes records unattended, which only the scripted expert can do")
+    specs = build_graph(args.mode, args.config, parse_sets(args.set), teleop=args.teleop, sim=not args.no_sim)
     procs = start_graph(specs)
+    if args.mode == "record":
+        try:
+            return record_episodes(args, specs, procs) if args.episodes else keyboard_control(procs)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            stop_graph(procs)
     print(f"dpros up {args.mode}: started {', '.join(s.name for s in specs)}; Ctrl-C stops", flush=True)
     try:
         if not args.no_activate:
@@ -126,3 +144,49 @@ def run(args) -> int:
         return 0
     finally:
         stop_graph(procs)
+
+
+def keyboard_control(procs) -> int:
+    """The operator's keyboard node in this terminal; quitting it stops the graph."""
+    keyboard = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.nodes.keyboard_episode_node"])
+    procs.append(keyboard)
+    return keyboard.wait()
+
+
+def record_episodes(args, specs, procs) -> int:
+    """The scripted expert records `--episodes` episodes from seeds `--seed`, `--seed + 1`, ..."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from tqdm import tqdm
+
+    from diffusion_policy_ros.nodes.expert_episodes import ExpertEpisodeDriver
+    from diffusion_policy_ros.robot_config import config_path, load_robot_config
+
+    task = load_robot_config(config_path(args.config)).task
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("dpros_expert_episodes")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    saved = 0
+    try:
+        driver = ExpertEpisodeDriver(node)
+        driver.wait_until_ready(timeout_s=120.0)
+        progress = tqdm(range(args.seed, args.seed + args.episodes), desc="recording", unit="episode")
+        for seed in progress:
+            dead = [s.name for s, p in zip(specs, procs) if p.poll() is not None]
+            if dead:
+                print(f"dpros up record: {', '.join(dead)} exited; stopping", file=sys.stderr)
+                return 1
+            outcome = driver.record(seed, task)
+            saved += outcome.saved
+            progress.set_postfix(saved=saved, last=f"{outcome.frames} frames" if outcome.saved else "discarded")
+        print(f"dpros up record: saved {saved} of {args.episodes} episodes", flush=True)
+        return 0 if saved else 1
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5.0)
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,106 @@
+"""Records scripted-expert demonstrations unattended: for each seed, reset the sim, start an
+episode on the recorder, let the expert work, save on success (discard on time-out).
+
+The operator's role in `dpros up record --teleop expert --episodes N`; a human does the same with
+the keyboard node.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from rclpy.node import Node
+
+from diffusion_policy_ros.msg import TaskStatus
+from diffusion_policy_ros.srv import EpisodeControl, ResetEpisode
+
+TASK_TEXT = {
+    "pick_place": "pick up the red cube and place it on the green target",
+    "handover": "lift the cube with the left arm and hand it to the right arm",
+}
+
+
+@dataclasses.dataclass
+class EpisodeOutcome:
+    seed: int
+    saved: bool
+    frames: int
+    message: str
+
+
+class ExpertEpisodeDriver:
+    """Drives the sim's reset service and the recorder's episode service from one rclpy node."""
+
+    def __init__(self, node: Node, recorder: str = "demo_recorder_node", *,
+                 settle_after_success_s: float = 0.8, max_episode_s: float = 12.0):
+        self._node = node
+        self._reset = node.create_client(ResetEpisode, "/sim/reset")
+        self._episode = node.create_client(EpisodeControl, f"/{recorder}/episode")
+        self._status: TaskStatus | None = None
+        self._status_lock = threading.Lock()
+        node.create_subscription(TaskStatus, "/sim/task_status", self._on_status, 10)
+        self.settle_after_success_s = settle_after_success_s
+        self.max_episode_s = max_episode_s
+
+    def _on_status(self, msg: TaskStatus) -> None:
+        with self._status_lock:
+            self._status = msg
+
+    def _latest_status(self) -> TaskStatus | None:
+        with self._status_lock:
+            return self._status
+
+    def wait_until_ready(self, timeout_s: float) -> None:
+        for client, what in ((self._reset, "sim /sim/reset"), (self._episode, "recorder episode service")):
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise TimeoutError(f"{what} did not come up within {timeout_s:.0f} s")
+
+    def _call(self, client, request, timeout_s: float = 60.0):
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s:.0f} s")
+            time.sleep(0.005)
+        return future.result()
+
+    def _episode_call(self, command: int, task: str = "") -> EpisodeControl.Response:
+        return self._call(self._episode, EpisodeControl.Request(command=command, task=task))
+
+    def record(self, seed: int, task: str) -> EpisodeOutcome:
+        reset = self._call(self._reset, ResetEpisode.Request(seed=seed))
+        if not reset.success:
+            return EpisodeOutcome(seed, False, 0, f"sim reset failed: {reset.message}")
+        episode_index = self._wait_for_episode_start(seed)
+        started = self._episode_call(EpisodeControl.Request.START, TASK_TEXT.get(task, task))
+        if not started.success:
+            raise RuntimeError(f"recorder refused to start an episode: {started.message}")
+        success_since = None
+        while True:
+            time.sleep(0.02)
+            status = self._latest_status()
+            if status is None or status.episode != episode_index:
+                continue
+            if status.success:
+                success_since = status.episode_time if success_since is None else success_since
+                if status.episode_time - success_since >= self.settle_after_success_s:
+                    saved = self._episode_call(EpisodeControl.Request.SAVE)
+                    if not saved.success:
+                        raise RuntimeError(f"recorder could not save the episode: {saved.message}")
+                    return EpisodeOutcome(seed, True, saved.num_frames, saved.message)
+            else:
+                success_since = None
+            if status.episode_time >= self.max_episode_s:
+                self._episode_call(EpisodeControl.Request.DISCARD)
+                return EpisodeOutcome(seed, False, 0, "expert did not succeed in time: discarded")
+
+    def _wait_for_episode_start(self, seed: int, timeout_s: float = 30.0) -> int:
+        """The sim numbers its episodes; wait for the first status of the one just reset."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self._latest_status()
+            if status is not None and status.seed == seed and status.episode_time < 0.5:
+                return status.episode
+            time.sleep(0.01)
+        raise TimeoutError(f"sim published no status for the episode with seed {seed}")
