@@ -48,7 +48,8 @@ class PolicyNode(LifecycleNode):
         self.output = str(param(self, "output", "joint_trajectory"))
         self.sync_tolerance_s = float(param(self, "sync_tolerance_s", 0.05))
         self.stale_after_s = float(param(self, "stale_after_s", 0.5))
-        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [2, 1, 0])]
+        self.sampler = str(param(self, "sampler", "streaming"))  # streaming | ddim | ddpm
+        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [1])]
         self.device = str(param(self, "device", "auto"))
         self.image_transport = str(param(self, "image_transport", "raw"))
         self.start_on_activate = bool(param(self, "start_on_activate", False))
@@ -60,6 +61,7 @@ class PolicyNode(LifecycleNode):
         self.stale: tuple[str, ...] = ()
         self.running = False
         self.chunks = 0
+        self._nfe_total = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,6 +90,7 @@ class PolicyNode(LifecycleNode):
             self.policy = None
             return TransitionCallbackReturn.FAILURE
         reliable = QoSProfile(depth=10)
+        self._forward_timer = None
         if self.output == "joint_trajectory":
             from trajectory_msgs.msg import JointTrajectory
             self._outputs = {a.name: self.create_lifecycle_publisher(JointTrajectory, a.policy_topic, reliable)
@@ -114,8 +117,10 @@ class PolicyNode(LifecycleNode):
         if abs(policy.config.control_rate_hz - self.config.control_rate_hz) > 1e-6:
             raise ValueError(f"checkpoint control rate {policy.config.control_rate_hz} Hz != configured "
                              f"control_rate_hz {self.config.control_rate_hz}")
-        if self.denoising_steps and policy.config.sampler == "streaming":
+        if self.sampler == "streaming" and self.denoising_steps:
             policy.set_sampler("streaming", stream_denoising_steps=self.denoising_steps)
+        else:
+            policy.set_sampler(self.sampler)
         shapes = policy.config.obs_shapes
         dummy = {k: np.zeros((policy.config.n_obs_steps, *s), dtype=np.uint8 if k.endswith("/rgb") else np.float32)
                  for k, s in shapes.items()}
@@ -171,6 +176,14 @@ class PolicyNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
 
+    def _destroy_outputs(self):
+        for pub in list(getattr(self, "_outputs", {}).values()) + [getattr(self, "_chunk_pub", None)]:
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        if getattr(self, "_forward_timer", None) is not None:
+            self.destroy_timer(self._forward_timer)
+        self._outputs, self._chunk_pub, self._forward_timer = {}, None, None
+
     def on_activate(self, state):
         self._stop.clear()
         self._thread = threading.Thread(target=self._inference_loop, name="policy_inference", daemon=True)
@@ -187,6 +200,7 @@ class PolicyNode(LifecycleNode):
     def on_cleanup(self, state):
         self._halt()
         self._destroy_inputs()
+        self._destroy_outputs()  # a later configure creates them again (maybe with other settings)
         self.policy = None
         self.state, self.message = PolicyStatus.STATE_UNCONFIGURED, "cleaned up"
         return TransitionCallbackReturn.SUCCESS
@@ -221,9 +235,12 @@ class PolicyNode(LifecycleNode):
 
     # ---- inference -------------------------------------------------------------------------
     def _inference_loop(self):
+        # A sample from noise is executed for n_action_steps before the next; streaming refines
+        # at every step it executes (both from the policy's config).
+        period = self.period * self.policy.steps_per_inference
         next_tick = time.monotonic()
         while not self._stop.is_set():
-            next_tick += self.period
+            next_tick += period
             delay = next_tick - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
@@ -246,12 +263,17 @@ class PolicyNode(LifecycleNode):
             if self.running:
                 self.state, self.message = PolicyStatus.STATE_HOLDING, f"holding: {result.describe()}"
             self._forward_chunk = None
+            with self._lock:
+                self.history.clear()  # never stack observations from before a gap with newer ones
             return
         self.stale = ()
-        self.history.push(result)
+        with self._lock:
+            new_observation = self.history.push(result)
         if not self.running:
             self.state = PolicyStatus.STATE_IDLE
             return
+        if not new_observation:
+            return  # nothing new since the last chunk: it still stands, do not re-sample the same input
         steps = self.history.stacked()
         obs = {key: np.stack([build(o.values) for o in steps]) for key, build in self._builders.items()}
         rows = self.policy.predict_action_chunk(obs, result.stamp)
@@ -260,6 +282,7 @@ class PolicyNode(LifecycleNode):
             return  # stopped while sampling: nothing goes out
         self._latencies.append(ready - result.stamp)
         self.chunks += 1
+        self._nfe_total += self.policy.last_report.nfe
         self.state, self.message = PolicyStatus.STATE_RUNNING, "commanding"
         self._publish_chunk(result.stamp, rows, ready)
 
@@ -332,13 +355,19 @@ class PolicyNode(LifecycleNode):
         times = [t for t in self._publish_times if time.monotonic() - t < 2.0]
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
 
+    def _nfe_per_action(self) -> float:
+        """Denoiser evaluations per executed action: each chunk is executed for steps_per_inference."""
+        if self.policy is None or not self.chunks:
+            return 0.0
+        return self._nfe_total / (self.chunks * self.policy.steps_per_inference)
+
     def _publish_status(self):
         lat = np.array(self._latencies) if self._latencies else np.zeros(1)
         msg = PolicyStatus(state=self.state, message=self.message, control_rate=self._rate(),
                            target_control_rate=self.config.control_rate_hz,
                            latency_p50=float(np.percentile(lat, 50)), latency_p99=float(np.percentile(lat, 99)),
                            latency_max=float(lat.max()),
-                           nfe_per_action=float(self.policy.nfe_per_action) if self.policy is not None else 0.0,
+                           nfe_per_action=self._nfe_per_action(),
                            stale_inputs=list(self.stale), chunks_computed=self.chunks)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status.publish(msg)

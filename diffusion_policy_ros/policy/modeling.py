@@ -233,7 +233,7 @@ class DiffusionPolicy(nn.Module):
                 self._obs_queue.append(obs_step)
         else:
             self._obs_queue.append(obs_step)
-        every = cfg.stream_execute_steps if cfg.sampler == "streaming" else cfg.n_action_steps
+        every = self.steps_per_inference
         index = None
         if self._rows is not None:
             index = int(round((obs_time - self._rows_time) * cfg.control_rate_hz))
@@ -246,6 +246,13 @@ class DiffusionPolicy(nn.Module):
             index = 0
         self.actions_selected += 1
         return self._rows[index]
+
+    @property
+    def steps_per_inference(self) -> int:
+        """Control steps executed from each chunk before the next inference: a whole
+        n_action_steps for a sample from noise (ddpm, ddim), stream_execute_steps when streaming."""
+        cfg = self.config
+        return cfg.stream_execute_steps if cfg.sampler == "streaming" else cfg.n_action_steps
 
     @property
     def nfe_per_action(self) -> float:
