@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# The main job: the shipped policy drives the simulated arm through the real node graph
-# (sim_node -> policy_node -> safety_filter_node -> sim_node). Run through `make demo`.
+# The main job (`make demo`): the shipped single-arm policy drives the simulated arm through the
+# real node graph (sim_node -> policy_node -> safety_filter_node -> sim_node) with streaming
+# sampling, for a few seeded episodes. Prints success rate, control rate, end-to-end latency and
+# denoiser evaluations per action; writes a scene-camera strip and a latency plot to build/demo/.
 set -euo pipefail
-echo "make demo: the end-to-end demo (issue 7) has not landed yet."
-echo "It will run the shipped single-arm policy in the MuJoCo sim through the node graph for"
-echo "seeded episodes and print success rate, control rate, latency and NFE per action."
-exit 1
+cd "$(dirname "$0")/.."
+
+checkpoint="${DEMO_CHECKPOINT:-checkpoints/single_arm_pick_place}"
+episodes="${DEMO_EPISODES:-5}"
+if [ ! -f "$checkpoint/model.safetensors" ]; then
+  echo "demo: no policy checkpoint at $checkpoint (see checkpoints/README.md to train one)" >&2
+  exit 1
+fi
+echo "demo: $episodes seeded pick-and-place episodes with $checkpoint through the ROS 2 node graph"
+dpros eval sim --checkpoint "$checkpoint" --config config/single_arm.yaml --samplers streaming \
+  --episodes "$episodes" --seed 20000 --out build/demo --frames
+echo "demo: pictures in build/demo/ (scene_strip.png, latency.png, sim_eval.png)"

@@ -138,6 +138,11 @@ class _Evaluator:
         for client in (self.reset_client, self.command_client):
             if not client.wait_for_service(timeout_sec=120.0):
                 raise TimeoutError(f"{client.srv_name} is not available")
+        deadline = time.monotonic() + 120.0
+        while self._latest() is None:  # the episode counter is read before each reset
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sim publishes no /sim/task_status")
+            time.sleep(0.05)
 
     def __enter__(self):
         return self
@@ -206,10 +211,11 @@ class _Evaluator:
 
     def episode(self, seed: int, timeout_s: float) -> None:
         self._command(self.PolicyCommand.Request.STOP)
+        previous = self._latest()
         reset = self._call(self.reset_client, self.ResetEpisode.Request(seed=seed))
         if not reset.success:
             raise RuntimeError(f"sim reset failed: {reset.message}")
-        episode = self._wait_for_new_episode(seed)
+        episode = self._wait_for_episode_after(previous.episode if previous else -1)
         self._command(self.PolicyCommand.Request.RESET)
         with self._lock:
             self._commanding = True
@@ -230,14 +236,14 @@ class _Evaluator:
         self._command(self.PolicyCommand.Request.STOP)
         self.outcomes.append({"seed": seed, "success": success, "sim_seconds": round(elapsed, 2)})
 
-    def _wait_for_new_episode(self, seed: int, timeout_s: float = 30.0) -> int:
+    def _wait_for_episode_after(self, previous: int, timeout_s: float = 30.0) -> int:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             status = self._latest()
-            if status is not None and status.seed == seed and status.episode_time < 0.5:
+            if status is not None and status.episode > previous:
                 return status.episode
             time.sleep(0.01)
-        raise TimeoutError(f"the sim published no status for seed {seed}")
+        raise TimeoutError("the sim published no status for the episode just reset")
 
     def success_rate(self) -> float:
         return float(np.mean([o["success"] for o in self.outcomes])) if self.outcomes else 0.0

@@ -55,6 +55,11 @@ class ExpertEpisodeDriver:
         for client, what in ((self._reset, "sim /sim/reset"), (self._episode, "recorder episode service")):
             if not client.wait_for_service(timeout_sec=timeout_s):
                 raise TimeoutError(f"{what} did not come up within {timeout_s:.0f} s")
+        deadline = time.monotonic() + timeout_s
+        while self._latest_status() is None:  # the episode counter is read before each reset
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sim publishes no /sim/task_status")
+            time.sleep(0.05)
 
     def _call(self, client, request, timeout_s: float = 60.0):
         future = client.call_async(request)
@@ -69,10 +74,11 @@ class ExpertEpisodeDriver:
         return self._call(self._episode, EpisodeControl.Request(command=command, task=task))
 
     def record(self, seed: int, task: str) -> EpisodeOutcome:
+        previous = self._latest_status()
         reset = self._call(self._reset, ResetEpisode.Request(seed=seed))
         if not reset.success:
             return EpisodeOutcome(seed, False, 0, f"sim reset failed: {reset.message}")
-        episode_index = self._wait_for_episode_start(seed)
+        episode_index = self._wait_for_episode_after(previous.episode if previous else -1)
         started = self._episode_call(EpisodeControl.Request.START, TASK_TEXT.get(task, task))
         if not started.success:
             raise RuntimeError(f"recorder refused to start an episode: {started.message}")
@@ -95,12 +101,13 @@ class ExpertEpisodeDriver:
                 self._episode_call(EpisodeControl.Request.DISCARD)
                 return EpisodeOutcome(seed, False, 0, "expert did not succeed in time: discarded")
 
-    def _wait_for_episode_start(self, seed: int, timeout_s: float = 30.0) -> int:
-        """The sim numbers its episodes; wait for the first status of the one just reset."""
+    def _wait_for_episode_after(self, previous: int, timeout_s: float = 30.0) -> int:
+        """The sim numbers its episodes; wait for the first status of the one just reset (its seed
+        alone is no proof: the sim may have started with the same seed)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             status = self._latest_status()
-            if status is not None and status.seed == seed and status.episode_time < 0.5:
+            if status is not None and status.episode > previous:
                 return status.episode
             time.sleep(0.01)
-        raise TimeoutError(f"sim published no status for the episode with seed {seed}")
+        raise TimeoutError("the sim published no status for the episode just reset")
