@@ -81,6 +81,31 @@ def check_path(path: ExecutedPath, filt, arm, kinematics=True):
             assert filt.inside_workspace(filt.kinematics.end_effector(arm)), "workspace"
 
 
+def check_stop(plan, filt, arm, stop_start):
+    """The stop at the end of a forwarded trajectory (from `stop_start`: the last command point,
+    or the anchor of a hold) is jerk-limited: sampled at its points, every `brake_sample_s`,
+    finite differences stay within max_acceleration and max_jerk, and it ends at rest."""
+    lim = filt.limits[arm]
+    knot_t, knot_q = plan.knots()
+    first = int(np.searchsorted(knot_t, stop_start - 1e-9))
+    t, q = knot_t[first:], knot_q[first:]
+    if len(t) < 2 or (len(t) == 2 and np.allclose(q[0], q[1], atol=1e-12)):
+        return 0  # already at rest (a hold in place)
+    dt = np.diff(t)
+    np.testing.assert_allclose(dt, dt[0], rtol=1e-6, atol=1e-9)  # evenly sampled
+    dt = dt[0]
+    assert dt <= filt.params.brake_sample_s + 1e-9
+    if len(t) >= 3:
+        acc = np.diff(q, n=2, axis=0) / dt ** 2
+        assert np.all(np.abs(acc) <= lim.max_acceleration + 1e-6), "stop: acceleration limit"
+    if len(t) >= 4:
+        jerk = np.diff(q, n=3, axis=0) / dt ** 3
+        assert np.all(np.abs(jerk) <= lim.max_jerk * (1 + 1e-6) + 1e-3), "stop: jerk limit"
+    if len(t) >= 3:  # at rest: the last two points coincide up to the profile's sampling
+        assert np.all(np.abs(q[-1] - q[-2]) <= lim.max_jerk * dt ** 3 + 1e-9), "stop ends moving"
+    return len(t)
+
+
 def command_strategy(n_joints):
     finite = st.floats(-0.8, 0.8)
     wild = st.sampled_from([math.nan, math.inf, -math.inf, 5.0, -5.0, 0.31, -0.31])
@@ -107,6 +132,7 @@ def run_stream(filt, arm, stream, t0=100.0):
         for k in range(1, int(cmd["delay"] / 0.02) + 1):
             for r in filt.tick(now + 0.02 * k):
                 path.replace(r.trajectory)
+                check_stop(r.trajectory, filt, arm, r.trajectory.start)
                 results.append((r, None))
         now += cmd["delay"] + 1e-4
         q_now, _ = filt.plan(arm).state_at(now)
@@ -125,6 +151,8 @@ def run_stream(filt, arm, stream, t0=100.0):
         results.append((r, (cmd_names, times, positions, cmd)))
         if r.trajectory is not None:
             path.replace(r.trajectory)
+            stop_start = r.trajectory.start if r.band is Band.REJECT else filt._command_end[arm]
+            check_stop(r.trajectory, filt, arm, stop_start)
     return path, results
 
 
@@ -170,6 +198,38 @@ def test_nan_rejects_and_holds(single_config):
     q_end = r.trajectory.final_position
     assert np.allclose(filt.plan("arm").state_at(20.0)[0], q_end)
     assert abs(q_end[0] - HOME[0]) < 0.2
+
+
+def test_hold_from_full_speed_is_a_smooth_jerk_limited_stop(single_config):
+    filt = build_safety_filter(single_config)
+    names = list(filt.limits["arm"].names)
+    lim = filt.limits["arm"]
+    filt.update_joint_state("arm", names, HOME, 0.0)
+    now, q = 0.0, HOME.copy()
+    for _ in range(6):  # speed joint_1 up as fast as the filter allows
+        q_now, _ = filt.plan("arm").state_at(now)
+        r = filt.filter_command("arm", names, [now + 0.1, now + 0.2],
+                                [q_now + np.r_[0.3, 0, 0, 0, 0, 0, 0], q_now + np.r_[0.6, 0, 0, 0, 0, 0, 0]], now)
+        now += 0.1
+    q0, v0 = filt.plan("arm").state_at(now)
+    a0 = filt.plan("arm").acceleration_at(now)
+    assert abs(v0[0]) > 1.0, "the arm should be moving fast before the hold"
+    bad = q0.copy()
+    bad[1] = math.nan
+    hold = filt.filter_command("arm", names, [now + 0.1], [bad], now).trajectory
+    assert filt.holding("arm")
+    n = check_stop(hold, filt, "arm", hold.start)
+    assert n >= 6, "a jerk-limited stop from full speed takes several samples"
+    knot_t, knot_q = hold.knots()
+    v = np.diff(knot_q, axis=0) / np.diff(knot_t)[:, None]
+    dt = filt.params.brake_sample_s
+    # continuous in velocity with the motion it interrupts: the first sample's mean velocity is
+    # where the previous velocity and acceleration lead, within what the jerk limit allows
+    expected = v0 + a0 * dt / 2
+    assert np.all(np.abs(v[0] - expected) <= lim.max_jerk * dt ** 2 / 6 + 1e-6)
+    assert np.all(np.abs(v) <= lim.max_velocity + 1e-9)
+    assert np.all(np.abs(v[-1]) <= lim.max_jerk * dt ** 2 / 6 + 1e-9), "the stop ends at rest"
+    assert np.allclose(filt.plan("arm").state_at(now + 5.0)[0], hold.final_position)
 
 
 def test_stale_command_holds_within_timeout(single_config):
@@ -253,6 +313,7 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
         if r.band is not Band.PASS:
             assert r.events
         paths[arm].replace(r.trajectory)
+        check_stop(r.trajectory, filt, arm, r.trajectory.start if r.band is Band.REJECT else filt._command_end[arm])
         other = "right" if arm == "left" else "left"
         for t, q in zip(r.trajectory.times, r.trajectory.positions):
             filt.kinematics.update({arm: q, other: filt.plan(other).state_at(t)[0]})

@@ -44,14 +44,7 @@ class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("policy_node", **node_kwargs(), **kwargs)
         self.config = robot_config_from_node(self)
-        self.checkpoint = str(param(self, "checkpoint", ""))
-        self.output = str(param(self, "output", "joint_trajectory"))
-        self.sync_tolerance_s = float(param(self, "sync_tolerance_s", 0.05))
-        self.stale_after_s = float(param(self, "stale_after_s", 0.5))
-        self.sampler = str(param(self, "sampler", "streaming"))  # streaming | ddim | ddpm
-        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [1])]
-        self.device = str(param(self, "device", "auto"))
-        self.image_transport = str(param(self, "image_transport", "raw"))
+        self._read_settings()
         self.start_on_activate = bool(param(self, "start_on_activate", False))
         self.status_rate_hz = float(param(self, "status_rate_hz", 5.0))
         self.period = 1.0 / self.config.control_rate_hz
@@ -74,12 +67,24 @@ class PolicyNode(LifecycleNode):
         self.create_service(PolicyCommand, "policy/command", self._on_command)
         self.create_timer(1.0 / self.status_rate_hz, self._publish_status)
 
+    def _read_settings(self):
+        """Parameters a configure transition applies (read again on every configure)."""
+        self.checkpoint = str(param(self, "checkpoint", ""))
+        self.output = str(param(self, "output", "joint_trajectory"))
+        self.sync_tolerance_s = float(param(self, "sync_tolerance_s", 0.05))
+        self.stale_after_s = float(param(self, "stale_after_s", 0.5))
+        self.sampler = str(param(self, "sampler", "streaming"))  # streaming | ddim | ddpm
+        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [1])]
+        self.device = str(param(self, "device", "auto"))
+        self.image_transport = str(param(self, "image_transport", "raw"))
+
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ---- lifecycle -------------------------------------------------------------------------
     def on_configure(self, state):
         try:
+            self._read_settings()
             self._load_policy()
             self._make_inputs()
         except Exception as e:  # a clear message and a failed transition, never a half-configured node

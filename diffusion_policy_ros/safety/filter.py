@@ -19,6 +19,7 @@ import numpy as np
 
 from diffusion_policy_ros.safety.limits import JointLimits, SafetyParams
 from diffusion_policy_ros.safety.rotations import rpy_to_matrix
+from diffusion_policy_ros.safety.smoothing import jerk_limited_stop
 from diffusion_policy_ros.safety.trajectory import Trajectory
 
 ACTION_CLAMP, ACTION_REJECT, ACTION_HOLD = 1, 2, 3  # SafetyEvent.msg constants
@@ -178,7 +179,8 @@ class SafetyFilter:
         lim = self.limits[arm]
         step_cap = np.where(lim.is_gripper, np.inf, self.params.max_step_rad / self.period)
         vcap = np.minimum(lim.max_velocity, step_cap)
-        tail_t, tail_q = self._brake(now, q_prev, v_prev, lim)
+        a_prev = self._plans[arm].acceleration_at(now)
+        tail_t, tail_q = self._brake(now, q_prev, v_prev, lim, a_prev)
         out_t, out_q = [], []
         t_prev = now
         for t_goal, q_goal in _subdivide(now, q_prev, times, targets, self.period):
@@ -203,7 +205,7 @@ class SafetyFilter:
             for alpha in (1.0, 0.5, 0.25, 0.0):
                 v = v_slow + alpha * (v_new - v_slow)
                 q = q_prev + v * dt
-                cand_t, cand_q = self._brake(t_goal, q, v, lim)
+                cand_t, cand_q = self._brake(t_goal, q, v, lim, (v - v_prev) / dt)
                 found = self._violation(arm, [t_goal] + cand_t, [q] + cand_q)
                 if found is None:
                     accepted = (v, q, cand_t, cand_q, alpha)
@@ -220,8 +222,15 @@ class SafetyFilter:
             out_q.append(q_prev)
         return out_t, out_q, tail_t, tail_q, None
 
-    def _brake(self, t0: float, q: np.ndarray, v: np.ndarray, lim: JointLimits):
-        """Points of a stop from (q, v): every joint decelerates at its limit, one period apart."""
+    def _brake(self, t0: float, q: np.ndarray, v: np.ndarray, lim: JointLimits, a=None):
+        """Points of a stop from (q, v, a): jerk-limited (ruckig) when the limits have a jerk bound,
+        sampled every `brake_sample_s`; otherwise every joint decelerates at its limit, one period
+        apart."""
+        if lim.max_jerk is not None:
+            dt = min(self.params.brake_sample_s or self.period, self.period)
+            offsets, points = jerk_limited_stop(q, v, np.zeros_like(q) if a is None else a, lim.max_velocity,
+                                                lim.max_acceleration, lim.max_jerk, dt)
+            return [t0 + dt_k for dt_k in offsets], points
         times, points = [], []
         dv = lim.max_acceleration * self.period
         while True:
@@ -300,7 +309,7 @@ class SafetyFilter:
         """Stop from where the current plan is now, as fast as the acceleration limit allows."""
         lim = self.limits[arm]
         q, v = self._plans[arm].state_at(now)
-        times, points = self._brake(now, q, v, lim)
+        times, points = self._brake(now, q, v, lim, self._plans[arm].acceleration_at(now))
         if not points:
             times, points = [now + self.period], [q]
         if np.all(q >= lim.safe_lower - _EPS) and np.all(q <= lim.safe_upper + _EPS):

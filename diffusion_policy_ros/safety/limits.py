@@ -30,6 +30,9 @@ class SafetyParams:
     max_velocity_scale: float = 1.0
     gripper_max_velocity_m_s: float = 0.2
     gripper_max_acceleration_m_s2: float = 2.0
+    max_jerk_rad_s3: float = 60.0             # stops (holds, braking tails) are jerk-limited (ruckig)
+    gripper_max_jerk_m_s3: float = 20.0
+    brake_sample_s: float = 0.025             # spacing of the points of a stop (<= 1/control_rate)
     max_step_rad: float = 0.25                # per trajectory point (points are <= 1/control_rate apart)
     reject_step_rad: float = 1.0              # first point this far from the robot -> reject
     reject_beyond_limit_rad: float = 0.3      # target this far outside a hard limit -> reject
@@ -80,6 +83,7 @@ class JointLimits:
     max_velocity: np.ndarray
     max_acceleration: np.ndarray
     is_gripper: np.ndarray      # bool per joint
+    max_jerk: np.ndarray | None = None  # stops only; None: no jerk limit given (build() sets it)
 
     @property
     def safe_lower(self) -> np.ndarray:
@@ -93,7 +97,7 @@ class JointLimits:
     def build(cls, names: Sequence[str], gripper_joints: Sequence[str],
               model_ranges: Mapping[str, tuple[float, float]], params: SafetyParams) -> "JointLimits":
         """Combine the model's joint ranges with the parameterised rates."""
-        lower, upper, margin, vmax, amax, grip = [], [], [], [], [], []
+        lower, upper, margin, vmax, amax, jmax, grip = [], [], [], [], [], [], []
         for name in names:
             gripper = name in gripper_joints
             if name in model_ranges:
@@ -110,11 +114,13 @@ class JointLimits:
             if gripper:
                 vmax.append(params.gripper_max_velocity_m_s * params.max_velocity_scale)
                 amax.append(params.gripper_max_acceleration_m_s2)
+                jmax.append(params.gripper_max_jerk_m_s3)
             else:
                 vmax.append(params.max_velocity_rad_s * params.max_velocity_scale)
                 amax.append(params.max_acceleration_rad_s2)
-        if min(vmax) <= 0 or min(amax) <= 0:
-            raise ConfigError("safety filter velocity and acceleration limits must be positive")
+                jmax.append(params.max_jerk_rad_s3)
+        if min(vmax) <= 0 or min(amax) <= 0 or min(jmax) <= 0:
+            raise ConfigError("safety filter velocity, acceleration and jerk limits must be positive")
         arr = lambda v: np.asarray(v, dtype=float)  # noqa: E731
         return cls(tuple(names), arr(lower), arr(upper), arr(margin), arr(vmax), arr(amax),
-                   np.asarray(grip, dtype=bool))
+                   np.asarray(grip, dtype=bool), arr(jmax))

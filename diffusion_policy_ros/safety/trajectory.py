@@ -46,3 +46,15 @@ class Trajectory:
         dt = knot_t[i + 1] - knot_t[i]
         velocity = (knot_q[i + 1] - knot_q[i]) / dt
         return knot_q[i] + velocity * (t - knot_t[i]), velocity
+
+    def acceleration_at(self, t: float) -> np.ndarray:
+        """The velocity change into the segment running at t, over that segment's duration: the
+        acceleration a linear-interpolating controller spreads over it (0 once finished)."""
+        if t >= self.end_time:
+            return np.zeros_like(self.anchor)
+        knot_t, knot_q = self.knots()
+        i = max(int(np.searchsorted(knot_t, t, side="right")) - 1, 0)
+        dt = knot_t[i + 1] - knot_t[i]
+        velocity = (knot_q[i + 1] - knot_q[i]) / dt
+        before = self.anchor_velocity if i == 0 else (knot_q[i] - knot_q[i - 1]) / (knot_t[i] - knot_t[i - 1])
+        return (velocity - before) / dt

@@ -1,0 +1,419 @@
+"""policy_node as a real rclpy lifecycle node on real topics, fed synthetic sensor messages from a
+test node (faster than the sim): checkpoint validation on configure, JointTrajectory timing
+anchored to the observation, Float64MultiArray at the control rate, CompressedImage input, the
+bimanual config through the safety filter, PolicyCommand start/stop/reset and the ActionChunk
+fields, and stale depth/tactile inputs named in the status."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from lifecycle_msgs.msg import State
+from lifecycle_msgs.srv import GetState
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, SafetyEvent, TactileArray
+from diffusion_policy_ros.nodes._ros_convert import seconds
+from diffusion_policy_ros.nodes.policy_node import PolicyNode
+from diffusion_policy_ros.robot_config import load_robot_config
+from diffusion_policy_ros.srv import PolicyCommand
+from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
+
+SINGLE, BIMANUAL = "config/single_arm.yaml", "config/bimanual.yaml"
+ARM_HOME = [0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04]  # a pose well inside every safety limit
+SENSOR_RATE_HZ = 30.0
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def home(robot):
+    return np.array(ARM_HOME * len(robot.arms))
+
+
+class Sensors(Node):
+    """Stands in for the robot's drivers: joint states, cameras (raw or compressed, with depth)
+    and tactile pads of a robot config at one rate, all stamped with the same instant.
+    `stamp_delay_s` makes every stamp that much older; names in `muted` stop publishing."""
+
+    def __init__(self, robot, context, compressed=False, stamp_delay_s=0.0):
+        super().__init__("test_sensors", context=context)
+        self.robot, self.compressed, self.stamp_delay_s = robot, compressed, stamp_delay_s
+        self.muted: set[str] = set()
+        self.stamps: list[float] = []
+        qos = qos_profile_sensor_data
+        self._joints = [(a, self.create_publisher(JointState, a.joint_states_topic, qos)) for a in robot.arms]
+        self._cams = []
+        for i, cam in enumerate(robot.cameras):
+            rgb = np.zeros((cam.height, cam.width, 3), np.uint8)
+            rgb[..., 0], rgb[..., 1] = 40 * i, np.arange(cam.width, dtype=np.uint8)[None, :]
+            if compressed:
+                msg = CompressedImage(format="png", data=cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
+                pub = self.create_publisher(CompressedImage, cam.rgb_topic + "/compressed", qos)
+            else:
+                msg = Image(height=cam.height, width=cam.width, encoding="rgb8", step=cam.width * 3,
+                            data=rgb.tobytes())
+                pub = self.create_publisher(Image, cam.rgb_topic, qos)
+            depth = None
+            if cam.depth:
+                depth = (Image(height=cam.height, width=cam.width, encoding="32FC1", step=cam.width * 4,
+                               data=np.full((cam.height, cam.width), 0.5, np.float32).tobytes()),
+                         self.create_publisher(Image, cam.depth_topic, qos))
+            self._cams.append((cam, msg, pub, depth))
+        self._tactile = [(t, self.create_publisher(TactileArray, t.topic, qos)) for t in robot.tactile_sensors]
+        self.create_timer(1.0 / SENSOR_RATE_HZ, self._tick)
+
+    def _tick(self):
+        now = self.get_clock().now().nanoseconds * 1e-9 - self.stamp_delay_s
+        stamp = rclpy.time.Time(nanoseconds=int(round(now * 1e9))).to_msg()
+        self.stamps.append(seconds(stamp))
+        q = iter(home(self.robot))
+        for arm, pub in self._joints:
+            values = [next(q) for _ in arm.joint_names]
+            if arm.joint_states_topic not in self.muted:
+                msg = JointState(name=list(arm.joint_names), position=values)
+                msg.header.stamp = stamp
+                pub.publish(msg)
+        for cam, msg, pub, depth in self._cams:
+            if cam.rgb_topic not in self.muted:
+                msg.header.stamp = stamp
+                pub.publish(msg)
+            if depth is not None and cam.depth_topic not in self.muted:
+                depth[0].header.stamp = stamp
+                depth[1].publish(depth[0])
+        for pad, pub in self._tactile:
+            if pad.topic not in self.muted:
+                msg = TactileArray(sensor_name=pad.name, rows=pad.rows, cols=pad.cols,
+                                   normal_force=[0.5] * (pad.rows * pad.cols))
+                msg.header.stamp = stamp
+                pub.publish(msg)
+
+
+class Listener(Node):
+    """Records what the policy (and the safety filter) publish, with the receive time."""
+
+    def __init__(self, context, robot):
+        super().__init__("test_listener", context=context)
+        self.trajectories = {a.name: [] for a in robot.arms}
+        self.controller = {a.name: [] for a in robot.arms}
+        self.arrays: dict[str, list] = {a.name: [] for a in robot.arms}
+        self.chunks: list[tuple[float, ActionChunk]] = []
+        self.status: list[PolicyStatus] = []
+        self.safety_events: list[SafetyEvent] = []
+        self.create_subscription(SafetyEvent, "safety/events", self.safety_events.append, 10)
+        for arm in robot.arms:
+            ns = arm.policy_topic.rsplit("/", 1)[0]
+            self.create_subscription(JointTrajectory, arm.policy_topic,
+                                     lambda m, a=arm.name: self.trajectories[a].append((self.now(), m)), 10)
+            self.create_subscription(JointTrajectory, arm.controller_topic,
+                                     lambda m, a=arm.name: self.controller[a].append((self.now(), m)), 10)
+            self.create_subscription(Float64MultiArray, f"{ns}/commands",
+                                     lambda m, a=arm.name: self.arrays[a].append((self.now(), m)), 10)
+        self.create_subscription(ActionChunk, "policy/action_chunk", lambda m: self.chunks.append((self.now(), m)), 10)
+        self.create_subscription(PolicyStatus, "policy/status", self.status.append, 10)
+        self.command = self.create_client(PolicyCommand, "policy/command")
+        self.get_state = self.create_client(GetState, "policy_node/get_state")
+
+    def now(self):
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def call(self, client, request, timeout=10.0):
+        assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} not available"
+        future = client.call_async(request)
+        assert wait_for(future.done, timeout), f"no answer from {client.srv_name}"
+        return future.result()
+
+    def policy_command(self, command):
+        return self.call(self.command, PolicyCommand.Request(command=command))
+
+    def lifecycle_state(self) -> int:
+        return self.call(self.get_state, GetState.Request()).current_state.id
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    work = tmp_path_factory.mktemp("policy_node")
+    single, bimanual = load_robot_config(SINGLE), load_robot_config(BIMANUAL)
+    cam = single.cameras[0]
+    small_camera = dataclasses.replace(single, cameras=(dataclasses.replace(cam, width=64, height=64),)
+                                       + tuple(single.cameras[1:]))
+    return {"single": make_untrained_checkpoint(single, str(work / "single"), home(single)),
+            "bimanual": make_untrained_checkpoint(bimanual, str(work / "bimanual"), home(bimanual)),
+            "small_camera": make_untrained_checkpoint(small_camera, str(work / "small"), home(single))}
+
+
+@pytest.fixture(scope="module")
+def executor(rclpy_context):
+    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield executor
+    executor.shutdown()
+    thread.join(timeout=5)
+
+
+class Graph:
+    """The nodes of one test, added to the module's executor and removed afterwards."""
+
+    def __init__(self, context, executor, config_file, sensors=True, **sensor_kwargs):
+        self.context, self.executor, self.config_file = context, executor, config_file
+        self.robot = load_robot_config(config_file)
+        self.nodes = []
+        self.listener = self.add(Listener(context, self.robot))
+        self.sensors = self.add(Sensors(self.robot, context, **sensor_kwargs)) if sensors else None
+        self.policy = None
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def args(self):
+        return ["--ros-args", "--params-file", self.config_file]
+
+    def make_policy(self, checkpoint, **params) -> PolicyNode:
+        overrides = [Parameter("checkpoint", value=checkpoint), Parameter("device", value="cpu")]
+        overrides += [Parameter(k, value=v) for k, v in params.items()]
+        self.policy = self.add(PolicyNode(context=self.context, cli_args=self.args(),
+                                          parameter_overrides=overrides))
+        return self.policy
+
+    def start_policy(self, checkpoint, command=True, **params) -> PolicyNode:
+        policy = self.make_policy(checkpoint, **params)
+        assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS, policy.message
+        assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        if command:
+            assert self.listener.policy_command(PolicyCommand.Request.START).success
+        return policy
+
+    def close(self):
+        if self.policy is not None:
+            self.policy._halt()
+        for node in reversed(self.nodes):
+            self.executor.remove_node(node)
+            node.destroy_node()
+
+
+@pytest.fixture
+def make_graph(rclpy_context, executor):
+    graphs = []
+
+    def make(config_file=SINGLE, **kwargs):
+        graphs.append(Graph(rclpy_context, executor, config_file, **kwargs))
+        return graphs[-1]
+    yield make
+    for g in graphs:
+        g.close()
+
+
+# ---- (a) configure validates the checkpoint ---------------------------------------------------------
+@pytest.mark.parametrize("which, expected", [
+    ("bimanual", ["joints", "left_joint_1", "joint_1"]),                      # other robot's joints
+    ("small_camera", ["obs/scene/rgb", "[96, 96, 3]", "[64, 64, 3]"]),       # image size
+])
+def test_configure_rejects_a_checkpoint_that_does_not_fit(make_graph, checkpoints, which, expected):
+    g = make_graph(SINGLE, sensors=False)
+    policy = g.make_policy(checkpoints[which])
+    assert policy.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert all(word in policy.message for word in expected), policy.message
+    assert g.listener.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert policy.policy is None and not policy._subs
+    assert wait_for(lambda: g.listener.status and g.listener.status[-1].message == policy.message, 3.0)
+    assert g.listener.status[-1].state == PolicyStatus.STATE_ERROR
+    # and it cannot be told to command the robot
+    assert not g.listener.policy_command(PolicyCommand.Request.START).success
+
+
+def test_cleanup_then_configure_again_applies_new_parameters(make_graph, checkpoints):
+    g = make_graph(SINGLE)
+    policy = g.make_policy(checkpoints["single"])
+    assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert policy.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert g.listener.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert wait_for(lambda: g.listener.count_publishers("/policy/joint_trajectory") == 0, 3), \
+        "cleanup left the trajectory publisher behind"
+    policy.set_parameters([Parameter("output", value="float64_multi_array")])
+    assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert g.listener.policy_command(PolicyCommand.Request.START).success
+    assert wait_for(lambda: len(g.listener.arrays["arm"]) >= 3, 20), policy.message
+    assert g.listener.count_publishers("/policy/commands") == 1
+    assert not g.listener.trajectories["arm"]
+
+
+# ---- (b) JointTrajectory anchored to the observation time -------------------------------------------
+def test_trajectory_is_anchored_to_the_observation_and_drops_past_points(make_graph, checkpoints):
+    delay = 0.25  # observations arrive 0.25 s old: the first two or three actions are already past
+    g = make_graph(SINGLE, stamp_delay_s=delay)
+    policy = g.start_policy(checkpoints["single"])
+    lis = g.listener
+    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 5, 20), policy.message
+    period = 1.0 / g.robot.control_rate_hz
+    chunks = {seconds(c.header.stamp): (t, c) for t, c in lis.chunks}
+    sent = set(round(s, 6) for s in g.sensors.stamps)
+    for _, msg in lis.trajectories["arm"][:5]:
+        stamp = seconds(msg.header.stamp)
+        assert round(stamp, 6) in sent, "header.stamp is not an observation stamp"
+        assert list(msg.joint_names) == list(g.robot.joint_names)
+        _, chunk = chunks[stamp]  # the ActionChunk of the same observation
+        tfs = np.array([seconds(p.time_from_start) for p in msg.points])
+        steps = tfs / period
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-6)  # on the (i + 1) / rate grid
+        first = int(round(steps[0])) - 1
+        np.testing.assert_allclose(steps, np.arange(first + 1, chunk.num_steps + 1), atol=1e-6)
+        assert first >= int(delay / period) - 1 >= 1, "actions already past were not dropped"
+        # the first point kept is the first one after the chunk was ready; none in the past
+        assert tfs[0] > chunk.inference_latency >= tfs[0] - period - 1e-6
+        rows = np.array(chunk.positions).reshape(chunk.num_steps, -1)[first:]
+        np.testing.assert_allclose([p.positions for p in msg.points], rows, atol=1e-9)
+    # the stamps of successive trajectories follow the observations forward
+    stamps = [seconds(m.header.stamp) for _, m in lis.trajectories["arm"]]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+
+
+# ---- (c) Float64MultiArray at the control rate -------------------------------------------------------
+def test_float64_output_at_the_control_rate(make_graph, checkpoints):
+    g = make_graph(SINGLE)
+    g.start_policy(checkpoints["single"], output="float64_multi_array")
+    lis = g.listener
+    assert wait_for(lambda: len(lis.arrays["arm"]) >= 3, 20), g.policy.message
+    start = lis.now()
+    time.sleep(2.0)
+    window = [(t, m) for t, m in lis.arrays["arm"] if t >= start]
+    rate = len(window) / 2.0
+    assert 0.7 * g.robot.control_rate_hz <= rate <= 1.2 * g.robot.control_rate_hz, f"{rate:.1f} Hz"
+    assert not lis.trajectories["arm"], "JointTrajectory published in float64_multi_array mode"
+    rows = np.array([c.positions for _, c in lis.chunks]).reshape(-1, len(g.robot.joint_names))
+    for _, msg in window:
+        assert len(msg.data) == len(g.robot.joint_names)
+        # each value is one of the computed actions (the one due next)
+        assert np.min(np.abs(rows - np.array(msg.data)).max(axis=1)) < 1e-9
+    assert wait_for(lambda: lis.status and lis.status[-1].control_rate > 0.7 * g.robot.control_rate_hz, 3)
+
+
+# ---- (d) CompressedImage input -----------------------------------------------------------------------
+def test_compressed_image_input(make_graph, checkpoints):
+    g = make_graph(SINGLE, compressed=True)
+    policy = g.start_policy(checkpoints["single"], image_transport="compressed")
+    lis = g.listener
+    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 3, 20), policy.message
+    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
+    assert not lis.status[-1].stale_inputs
+    # the decoded image is the one sent (png: lossless), resized to nothing, in RGB order
+    image = policy.sync._values["/camera/scene/image_raw/compressed"][-1]
+    assert image.shape == (96, 96, 3) and image.dtype == np.uint8
+    assert image[0, :, 1].tolist() == list(range(96)) and not image[..., 0].any()
+
+
+# ---- (e) bimanual: one policy, one trajectory per arm, through the safety filter ---------------------
+def test_bimanual_policy_through_the_safety_filter(make_graph, checkpoints):
+    from diffusion_policy_ros.nodes.safety_filter_node import SafetyFilterNode
+    g = make_graph(BIMANUAL)
+    safety = g.add(SafetyFilterNode(context=g.context, cli_args=g.args()))
+    assert wait_for(lambda: safety.filter.ready("left") and safety.filter.ready("right"), 10)
+    g.start_policy(checkpoints["bimanual"])
+    lis = g.listener
+    assert wait_for(lambda: all(len(lis.controller[a]) >= 3 for a in ("left", "right")), 30), g.policy.message
+    for arm in g.robot.arms:
+        for messages in (lis.trajectories[arm.name], lis.controller[arm.name]):
+            assert all(list(m.joint_names) == list(arm.joint_names) for _, m in messages)
+    # the policy's two trajectories of one chunk share the observation stamp
+    left = {seconds(m.header.stamp) for _, m in lis.trajectories["left"]}
+    right = {seconds(m.header.stamp) for _, m in lis.trajectories["right"]}
+    assert len(left & right) >= 2
+    # both arms move (forwarded), the untrained policy stays near home: no rejects, except a chunk
+    # that reached the filter after its last point (this one process, GIL and all, on a busy CPU)
+    rejects = [(e.arm, e.reason, e.message) for e in lis.safety_events
+               if e.action == SafetyEvent.ACTION_REJECT and e.reason != "past_trajectory"]
+    assert not rejects, f"safety filter rejected the policy's commands: {rejects}"
+    for arm, offset in (("left", 0), ("right", 7)):
+        q = np.array(lis.controller[arm][-1][1].points[0].positions)
+        # actions are random within +-0.05 of home, chunk to chunk; the acceleration-limited path
+        # following them may overshoot a little
+        np.testing.assert_allclose(q, home(g.robot)[offset:offset + 7], atol=0.3)
+
+
+# ---- (f) PolicyCommand and ActionChunk -----------------------------------------------------------------
+def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
+    g = make_graph(SINGLE)
+    policy = g.start_policy(checkpoints["single"], command=False)
+    lis = g.listener
+    time.sleep(0.6)  # active but not started: observations come in, nothing goes out
+    assert not lis.trajectories["arm"] and not lis.chunks
+    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_IDLE, 3)
+
+    answer = lis.policy_command(PolicyCommand.Request.START)
+    assert answer.success
+    assert wait_for(lambda: len(lis.chunks) >= 4, 20), policy.message
+    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
+    config = policy.policy.config
+    first, later = lis.chunks[0][1], [c for _, c in lis.chunks[1:4]]
+    assert not first.warm_started and first.shift_steps == 0
+    assert len(first.denoising_steps) == config.full_sample_steps  # nfe of a full sample
+    assert first.sampler == "streaming"
+    for c in later:  # warm-started refinements: shifted by the elapsed steps, the configured steps
+        assert c.warm_started and c.shift_steps >= 1
+        assert list(c.denoising_steps) == policy.denoising_steps
+        assert c.num_steps == config.n_action_steps
+        assert len(c.positions) == c.num_steps * len(c.joint_names)
+        assert abs(seconds(c.step_period) - 0.1) < 1e-9
+    assert wait_for(lambda: lis.status[-1].nfe_per_action > 0, 3)
+
+    answer = lis.policy_command(PolicyCommand.Request.STOP)
+    assert answer.success and answer.state == PolicyStatus.STATE_IDLE
+    time.sleep(0.3)  # a sample in flight when STOP came is not published
+    n_traj, n_chunks = len(lis.trajectories["arm"]), len(lis.chunks)
+    time.sleep(0.6)
+    assert len(lis.trajectories["arm"]) == n_traj and len(lis.chunks) == n_chunks
+    assert lis.status[-1].state == PolicyStatus.STATE_IDLE
+
+    assert lis.policy_command(PolicyCommand.Request.RESET).success
+    assert lis.policy_command(PolicyCommand.Request.START).success
+    assert wait_for(lambda: len(lis.chunks) > n_chunks, 10)
+    restarted = lis.chunks[n_chunks][1]
+    assert not restarted.warm_started and restarted.shift_steps == 0, "RESET kept the warm start"
+    assert not lis.policy_command(99).success
+
+    assert policy.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    n_traj = len(lis.trajectories["arm"])
+    time.sleep(0.5)
+    assert len(lis.trajectories["arm"]) == n_traj, "published after deactivate"
+
+
+# ---- stale inputs other than the camera ----------------------------------------------------------------
+@pytest.mark.parametrize("config_file, checkpoint, muted", [
+    (SINGLE, "single", "/tactile/finger_l"),
+    (BIMANUAL, "bimanual", "/left/camera/wrist/depth/image_raw"),
+])
+def test_stale_tactile_or_depth_input_holds_and_is_named(make_graph, checkpoints, config_file, checkpoint, muted):
+    g = make_graph(config_file)
+    policy = g.start_policy(checkpoints[checkpoint])
+    lis = g.listener
+    first_arm = g.robot.arms[0].name
+    assert wait_for(lambda: len(lis.trajectories[first_arm]) >= 2, 30), policy.message
+    g.sensors.muted.add(muted)
+    assert wait_for(lambda: lis.status and muted in lis.status[-1].stale_inputs, 5)
+    assert lis.status[-1].state == PolicyStatus.STATE_HOLDING
+    assert muted in lis.status[-1].message and list(lis.status[-1].stale_inputs) == [muted]
+    time.sleep(0.3)
+    n = len(lis.trajectories[first_arm])
+    time.sleep(0.5)
+    assert len(lis.trajectories[first_arm]) == n, "commands went out with a stale input"
