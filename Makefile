@@ -1,6 +1,6 @@
 # The two commands a user needs on a fresh machine: `make demo` (the main job) and `make test`.
 # Both do all set-up first. `./env.sh <command>` runs anything else inside the environment.
-.PHONY: setup build demo test test-fast bench clean
+.PHONY: setup build demo test bench clean
 
 PYTEST_ARGS ?=
 
