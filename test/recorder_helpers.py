@@ -54,7 +54,11 @@ class Operator:
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if heard.wait(0.2) and self.client.wait_for_service(timeout_sec=1.0):
+                # A harmless request (DISCARD while idle) until one is answered: a ready service
+                # only means our requests reach it; its answers can still be lost while discovery
+                # of the way back is under way (slow on a loaded machine).
+                if heard.wait(0.2) and self.client.wait_for_service(timeout_sec=1.0) \
+                        and answer(self.client, self.srv.Request(command=self.srv.Request.DISCARD), 5.0):
                     return
                 if proc is not None and proc.poll() is not None:
                     raise AssertionError(f"recorder exited with {proc.returncode}")
@@ -75,6 +79,29 @@ class Operator:
     def close(self):
         self.executor.shutdown()
         self.node.destroy_node()
+
+
+def answer(client, request, timeout):
+    """The service's answer, or None when none came within timeout seconds."""
+    future = client.call_async(request)
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        if time.monotonic() > deadline:
+            client.remove_pending_request(future)
+            return None
+        time.sleep(0.01)
+    return future.result()
+
+
+def call_idempotent(client, request, timeout=60.0, attempt_s=5.0):
+    """Call a service whose request can safely be repeated, asking again when an answer is lost
+    (a service's replies can be dropped until discovery of the reply path has finished)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = answer(client, request, attempt_s)
+        if result is not None:
+            return result
+    raise AssertionError(f"no answer from {client.srv_name} in {timeout:.0f} s")
 
 
 def stop(proc):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -47,58 +48,75 @@ def running_graph(tmp_path_factory, ros_env, ros_domain_id):
     specs[specs.index(sim)] = type(sim)(sim.name, sim.params_file, {"camera": {"scene": {"topic": "/raw/scene"}}})
     procs = start_graph(specs, env=ros_env, log_dir=str(work))
     old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(ros_domain_id)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_domain_id)
-    node = rclpy.create_node("graph_test", context=context)
-    state = {"relay": True, "commands": [], "policy": [], "status": [], "joints": []}
-    camera = node.create_publisher(Image, CAMERA, qos_profile_sensor_data)
-    node.create_subscription(Image, "/raw/scene/image_raw",
-                             lambda m: state["relay"] and camera.publish(m), qos_profile_sensor_data)
-    node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
-                             lambda m: state["commands"].append((time.monotonic(), m)), 10)
-    node.create_subscription(JointTrajectory, "/policy/joint_trajectory",
-                             lambda m: state["policy"].append(time.monotonic()), 10)
-    node.create_subscription(PolicyStatus, "policy/status", state["status"].append, 10)
-    node.create_subscription(JointState, "/joint_states",
-                             lambda m: state["joints"].append((time.monotonic(), np.array(m.position))),
-                             qos_profile_sensor_data)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    context = node = executor = None
     try:
+        os.environ["ROS_DOMAIN_ID"] = str(ros_domain_id)
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=ros_domain_id)
+        # The graph runs on sim time (use_sim_time), and under load the sim runs slower than the wall
+        # clock: this node keeps sim time too, and rates and durations below are in simulated seconds.
+        node = rclpy.create_node("graph_test", context=context,
+                                 parameter_overrides=[Parameter("use_sim_time", value=True)])
+        clock = node.get_clock()
+        state = {"relay": True, "commands": [], "policy": [], "status": [], "joints": [],
+                 "sim_now": lambda: clock.now().nanoseconds * 1e-9}
+        camera = node.create_publisher(Image, CAMERA, qos_profile_sensor_data)
+        node.create_subscription(Image, "/raw/scene/image_raw",
+                                 lambda m: state["relay"] and camera.publish(m), qos_profile_sensor_data)
+        node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
+                                 lambda m: state["commands"].append((state["sim_now"](), m)), 10)
+        node.create_subscription(JointTrajectory, "/policy/joint_trajectory",
+                                 lambda m: state["policy"].append(state["sim_now"]()), 10)
+        node.create_subscription(PolicyStatus, "policy/status", state["status"].append, 10)
+        node.create_subscription(JointState, "/joint_states",
+                                 lambda m: state["joints"].append((state["sim_now"](), np.array(m.position))),
+                                 qos_profile_sensor_data)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        thread = threading.Thread(target=executor.spin, daemon=True)
+        thread.start()
         assert manage_lifecycle(["policy_node"], start=True) == "", f"lifecycle failed; logs in {work}"
         yield state, work
     finally:
         stop_graph(procs)
-        executor.shutdown()
-        node.destroy_node()
-        context.try_shutdown()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        if context is not None:
+            context.try_shutdown()
         if old is None:
             os.environ.pop("ROS_DOMAIN_ID", None)
         else:
             os.environ["ROS_DOMAIN_ID"] = old
 
 
+def sim_sleep(state, duration, timeout=120.0):
+    """Wait `duration` simulated seconds (the wall timeout only guards against a stuck sim)."""
+    until = state["sim_now"]() + duration
+    assert wait_for(lambda: state["sim_now"]() >= until, timeout), f"sim time stuck at {state['sim_now']():.3f}"
+
+
 def test_commands_flow_then_stale_camera_holds_the_arm(running_graph):
     state, work = running_graph
     assert wait_for(lambda: len(state["commands"]) >= 5, 60), f"no commands reached the sim; logs in {work}"
-    start = time.monotonic()
-    time.sleep(4.0)
-    recent = [t for t, _ in state["commands"] if t >= start]
-    rate = len(recent) / 4.0
-    assert rate >= 5.0, f"command rate {rate:.1f} Hz (configured 10 Hz)"
+    # The configured rate is per second of the graph's clock: count commands over 4 sim seconds.
+    start = state["sim_now"]()
+    sim_sleep(state, 4.0)
+    end = state["sim_now"]()
+    recent = [t for t, _ in state["commands"] if start <= t < end]
+    rate = len(recent) / (end - start)
+    assert rate >= 5.0, f"command rate {rate:.1f} Hz in sim time (configured 10 Hz)"
     assert state["status"][-1].state == PolicyStatus.STATE_RUNNING
 
     state["relay"] = False  # the camera stops publishing
-    assert wait_for(lambda: state["status"] and CAMERA in state["status"][-1].stale_inputs, 5.0)
+    assert wait_for(lambda: state["status"] and CAMERA in state["status"][-1].stale_inputs, 60)
     assert state["status"][-1].state == PolicyStatus.STATE_HOLDING
     assert "camera/scene" in state["status"][-1].message
-    time.sleep(1.5)  # the last chunk runs out (<= max_horizon_s) and the watchdog holds
+    sim_sleep(state, 1.5)  # the last chunk runs out (<= max_horizon_s) and the watchdog holds
     n_policy, n_cmd = len(state["policy"]), len(state["commands"])
-    hold_start = time.monotonic()
-    time.sleep(1.5)
+    hold_start = state["sim_now"]()
+    sim_sleep(state, 1.5)
     assert len(state["policy"]) == n_policy, "policy kept publishing with a stale camera"
     assert len(state["commands"]) == n_cmd, "commands still reach the controller"
     window = [q for t, q in state["joints"] if t >= hold_start]

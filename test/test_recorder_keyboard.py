@@ -4,14 +4,25 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+from std_msgs.msg import String
 
 from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
 from diffusion_policy_ros.robot_config import load_robot_config
-from recorder_helpers import REPO_ROOT, Operator, start_recorder, stop
+from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop
+
+
+def wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -29,32 +40,68 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
     recorder = start_recorder(ros_env, "config/single_arm.yaml",
                               {"dataset_root": str(tmp_path), "dataset_name": "kb"})
     keyboard = None
+    lines: list[str] = []
+    statuses: list[dict] = []  # the recorder's status messages (a reliable topic: in order)
+    status_sub = operator.node.create_subscription(String, STATUS, lambda m: statuses.append(json.loads(m.data)),
+                                                   10)
     try:
         operator.wait_for_recorder(proc=recorder)
         keyboard = subprocess.Popen(
             [sys.executable, "-m", "diffusion_policy_ros.nodes.keyboard_episode_node", "--ros-args",
              "-p", "task:=wipe the table"], env=ros_env, cwd=REPO_ROOT, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = threading.Thread(target=lambda: lines.extend(iter(keyboard.stdout.readline, "")), daemon=True)
+        reader.start()
 
-        def press(keys, wait):
+        def printed(text):
+            return sum(text in line for line in list(lines))
+
+        def press(keys, answer=None):
+            """Type keys; wait until the keyboard node prints the recorder's answer."""
+            before = printed(answer) if answer else 0
             keyboard.stdin.write(keys + "\n")
             keyboard.stdin.flush()
-            time.sleep(wait)
+            if answer:
+                assert wait_for(lambda: printed(answer) > before, 60), "".join(lines)
 
-        press("c", 1.5)        # start, record 1.5 s
-        press("s", 1.0)        # save
-        press("c", 1.0)
-        press("d", 0.5)        # discard
-        press("tstack the cups;", 0.2)
-        press("c", 1.2)
-        press("s", 1.0)
-        press("q", 0)
-        out, _ = keyboard.communicate(timeout=30)
+        def record(frames, since):
+            """Let the recorder take `frames` messages of the episode started after statuses[since]
+            (statuses before the last 'idle' one still describe the previous episode)."""
+            def enough():
+                new = statuses[since:]
+                idle = [i for i, st in enumerate(new) if st["state"] == "idle"]
+                new = new[idle[-1] + 1:] if idle else new
+                return any(st["state"] == "recording" and st["episode_messages"] >= frames for st in new)
+            assert wait_for(enough, 60), (statuses[since:], "".join(lines))
+
+        # The node says when it has discovered the recorder: keys pressed before that would only
+        # wait for discovery, and the session below is about what the recorder does with them.
+        assert wait_for(lambda: printed("recorder ready"), 60), "".join(lines)
+        since = len(statuses)
+        press("c", "ok: recording episode")
+        record(15, since)
+        press("s", "ok: saved episode")
+        since = len(statuses)
+        press("c", "ok: recording episode")
+        record(10, since)
+        press("d", "ok: discarded")
+        press("tstack the cups;", "task: stack the cups")
+        since = len(statuses)
+        press("c", "ok: recording episode")
+        record(12, since)
+        press("s", "ok: saved episode")
+        press("q")
+        keyboard.wait(timeout=30)
+        reader.join(timeout=10)
+        out = "".join(lines)
     finally:
+        operator.node.destroy_subscription(status_sub)
         if keyboard is not None and keyboard.poll() is None:
             keyboard.kill()
         stop(recorder)
         sensors.stop()
+    assert keyboard.returncode == 0, out
+    assert "terminate called" not in out, out                   # the node exits cleanly
     assert "[c] start" in out                                   # keys are shown
     assert out.count("ok: saved episode") == 2 and "ok: discarded" in out, out
     dataset = ReplayBuffer.open(str(tmp_path / "kb"))

@@ -11,12 +11,13 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from rosgraph_msgs.msg import Clock
 
 pytest.importorskip("diffusion_policy_ros.msg")
 
 from diffusion_policy_ros.data.replay_buffer import ReplayBuffer  # noqa: E402
 from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
-from recorder_helpers import REPO_ROOT, Operator, start_recorder, stop  # noqa: E402
+from recorder_helpers import REPO_ROOT, Operator, call_idempotent, start_recorder, stop  # noqa: E402
 
 CONFIG = "config/single_arm.yaml"
 EPISODE_S = 2.5
@@ -55,20 +56,33 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
     recorder = start_recorder(ros_env, CONFIG, {"dataset_root": str(tmp_path), "dataset_name": "sim_demos",
                                                 "use_sim_time": True}, log_path=tmp_path / "recorder.log")
     reset = operator.node.create_client(ResetEpisode, "/sim/reset")
+    # The nodes run on sim time, and under load the sim runs slower than the wall clock: episode
+    # lengths are waited for in sim time.
+    clock = {"t": None}
+    clock_sub = operator.node.create_subscription(
+        Clock, "/clock", lambda m: clock.update(t=m.clock.sec + m.clock.nanosec * 1e-9), 10)
+
+    def sim_sleep(duration, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        while clock["t"] is None:
+            assert time.monotonic() < deadline, "no /clock from the sim"
+            time.sleep(0.01)
+        until = clock["t"] + duration
+        while clock["t"] < until:
+            assert time.monotonic() < deadline, f"sim time stuck at {clock['t']:.3f} (waiting for {until:.3f})"
+            time.sleep(0.01)
+
     saved = []
     try:
         operator.wait_for_recorder(timeout=60, proc=recorder)
         assert reset.wait_for_service(timeout_sec=60)
         for i in range(6):
-            future = reset.call_async(ResetEpisode.Request(seed=100 + i))
-            while not future.done():
-                time.sleep(0.01)
-            assert future.result().success
-            time.sleep(0.5)
+            assert call_idempotent(reset, ResetEpisode.Request(seed=100 + i)).success  # same seed: same reset
+            sim_sleep(0.5)
             task = f"pick the cube and place it on the target (seed {100 + i})"
             res = operator.call("START", task)
             assert res.success, res.message
-            time.sleep(EPISODE_S if i < 5 else EPISODE_S / 2)
+            sim_sleep(EPISODE_S if i < 5 else EPISODE_S / 2)
             if i == 5:
                 recorder.send_signal(signal.SIGKILL)       # crash in the middle of episode 6
                 recorder.wait(10)
@@ -80,6 +94,7 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
             assert res.success, res.message
             saved.append((task, res.num_frames))
     finally:
+        operator.node.destroy_subscription(clock_sub)
         for p in [recorder, *procs]:
             stop(p)
         logs.close()

@@ -1,5 +1,5 @@
-"""Helpers shared by the recording and teleop nodes: the robot config from ROS parameters,
-stamps in seconds."""
+"""Helpers shared by the nodes: the robot config and parameters with defaults from ROS
+parameters, the node clock in seconds."""
 from __future__ import annotations
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
@@ -35,10 +35,6 @@ def param(node: Node, name: str, default):
     if hasattr(value, "tolist"):
         value = value.tolist()
     return list(value) if isinstance(value, tuple) else value
-
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def now_seconds(node: Node) -> float:

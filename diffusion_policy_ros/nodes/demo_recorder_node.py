@@ -32,7 +32,8 @@ from diffusion_policy_ros.data.image_codec import (ImageDecodeError, depth_from_
 from diffusion_policy_ros.data.recorder_session import RecorderSession
 from diffusion_policy_ros.robot_config import ConfigError
 from diffusion_policy_ros.nodes._robot_params import (node_kwargs, now_seconds, param,
-                                                      robot_config_from_node, stamp_seconds)
+                                                      robot_config_from_node)
+from diffusion_policy_ros.nodes._ros_convert import seconds
 
 
 class DemoRecorder(Node):
@@ -123,7 +124,7 @@ class DemoRecorder(Node):
 
     # -- subscriptions -------------------------------------------------------------------------
     def _stamp(self, header) -> float:
-        t = stamp_seconds(header.stamp)
+        t = seconds(header.stamp)
         return t if t > 0.0 else now_seconds(self)   # unstamped (0 = "now") -> receive time
 
     def _joint_cb(self, arm):

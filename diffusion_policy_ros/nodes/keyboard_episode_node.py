@@ -43,8 +43,16 @@ class KeyboardEpisodeNode(Node):
         except ValueError:
             pass
 
+    def wait_for_recorder(self, stop: threading.Event) -> None:
+        """Tell the operator once the recorder's service is discovered (it can take seconds)."""
+        while not stop.is_set() and self.context.ok():
+            if self.client.wait_for_service(timeout_sec=0.5):
+                print(f"recorder ready ({self.client.srv_name})", flush=True)
+                return
+
     def command(self, name: str, timeout: float = 120.0) -> str:
-        if not self.client.wait_for_service(timeout_sec=2.0):
+        # A key pressed while discovery is still under way waits a little instead of failing.
+        if not self.client.wait_for_service(timeout_sec=10.0):
             return "recorder not reachable (is demo_recorder_node running?)"
         if name == "START" and not self.task:
             return "no task text yet: press t and type what the demonstration shows"
@@ -105,14 +113,18 @@ def _read_task(keys) -> str:
 
 def main(args=None):
     rclpy.init(args=args)
-    node = None
+    node = executor = spinner = watcher = None
+    stop = threading.Event()
     try:
         node = KeyboardEpisodeNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
         print(HELP, flush=True)
         print(f"task: {node.task or '(none: press t)'}", flush=True)
+        watcher = threading.Thread(target=node.wait_for_recorder, args=(stop,), daemon=True)
+        watcher.start()
         keys = _key_reader()
         for key in keys:
             if key is None:
@@ -132,6 +144,15 @@ def main(args=None):
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Stop the spin thread before the interpreter exits: a daemon thread still inside rclpy's
+        # wait at exit is killed mid C++ call ("terminate called without an active exception").
+        stop.set()
+        if watcher is not None:
+            watcher.join(timeout=5.0)
+        if executor is not None:
+            executor.shutdown()
+        if spinner is not None:
+            spinner.join(timeout=5.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -17,7 +17,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from diffusion_policy_ros.nodes._robot_params import (node_kwargs, now_seconds, param,
-                                                      robot_config_from_node, stamp_seconds)
+                                                      robot_config_from_node)
+from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.nodes._teleop_output import TeleopOutput
 from diffusion_policy_ros.teleop.leader_follower import LeaderFollowerMap, LeaderMappingError
 
@@ -68,7 +69,7 @@ class LeaderFollowerTeleop(Node):
             msg = self.leader.get(name)
             if msg is None:
                 continue
-            stamp = stamp_seconds(msg.header.stamp) or now
+            stamp = seconds(msg.header.stamp) or now
             try:
                 target = mapping.step(msg.name, msg.position, stamp, now, self.follower.get(name))
             except LeaderMappingError as e:

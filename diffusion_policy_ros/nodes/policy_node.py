@@ -39,6 +39,8 @@ from diffusion_policy_ros.nodes._ros_convert import (diagnostic_status, seconds,
 from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.sync.observation_sync import ObservationHistory, ObservationSync, SyncFailure
 
+SIM_TIME_POLL_S = 0.002  # how often the inference loop looks at a simulated clock while waiting
+
 
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
@@ -242,15 +244,15 @@ class PolicyNode(LifecycleNode):
     def _inference_loop(self):
         # A sample from noise is executed for n_action_steps before the next; streaming refines
         # at every step it executes (both from the policy's config).
+        # The loop ticks on the node's clock, like the stamps it writes and the safety filter's
+        # timers: wall time on a robot, /clock under use_sim_time (a sim slower or faster than real
+        # time still gets control_rate_hz commands per simulated second).
         period = self.period * self.policy.steps_per_inference
-        next_tick = time.monotonic()
+        next_tick = self.now()
         while not self._stop.is_set():
             next_tick += period
-            delay = next_tick - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                next_tick = time.monotonic()  # fell behind: do not try to catch up in a burst
+            if not self._sleep_until(next_tick, period):
+                next_tick = self.now()  # fell behind or the clock jumped: no burst to catch up
             if self._stop.is_set():
                 break
             try:
@@ -258,6 +260,20 @@ class PolicyNode(LifecycleNode):
             except Exception as e:  # a failing step holds the robot (no commands) and says why
                 self.state, self.message = PolicyStatus.STATE_ERROR, f"inference failed: {e}"
                 self.get_logger().error(self.message, throttle_duration_sec=5.0)
+
+    def _sleep_until(self, tick: float, period: float) -> bool:
+        """Wait until the node's clock reads `tick` (or stop); False when the tick was already
+        past, or the clock jumped back (the tick is more than a period away)."""
+        remaining = tick - self.now()
+        if remaining <= 0 or remaining > period + 1e-6:
+            return False
+        sim_time = self.get_clock().ros_time_is_active
+        while remaining > 0 and not self._stop.is_set():
+            # Simulated time moves only with /clock messages: look again soon. Wall time can be
+            # waited for directly.
+            self._stop.wait(min(remaining, SIM_TIME_POLL_S) if sim_time else remaining)
+            remaining = tick - self.now()
+        return True
 
     def _step(self):
         now = self.now()
@@ -315,7 +331,7 @@ class PolicyNode(LifecycleNode):
             start += len(arm.joint_names)
             msg = trajectory_msg(arm.joint_names, obs_time, times[future], np.asarray(rows)[future][:, cols])
             self._outputs[arm.name].publish(msg)
-        self._publish_times.append(time.monotonic())
+        self._publish_times.append(self.now())
 
     def _on_forward_tick(self):
         chunk = self._forward_chunk
@@ -330,7 +346,7 @@ class PolicyNode(LifecycleNode):
             values = rows[i, start:start + len(arm.joint_names)]
             start += len(arm.joint_names)
             self._outputs[arm.name].publish(Float64MultiArray(data=[float(x) for x in values]))
-        self._publish_times.append(time.monotonic())
+        self._publish_times.append(self.now())
 
     # ---- commands and status ---------------------------------------------------------------
     def _on_command(self, request, response):
@@ -357,7 +373,9 @@ class PolicyNode(LifecycleNode):
         return response
 
     def _rate(self) -> float:
-        times = [t for t in self._publish_times if time.monotonic() - t < 2.0]
+        """Commands per second of the node's clock (simulated seconds under use_sim_time)."""
+        now = self.now()
+        times = [t for t in self._publish_times if now - t < 2.0]
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
 
     def _nfe_per_action(self) -> float:

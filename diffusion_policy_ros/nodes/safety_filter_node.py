@@ -32,7 +32,8 @@ from diffusion_policy_ros.safety import Band, SafetyParams
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.srv import EStop
 
-WATCHDOG_PERIOD_S = 0.005  # the hold goes out at most this late after the watchdog timeout
+WATCHDOG_PERIOD_S = 0.02  # the hold goes out at most this late after the watchdog timeout (a faster
+# Python timer starves the executor: commands then arrive hundreds of ms late)
 
 
 class SafetyFilterNode(Node):

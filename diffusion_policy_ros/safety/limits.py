@@ -36,7 +36,7 @@ class SafetyParams:
     max_step_rad: float = 0.25                # per trajectory point (points are <= 1/control_rate apart)
     reject_step_rad: float = 1.0              # first point this far from the robot -> reject
     reject_beyond_limit_rad: float = 0.3      # target this far outside a hard limit -> reject
-    watchdog_timeout_s: float = 0.1
+    watchdog_timeout_s: float = 0.08
     max_horizon_s: float = 0.5                # forwarded commands end this far ahead (+ a stop)
     workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)
     workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.5)
