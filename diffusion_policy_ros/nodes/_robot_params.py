@@ -2,6 +2,8 @@
 parameters, the node clock in seconds."""
 from __future__ import annotations
 
+import sys
+
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 
@@ -39,3 +41,14 @@ def param(node: Node, name: str, default):
 
 def now_seconds(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
+
+
+# Threads of our nodes (physics, inference) give up the GIL in every C call (mj_step, render,
+# torch) and must win it back from the executor threads; with Python's default 5 ms switch
+# interval a busy executor throttled them far below their rate.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+def responsive_threads() -> None:
+    """Let a thread returning from C code get the GIL back within 0.5 ms."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))

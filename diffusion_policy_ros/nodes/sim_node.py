@@ -33,7 +33,7 @@ from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.msg import TactileArray, TaskStatus
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
+from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
 from diffusion_policy_ros.srv import ResetEpisode
 from diffusion_policy_ros.sim.env import SimEnv
 from diffusion_policy_ros.sim.trajectory import TrajectoryFollower, TrajectoryRejected
@@ -52,6 +52,9 @@ def image_msg(array: np.ndarray, encoding: str, frame_id: str, stamp: Time) -> I
     return msg
 
 
+PACING_BATCH_S = 0.005
+
+
 class SimNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_node", **node_kwargs(), **kwargs)
@@ -63,6 +66,7 @@ class SimNode(Node):
         self.seed = int(param(self, "seed", 0))
         if self.physics_rate <= 0 or self.publish_rate <= 0 or self.joint_rate <= 0 or self.rtf < 0:
             raise ValueError("sim_node: rates must be positive and real_time_factor >= 0")
+        responsive_threads()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -214,7 +218,9 @@ class SimNode(Node):
                     self._publish_cameras(stamp)
             if self.rtf > 0:
                 ahead = (self.sim_seconds - sim_start) / self.rtf - (time.perf_counter() - wall_start)
-                if ahead > 0:
+                # Sleep in batches of a few physics steps, not after each: every wake-up must win
+                # the GIL back from the executor threads, which can take a switch interval (5 ms).
+                if ahead > PACING_BATCH_S:
                     time.sleep(ahead)
                 elif ahead < -0.5:
                     # Too slow to keep up: run at the speed we have instead of bursting later.
