@@ -28,7 +28,8 @@ def add_arguments(parser):
     record.add_argument("--teleop", choices=["expert", "leader", "joy"], default="expert")
     record.add_argument("--no-sim", action="store_true", help="record a real robot (its drivers run already)")
     record.add_argument("--episodes", type=int, default=0,
-                        help="teleop expert: record this many episodes unattended, then stop "
+                        help="teleop expert: record this many successful episodes unattended (successive seeds, "
+                             "at most 3 tries per episode), then stop "
                              "(default: episodes are controlled from the keyboard)")
     record.add_argument("--seed", type=int, default=0, help="first sim seed of the unattended episodes")
 
@@ -146,6 +147,9 @@ def run(args) -> int:
         stop_graph(procs)
 
 
+MAX_ATTEMPTS_PER_EPISODE = 3
+
+
 def keyboard_control(procs) -> int:
     """The operator's keyboard node in this terminal; quitting it stops the graph."""
     keyboard = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.nodes.keyboard_episode_node"])
@@ -174,17 +178,26 @@ def record_episodes(args, specs, procs) -> int:
     try:
         driver = ExpertEpisodeDriver(node)
         driver.wait_until_ready(timeout_s=120.0)
-        progress = tqdm(range(args.seed, args.seed + args.episodes), desc="recording", unit="episode")
-        for seed in progress:
+        # Seeds args.seed, args.seed + 1, ... until --episodes are saved: an episode the expert
+        # does not finish in time is discarded, not recorded.
+        max_attempts = MAX_ATTEMPTS_PER_EPISODE * args.episodes
+        progress = tqdm(total=args.episodes, desc="recording", unit="episode")
+        seed = args.seed
+        while saved < args.episodes and seed < args.seed + max_attempts:
             dead = [s.name for s, p in zip(specs, procs) if p.poll() is not None]
             if dead:
                 print(f"dpros up record: {', '.join(dead)} exited; stopping", file=sys.stderr)
                 return 1
             outcome = driver.record(seed, task)
+            seed += 1
             saved += outcome.saved
-            progress.set_postfix(saved=saved, last=f"{outcome.frames} frames" if outcome.saved else "discarded")
-        print(f"dpros up record: saved {saved} of {args.episodes} episodes", flush=True)
-        return 0 if saved else 1
+            progress.update(int(outcome.saved))
+            progress.set_postfix(seed=seed - 1, tried=seed - args.seed,
+                                 last=f"{outcome.frames} frames" if outcome.saved else "discarded")
+        progress.close()
+        print(f"dpros up record: saved {saved} of {args.episodes} episodes "
+              f"(seeds {args.seed}..{seed - 1}, {seed - args.seed - saved} discarded)", flush=True)
+        return 0 if saved == args.episodes else 1
     finally:
         executor.shutdown()
         spinner.join(timeout=5.0)

@@ -43,9 +43,9 @@ def now_seconds(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
-# Threads of our nodes (physics, inference) give up the GIL in every C call (mj_step, render,
-# torch) and must win it back from the executor threads; with Python's default 5 ms switch
-# interval a busy executor throttled them far below their rate.
+# The sim's physics thread gives up the GIL in every C call (mj_step, render) and must win it
+# back from the executor threads; with Python's default 5 ms switch interval a busy executor
+# throttled it far below real time.
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 

@@ -33,7 +33,7 @@ from std_msgs.msg import Float64MultiArray
 from diffusion_policy_ros.graph import policy_forward_topic
 from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, TactileArray
 from diffusion_policy_ros.nodes._image_convert import depth_from_msg, rgb_from_msg
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
+from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
 from diffusion_policy_ros.nodes._ros_convert import (diagnostic_status, seconds, to_duration, to_time,
                                                      trajectory_msg)
 from diffusion_policy_ros.srv import PolicyCommand
@@ -45,7 +45,6 @@ SIM_TIME_POLL_S = 0.002  # how often the inference loop looks at a simulated clo
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("policy_node", **node_kwargs(), **kwargs)
-        responsive_threads()  # the inference thread returns from torch calls many times a step
         self.config = robot_config_from_node(self)
         self._read_settings()
         self.start_on_activate = bool(param(self, "start_on_activate", False))
