@@ -97,6 +97,9 @@ def sim_sleep(state, duration, timeout=120.0):
     assert wait_for(lambda: state["sim_now"]() >= until, timeout), f"sim time stuck at {state['sim_now']():.3f}"
 
 
+# Three processes plus this one on 2 cores: the command rate sits near the floor when the machine
+# is busy; a rerun keeps the same assertions.
+@pytest.mark.flaky(reruns=2)
 def test_commands_flow_then_stale_camera_holds_the_arm(running_graph):
     state, work = running_graph
     assert wait_for(lambda: len(state["commands"]) >= 5, 60), f"no commands reached the sim; logs in {work}"
