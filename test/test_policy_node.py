@@ -209,6 +209,8 @@ class Graph:
             self.policy._halt()
         for node in reversed(self.nodes):
             self.executor.remove_node(node)
+        time.sleep(0.3)  # callbacks already running (on the shared executor) end before their node goes
+        for node in reversed(self.nodes):
             node.destroy_node()
 
 

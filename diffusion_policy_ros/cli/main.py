@@ -19,6 +19,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "record"): ("bench_record", "highest sensor load the recorder keeps up with"),
     ("sim", "expert"): ("sim_expert", "run the scripted expert headless and report success"),
     ("sim", "bench"): ("sim_bench", "physics steps/s, render fps and real-time factor"),
+    ("sim", "record"): ("sim_record", "record the scripted expert headless straight into a dataset"),
     ("up",): ("up", "start the node graph from a config without ros2 launch"),
     ("export", "lerobot"): ("export_lerobot", "export a dataset to the LeRobotDataset v3 layout"),
     ("import", "bag"): ("import_bag", "convert a rosbag2 / MCAP recording into a dataset"),

@@ -123,9 +123,15 @@ class DemoRecorder(Node):
             return None
 
     # -- subscriptions -------------------------------------------------------------------------
-    def _stamp(self, header) -> float:
-        t = seconds(header.stamp)
-        return t if t > 0.0 else now_seconds(self)   # unstamped (0 = "now") -> receive time
+    def _add(self, stream: str, header, value) -> None:
+        """Unstamped messages (stamp 0 = "now", as teleop devices send) take the receive time; under
+        use_sim_time that time is 0 until the first /clock message, and such samples are dropped."""
+        stamp = seconds(header.stamp)
+        if stamp <= 0.0:
+            stamp = now_seconds(self)
+            if stamp <= 0.0:
+                return self._warn_once(f"clock/{stream}", f"{stream}: dropping unstamped samples until the clock runs")
+        self.session.add(stream, stamp, value)
 
     def _joint_cb(self, arm):
         stream = f"joints/{arm.name}"
@@ -135,7 +141,7 @@ class DemoRecorder(Node):
                 values = reorder_joints(msg.name, msg.position, arm.joint_names)
             except KeyError as e:
                 return self._warn_once(stream, f"ignoring {arm.joint_states_topic}: {e}")
-            self.session.add(stream, self._stamp(msg.header), values)
+            self._add(stream, msg.header, values)
         return cb
 
     def _action_cb(self, arm):
@@ -148,7 +154,7 @@ class DemoRecorder(Node):
                 values = reorder_joints(msg.joint_names, msg.points[0].positions, arm.joint_names)
             except KeyError as e:
                 return self._warn_once(stream, f"ignoring {arm.teleop_topic}: {e}")
-            self.session.add(stream, self._stamp(msg.header), values)
+            self._add(stream, msg.header, values)
         return cb
 
     def _rgb_cb(self, name):
@@ -160,7 +166,7 @@ class DemoRecorder(Node):
                                    big_endian=bool(msg.is_bigendian))
             except ImageDecodeError as e:
                 return self._warn_once(stream, f"ignoring camera {name}: {e}")
-            self.session.add(stream, self._stamp(msg.header), rgb)
+            self._add(stream, msg.header, rgb)
         return cb
 
     def _compressed_cb(self, name):
@@ -168,7 +174,7 @@ class DemoRecorder(Node):
 
         def cb(msg: CompressedImage):
             # Decoded at SAVE (only the sampled frames): keeps the callback cheap.
-            self.session.add(stream, self._stamp(msg.header), bytes(msg.data))
+            self._add(stream, msg.header, bytes(msg.data))
         return cb
 
     def _depth_cb(self, name):
@@ -180,7 +186,7 @@ class DemoRecorder(Node):
                                        big_endian=bool(msg.is_bigendian))
             except ImageDecodeError as e:
                 return self._warn_once(stream, f"ignoring depth of {name}: {e}")
-            self.session.add(stream, self._stamp(msg.header), depth)
+            self._add(stream, msg.header, depth)
         return cb
 
     def _tactile_cb(self, sensor):
@@ -192,7 +198,7 @@ class DemoRecorder(Node):
                 return self._warn_once(stream, f"ignoring {sensor.topic}: {len(values)} taxels, "
                                                f"expected {sensor.rows}x{sensor.cols}")
             import numpy as np
-            self.session.add(stream, self._stamp(msg.header),
+            self._add(stream, msg.header,
                              np.asarray(values, dtype=np.float32).reshape(sensor.rows, sensor.cols))
         return cb
 

@@ -13,12 +13,9 @@ import time
 from rclpy.node import Node
 
 from diffusion_policy_ros.msg import TaskStatus
+from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
 from diffusion_policy_ros.srv import EpisodeControl, ResetEpisode
 
-TASK_TEXT = {
-    "pick_place": "pick up the red cube and place it on the green target",
-    "handover": "lift the cube with the left arm and hand it to the right arm",
-}
 
 
 @dataclasses.dataclass
@@ -79,7 +76,7 @@ class ExpertEpisodeDriver:
         if not reset.success:
             return EpisodeOutcome(seed, False, 0, f"sim reset failed: {reset.message}")
         episode_index = self._wait_for_episode_after(previous.episode if previous else -1)
-        started = self._episode_call(EpisodeControl.Request.START, TASK_TEXT.get(task, task))
+        started = self._episode_call(EpisodeControl.Request.START, TASK_INSTRUCTIONS.get(task, task))
         if not started.success:
             raise RuntimeError(f"recorder refused to start an episode: {started.message}")
         success_since = None

@@ -59,7 +59,7 @@ class PolicyNode(LifecycleNode):
         self._nfe_total = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._subs = []
         self._latencies = collections.deque(maxlen=100)
         self._publish_times = collections.deque(maxlen=50)
@@ -97,7 +97,6 @@ class PolicyNode(LifecycleNode):
             self.policy = None
             return TransitionCallbackReturn.FAILURE
         reliable = QoSProfile(depth=10)
-        self._forward_timer = None
         if self.output == "joint_trajectory":
             from trajectory_msgs.msg import JointTrajectory
             self._outputs = {a.name: self.create_lifecycle_publisher(JointTrajectory, a.policy_topic, reliable)
@@ -105,7 +104,6 @@ class PolicyNode(LifecycleNode):
         else:
             self._outputs = {a.name: self.create_lifecycle_publisher(Float64MultiArray, policy_forward_topic(a),
                                                                      reliable) for a in self.config.arms}
-            self._forward_timer = self.create_timer(self.period, self._on_forward_tick)
         self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, "policy/action_chunk", reliable)
         self.state, self.message = PolicyStatus.STATE_IDLE, "configured and warmed up"
         return TransitionCallbackReturn.SUCCESS
@@ -187,14 +185,18 @@ class PolicyNode(LifecycleNode):
         for pub in list(getattr(self, "_outputs", {}).values()) + [getattr(self, "_chunk_pub", None)]:
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        if getattr(self, "_forward_timer", None) is not None:
-            self.destroy_timer(self._forward_timer)
-        self._outputs, self._chunk_pub, self._forward_timer = {}, None, None
+        self._outputs, self._chunk_pub = {}, None
 
     def on_activate(self, state):
         self._stop.clear()
-        self._thread = threading.Thread(target=self._inference_loop, name="policy_inference", daemon=True)
-        self._thread.start()
+        # Own threads, not executor timers: a busy executor (image callbacks) must not delay a
+        # command. A forward controller gets one command per control period from its own thread.
+        loops = [("policy_inference", self._inference_loop)]
+        if self.output == "float64_multi_array":
+            loops.append(("policy_forward_output", self._forward_loop))
+        self._threads = [threading.Thread(target=fn, name=name, daemon=True) for name, fn in loops]
+        for thread in self._threads:
+            thread.start()
         self.running = self.start_on_activate
         self.message = "active" + (", commanding" if self.running else "; call policy/command START")
         return super().on_activate(state)
@@ -219,9 +221,10 @@ class PolicyNode(LifecycleNode):
     def _halt(self):
         self.running = False
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
-        self._thread = None
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5.0)
+        self._threads = []
         self._forward_chunk = None
 
     # ---- inputs ----------------------------------------------------------------------------
@@ -247,7 +250,13 @@ class PolicyNode(LifecycleNode):
         # The loop ticks on the node's clock, like the stamps it writes and the safety filter's
         # timers: wall time on a robot, /clock under use_sim_time (a sim slower or faster than real
         # time still gets control_rate_hz commands per simulated second).
-        period = self.period * self.policy.steps_per_inference
+        self._every(self.period * self.policy.steps_per_inference, self._guarded_step)
+
+    def _forward_loop(self):
+        self._every(self.period, self._on_forward_tick)
+
+    def _every(self, period: float, work) -> None:
+        """Call `work` once per `period` of the node's clock until the node stops."""
         next_tick = self.now()
         while not self._stop.is_set():
             next_tick += period
@@ -255,11 +264,14 @@ class PolicyNode(LifecycleNode):
                 next_tick = self.now()  # fell behind or the clock jumped: no burst to catch up
             if self._stop.is_set():
                 break
-            try:
-                self._step()
-            except Exception as e:  # a failing step holds the robot (no commands) and says why
-                self.state, self.message = PolicyStatus.STATE_ERROR, f"inference failed: {e}"
-                self.get_logger().error(self.message, throttle_duration_sec=5.0)
+            work()
+
+    def _guarded_step(self):
+        try:
+            self._step()
+        except Exception as e:  # a failing step holds the robot (no commands) and says why
+            self.state, self.message = PolicyStatus.STATE_ERROR, f"inference failed: {e}"
+            self.get_logger().error(self.message, throttle_duration_sec=5.0)
 
     def _sleep_until(self, tick: float, period: float) -> bool:
         """Wait until the node's clock reads `tick` (or stop); False when the tick was already
@@ -350,7 +362,7 @@ class PolicyNode(LifecycleNode):
 
     # ---- commands and status ---------------------------------------------------------------
     def _on_command(self, request, response):
-        active = self.policy is not None and self._thread is not None
+        active = self.policy is not None and bool(self._threads)
         if request.command == PolicyCommand.Request.START:
             response.success = active
             response.message = "commanding" if active else "not active: configure and activate the node first"

@@ -101,6 +101,7 @@ class Task:
 
 class PickPlace(Task):
     name = "pick_place"
+    instruction = "pick up the red cube and place it on the green target"
     episode_seconds = 8.0
     home_tcp = {"": (0.25, 0.0, 0.25)}
     workspace = ((0.30, 0.50), (-0.15, 0.15))
@@ -126,6 +127,7 @@ class PickPlace(Task):
 
 class Handover(Task):
     name = "handover"
+    instruction = "lift the cube with the left arm and hand it to the right arm"
     episode_seconds = 10.0
     home_tcp = {"left_": (0.2, 0.0, 0.25), "right_": (0.2, 0.0, 0.25)}
     workspace = ((-0.22, -0.12), (-0.08, 0.08))
@@ -145,6 +147,8 @@ class Handover(Task):
 
 
 TASKS = {t.name: t for t in (PickPlace, Handover)}
+# What a recorded demonstration of each task is labelled with (the dataset's task text).
+TASK_INSTRUCTIONS = {name: task.instruction for name, task in TASKS.items()}
 
 
 def make_task(name: str, model: mujoco.MjModel, prefixes) -> Task:

@@ -1,0 +1,199 @@
+"""`dpros sim record --episodes 200 --first-seed 1000 --cameras scene --out data/pick_place`: the
+scripted expert's demonstrations written straight into a dataset, headless, without the node graph.
+
+The dataset is the one demo_recorder_node writes when the expert teleoperates the sim
+(`dpros up record`): one row per control tick, `action[t]` the joint target the expert issues at
+tick t and `obs[t]` what was observed just before, the same keys and dtypes (the recorder's stream
+list for the chosen cameras) and the same per-episode metadata, plus the seed. Timestamps are the
+ticks' times from the episode start. An episode ends `--after-success` ticks after the first
+successful one (the graph's expert driver also keeps the settling after success); seeds the expert
+fails are skipped and reported, not written. Episodes are written one at a time and each is durable
+once written, so Ctrl-C keeps every episode finished before it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
+
+SOURCE = "dpros sim record"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--task", choices=sorted(TASK_INSTRUCTIONS), default=None,
+                        help="sim task (default: the --config's task, else pick_place)")
+    parser.add_argument("--config", default=None, help="robot config (default: the task's robot)")
+    parser.add_argument("--episodes", type=int, default=20, help="seeds to run (failed ones are skipped)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ...")
+    parser.add_argument("--out", required=True, metavar="DATASET_FOLDER", help="dataset folder to write")
+    parser.add_argument("--cameras", nargs="+", default=None, metavar="CAMERA",
+                        help="cameras to record (default: all cameras of the config)")
+    parser.add_argument("--after-success", type=int, default=8, metavar="STEPS",
+                        help="control ticks kept after the first successful one; then the episode ends")
+    parser.add_argument("--append", action="store_true",
+                        help="add episodes to an existing dataset (otherwise --out must be new or empty)")
+    parser.add_argument("--no-depth", action="store_true",
+                        help="leave out depth images (the recorder's record_depth:=false)")
+    parser.add_argument("--no-tactile", action="store_true",
+                        help="leave out fingertip taxels (the recorder's record_tactile:=false)")
+
+
+def dataset_keys(specs) -> dict[str, dict]:
+    """Per-key {'dtype', 'shape'} the recorder's streams produce (streams sharing a key are
+    concatenated along the last axis, one arm after another), plus `timestamp`."""
+    keys: dict[str, dict] = {}
+    for spec in specs:
+        if spec.key in keys:
+            keys[spec.key]["shape"][-1] += spec.shape[-1]
+        else:
+            keys[spec.key] = {"dtype": spec.dtype, "shape": list(spec.shape)}
+    keys["timestamp"] = {"dtype": "float64", "shape": []}
+    return keys
+
+
+def open_output(path: str, append: bool, keys: dict[str, dict], config):
+    """The dataset to write: a new one, or with --append an existing one that takes these keys."""
+    from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writable_dir
+    from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SystemExit(f"dpros sim record: --out {path} is a file, not a dataset folder")
+    occupied = os.path.isdir(path) and bool(os.listdir(path))
+    if occupied and not append:
+        raise SystemExit(f"dpros sim record: {path} already exists and is not empty; pass --append to "
+                         "add episodes to the dataset there, or choose another --out")
+    try:
+        if not occupied:
+            ensure_writable_dir(path)
+            return ReplayBuffer.create(path)
+        dataset = ReplayBuffer.open(path, mode="a")
+    except (DatasetError, DatasetPathError) as e:
+        raise SystemExit(f"dpros sim record: cannot write to {path}: {e}") from e
+    # Refuse now rather than after the first episode has been simulated.
+    theirs = {k: dataset.key_spec(k) for k in dataset.keys}
+    if dataset.n_episodes and theirs != keys:
+        raise SystemExit(f"dpros sim record: cannot append to {path}: it holds keys "
+                         f"{_describe(theirs)}, this recording makes {_describe(keys)} "
+                         "(choose the same --cameras / --no-depth / --no-tactile)")
+    if dataset.n_episodes:
+        last = dataset.episode_meta(dataset.n_episodes - 1)
+        if last.get("robot") != config.robot or list(last.get("joint_names", [])) != list(config.joint_names):
+            raise SystemExit(f"dpros sim record: cannot append to {path}: its episodes are of robot "
+                             f"{last.get('robot')!r} with joints {last.get('joint_names')}, this config is "
+                             f"{config.robot!r} with {list(config.joint_names)}")
+    return dataset
+
+
+def _describe(keys: dict[str, dict]) -> str:
+    return ", ".join(f"{k} {v['dtype']}{tuple(v['shape'])}" for k, v in sorted(keys.items()))
+
+
+def record_episode(env, seed: int, keys: dict[str, dict], after_success: int):
+    """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
+    import numpy as np
+
+    obs_keys = [k for k in keys if k.startswith("obs/")]
+    rows: dict[str, list] = {k: [] for k in keys}
+    rate = env.config.control_rate_hz
+    obs = env.reset(seed)
+    success_step, tick = None, 0
+    while True:
+        action = env.expert_action()
+        for key in obs_keys:
+            rows[key].append(obs[key])
+        rows["action"].append(action)
+        rows["timestamp"].append(tick / rate)   # the recorder's grid: start + index / rate
+        env.step(action, observe=False)
+        tick += 1
+        if success_step is None and env.success():
+            success_step = tick
+        if env.done or (success_step is not None and tick >= success_step + after_success):
+            break
+        obs = env.observation()   # rendered only when another tick follows
+    if success_step is None:
+        return None, None
+    data = {k: np.asarray(np.stack(v), dtype=keys[k]["dtype"]) for k, v in rows.items()}
+    for key, array in data.items():
+        if list(array.shape[1:]) != keys[key]["shape"]:
+            raise RuntimeError(f"sim gives {key} of shape {array.shape[1:]}, the recorder writes "
+                               f"{tuple(keys[key]['shape'])}")
+    return data, success_step
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from diffusion_policy_ros.cli.sim_common import config_for
+    from diffusion_policy_ros.data.dataset_path import DatasetPathError, check_free_space
+    from diffusion_policy_ros.data.episode_builder import episode_meta, streams_for_config
+    from diffusion_policy_ros.data.replay_buffer import DatasetError
+    from diffusion_policy_ros.robot_config import ConfigError
+
+    if args.episodes <= 0:
+        raise SystemExit("--episodes must be positive")
+    if args.after_success < 0:
+        raise SystemExit("--after-success must be 0 or more")
+    try:
+        config = config_for(args.task or "pick_place", args.config)
+        task = args.task or (config.task if args.config else "pick_place")
+        cameras = list(dict.fromkeys(args.cameras or [c.name for c in config.cameras]))
+        specs = streams_for_config(config, cameras=cameras, depth=not args.no_depth,
+                                   tactile=not args.no_tactile)
+    except ConfigError as e:
+        raise SystemExit(f"dpros sim record: {e}") from e
+    keys = dataset_keys(specs)
+    out = os.path.abspath(args.out)
+    dataset = open_output(out, args.append, keys, config)
+    before = dataset.n_episodes
+
+    from diffusion_policy_ros.sim.env import SimEnv
+
+    seeds = range(args.first_seed, args.first_seed + args.episodes)
+    skipped, lengths = [], []
+    start = time.perf_counter()
+    interrupted, write_error = False, None
+    with SimEnv(config, task=task, cameras=cameras) as env:
+        progress = tqdm(seeds, desc=f"record {task}", unit="episode")
+        try:
+            for seed in progress:
+                data, success_step = record_episode(env, seed, keys, args.after_success)
+                if data is None:
+                    skipped.append(seed)
+                else:
+                    length = len(data["action"])
+                    # A perfect grid: every stream has one fresh sample per tick.
+                    stats = {s.name: {"received": length, "duplicated": 0, "skipped": 0, "dropped": 0}
+                             for s in specs}
+                    meta = episode_meta(config, task=TASK_INSTRUCTIONS.get(task, task),
+                                        rate_hz=config.control_rate_hz, stats=stats, source=SOURCE,
+                                        extra={"cameras": sorted(cameras), "seed": seed, "sim_task": task,
+                                               "success_step": success_step})
+                    check_free_space(out, sum(a.nbytes for a in data.values()))
+                    dataset.add_episode(data, meta)
+                    lengths.append(length)
+                progress.set_postfix(seed=seed, written=len(lengths), skipped=len(skipped),
+                                     last=f"{lengths[-1]} ticks" if data is not None else "failed")
+        except KeyboardInterrupt:
+            interrupted = True
+        except (DatasetError, DatasetPathError, OSError) as e:   # disk full, permissions: stop, keep the rest
+            write_error = str(e)
+        finally:
+            progress.close()
+    wall = time.perf_counter() - start
+    written = dataset.n_episodes - before   # an interrupted write is either committed or not there
+    mean = f"{np.mean(lengths):.1f}" if lengths else "-"
+    print(f"dpros sim record: {'interrupted; ' if interrupted else ''}wrote {written} episodes to {out} "
+          f"(now {dataset.n_episodes}); skipped seeds (expert failed): {skipped or 'none'}; "
+          f"mean length {mean} ticks; wall time {wall:.1f} s", flush=True)
+    if interrupted:
+        return 130
+    if write_error:
+        print(f"dpros sim record: stopped, cannot write to {out}: {write_error}", file=sys.stderr)
+        return 1
+    if not written:
+        print("dpros sim record: no episode written", file=sys.stderr)
+        return 1
+    return 0
