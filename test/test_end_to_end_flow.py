@@ -48,8 +48,10 @@ def test_record_train_and_deploy_in_the_sim(tmp_path, ros_env):
 
     out = tmp_path / "eval"
     dpros("eval", "sim", "--checkpoint", str(checkpoint), "--config", CONFIG, "--episodes", "1",
-          "--samplers", "streaming", "--timeout-s", "3", "--out", str(out), env=ros_env, timeout=300)
+          "--samplers", "streaming", "--timeout-s", "3", "--real-time-factor", "streaming=0.5,ddpm=0.2",
+          "--out", str(out), env=ros_env, timeout=300)
     report = json.loads((out / "sim_eval.json").read_text())
+    assert report["real_time_factor"] == {"streaming": 0.5}
     streaming = report["methods"]["streaming"]
     assert streaming["episodes"] == 1
     assert streaming["nfe_per_action"] > 0

@@ -356,7 +356,7 @@ def test_bimanual_policy_through_the_safety_filter(make_graph, checkpoints):
 # ---- (f) PolicyCommand and ActionChunk -----------------------------------------------------------------
 def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
     g = make_graph(SINGLE)
-    policy = g.start_policy(checkpoints["single"], command=False)
+    policy = g.start_policy(checkpoints["single"], command=False, denoising_steps=[3, 1, 0])
     lis = g.listener
     time.sleep(0.6)  # active but not started: observations come in, nothing goes out
     assert not lis.trajectories["arm"] and not lis.chunks
@@ -373,7 +373,7 @@ def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
     assert first.sampler == "streaming"
     for c in later:  # warm-started refinements: shifted by the elapsed steps, the configured steps
         assert c.warm_started and c.shift_steps >= 1
-        assert list(c.denoising_steps) == policy.denoising_steps
+        assert list(c.denoising_steps) == config.stream_denoising_steps == [3, 1, 0]
         assert c.num_steps == config.n_action_steps
         assert len(c.positions) == c.num_steps * len(c.joint_names)
         assert abs(seconds(c.step_period) - 0.1) < 1e-9

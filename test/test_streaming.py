@@ -92,6 +92,11 @@ def test_renoise_level_adds_forward_noise():
     assert t_in == 5 and 0.3 * expected_std < float(x_in.std()) < 3 * expected_std
 
 
+def test_renoise_level_must_be_where_the_refinement_starts():
+    with pytest.raises(ValueError, match="first denoising step"):
+        make_sampler(steps=[5, 0], renoise_level=10)
+
+
 def test_gripper_clip_and_sign():
     chunk = torch.tensor([[[0.3, -0.7], [0.1, 0.9]]])
     clipped = clip_discrete(chunk, [1], factor=10.0)

@@ -23,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the state in --out")
+    parser.add_argument("--until", type=int, default=None, metavar="STEP",
+                        help="stop (and save) at this step of the --steps schedule; --resume continues")
     parser.add_argument("--policy", default="{}", help="JSON object of PolicyConfig overrides, e.g. "
                                                        "'{\"down_dims\": [64, 128, 256], \"horizon\": 16}'")
 
@@ -67,6 +69,6 @@ def run(args) -> int:
         print(f"resumed from step {trainer.step}")
     print(f"training on {len(train_eps)} episodes ({len(dataset)} windows), holding out {held_out}; "
           f"obs {sorted(obs_keys)}; device {trainer.device}")
-    trainer.train()
+    trainer.train(until=args.until)
     print(f"checkpoint: {args.out} (loss curve: {args.out}/loss_curve.png)")
     return 0

@@ -37,7 +37,7 @@ from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_c
 from diffusion_policy_ros.nodes._ros_convert import (diagnostic_status, seconds, to_duration, to_time,
                                                      trajectory_msg)
 from diffusion_policy_ros.srv import PolicyCommand
-from diffusion_policy_ros.sync.observation_sync import ObservationHistory, ObservationSync, SyncFailure
+from diffusion_policy_ros.sync.observation_sync import ObservationSync, SyncFailure
 
 SIM_TIME_POLL_S = 0.002  # how often the inference loop looks at a simulated clock while waiting
 
@@ -76,7 +76,8 @@ class PolicyNode(LifecycleNode):
         self.sync_tolerance_s = float(param(self, "sync_tolerance_s", 0.05))
         self.stale_after_s = float(param(self, "stale_after_s", 0.5))
         self.sampler = str(param(self, "sampler", "streaming"))  # streaming | ddim | ddpm
-        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [1])]
+        # Empty: the checkpoint's own streaming settings (tuned with it), else these levels.
+        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [])]
         self.device = str(param(self, "device", "auto"))
         self.image_transport = str(param(self, "image_transport", "raw"))
 
@@ -123,7 +124,9 @@ class PolicyNode(LifecycleNode):
             raise ValueError(f"checkpoint control rate {policy.config.control_rate_hz} Hz != configured "
                              f"control_rate_hz {self.config.control_rate_hz}")
         if self.sampler == "streaming" and self.denoising_steps:
-            policy.set_sampler("streaming", stream_denoising_steps=self.denoising_steps)
+            renoise = None if policy.config.stream_renoise_level is None else self.denoising_steps[0]
+            policy.set_sampler("streaming", stream_denoising_steps=self.denoising_steps,
+                               stream_renoise_level=renoise)
         else:
             policy.set_sampler(self.sampler)
         shapes = policy.config.obs_shapes
@@ -174,7 +177,7 @@ class PolicyNode(LifecycleNode):
                     TactileArray, pad.topic, lambda m, p=pad: self._on_tactile(p, m), qos))
                 self._builders[f"obs/{pad.name}/tactile"] = lambda v, t=pad.topic: v[t]
         self.sync = ObservationSync(topics, self.sync_tolerance_s, self.stale_after_s)
-        self.history = ObservationHistory(self.policy.config.n_obs_steps)
+        self._last_obs_stamp: float | None = None   # the observation the standing chunk came from
 
     def _destroy_inputs(self):
         for sub in self._subs:
@@ -296,18 +299,16 @@ class PolicyNode(LifecycleNode):
             if self.running:
                 self.state, self.message = PolicyStatus.STATE_HOLDING, f"holding: {result.describe()}"
             self._forward_chunk = None
-            with self._lock:
-                self.history.clear()  # never stack observations from before a gap with newer ones
             return
         self.stale = ()
-        with self._lock:
-            new_observation = self.history.push(result)
         if not self.running:
             self.state = PolicyStatus.STATE_IDLE
             return
-        if not new_observation:
+        if self._last_obs_stamp is not None and result.stamp <= self._last_obs_stamp:
             return  # nothing new since the last chunk: it still stands, do not re-sample the same input
-        steps = self.history.stacked()
+        self._last_obs_stamp = result.stamp
+        with self._lock:
+            steps = self.sync.history(result, self.policy.config.n_obs_steps, self.period)
         obs = {key: np.stack([build(o.values) for o in steps]) for key, build in self._builders.items()}
         rows = self.policy.predict_action_chunk(obs, result.stamp)
         ready = self.now()
@@ -377,7 +378,8 @@ class PolicyNode(LifecycleNode):
             with self._lock:
                 if self.policy is not None:
                     self.policy.reset()
-                    self.history.clear()
+                    self.sync.clear()  # the new episode's history holds none of the last one's samples
+                    self._last_obs_stamp = None
             response.success, response.message = self.policy is not None, "reset"
         else:
             response.success, response.message = False, f"unknown command {request.command}"

@@ -129,6 +129,9 @@ class PolicyConfig:
         need(1 <= self.full_sample_steps <= self.num_train_timesteps, "full_sample_steps out of range")
         need(1 <= self.ddim_steps <= self.num_train_timesteps, "ddim_steps out of range")
         need(len(self.stream_denoising_steps) > 0, "stream_denoising_steps is empty")
+        need(self.stream_renoise_level in (None, self.stream_denoising_steps[0]),
+             "stream_renoise_level must be null (refine the shifted chunk as it is) or the first of "
+             "stream_denoising_steps (re-noise it to that level, then denoise)")
         need(1 <= self.stream_execute_steps <= self.n_action_steps,
              "stream_execute_steps must be in [1, n_action_steps]")
         need(self.discrete_method in DISCRETE_METHODS, f"discrete_method must be one of {DISCRETE_METHODS}")

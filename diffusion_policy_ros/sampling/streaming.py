@@ -80,8 +80,9 @@ class WarmStartSampler:
 
     def __init__(self, schedule: NoiseSchedule, settings: StreamingSettings, control_rate_hz: float):
         schedule.check_timesteps(settings.denoising_steps)
-        if settings.renoise_level is not None and not 0 <= settings.renoise_level < schedule.num_steps:
-            raise ValueError(f"renoise_level {settings.renoise_level} outside [0, {schedule.num_steps - 1}]")
+        if settings.renoise_level is not None and settings.renoise_level != settings.denoising_steps[0]:
+            raise ValueError(f"renoise_level {settings.renoise_level} must be the first denoising step "
+                             f"{settings.denoising_steps[0]}: the re-noised chunk is denoised from that level")
         if settings.discrete_method not in DISCRETE_METHODS:
             raise ValueError(f"discrete_method must be one of {DISCRETE_METHODS}")
         self.schedule = schedule

@@ -5,13 +5,16 @@ has reached (the minimum over inputs of their newest stamp); each input contribu
 nearest to that instant, which must lie within `tolerance_s`. An input whose newest sample is
 older than `stale_after_s` (or that never arrived) makes the observation unavailable, and is
 named, so the node can say which sensor is stale instead of acting on old data.
+
+The history a policy sees is n observations one control period apart, as in its training data,
+however often it infers: they are looked up by time in the kept samples.
 """
 from __future__ import annotations
 
 import bisect
 import collections
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -73,36 +76,34 @@ class ObservationSync:
         if stale:
             return SyncFailure(stale, ())
         t_obs = min(self._stamps[name][-1] for name in self.inputs)
+        aligned = self._aligned_at(t_obs)
+        if isinstance(aligned, tuple):
+            return SyncFailure((), aligned)
+        return aligned
+
+    def history(self, latest: AlignedObservation, n_steps: int, period_s: float) -> list[AlignedObservation]:
+        """`n_steps` observations `period_s` apart ending with `latest`, oldest first. A step no
+        sample lies near (before the streams began, or across a gap) repeats the newer step after
+        it, like the padding at the start of a training episode."""
+        steps = [latest]
+        while len(steps) < n_steps:
+            earlier = self._aligned_at(latest.stamp - len(steps) * period_s)
+            if isinstance(earlier, tuple):
+                steps.extend([steps[-1]] * (n_steps - len(steps)))
+                break
+            steps.append(earlier)
+        return steps[::-1]
+
+    def _aligned_at(self, t: float) -> AlignedObservation | tuple[str, ...]:
+        """Every input's sample nearest to t, or the inputs with none within the tolerance."""
         values, unaligned = {}, []
         for name in self.inputs:
-            stamps = list(self._stamps[name])
-            i = bisect.bisect_left(stamps, t_obs)
-            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - t_obs))
-            if abs(stamps[best] - t_obs) > self.tolerance_s:
+            stamps = self._stamps[name]
+            i = bisect.bisect_left(stamps, t)
+            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - t),
+                       default=None)
+            if best is None or abs(stamps[best] - t) > self.tolerance_s:
                 unaligned.append(name)
             else:
                 values[name] = self._values[name][best]
-        if unaligned:
-            return SyncFailure((), tuple(unaligned))
-        return AlignedObservation(t_obs, values)
-
-
-class ObservationHistory:
-    """The last n aligned observations, one per control step, padded with the oldest at the start."""
-
-    def __init__(self, n_steps: int):
-        self.n_steps = int(n_steps)
-        self._items: collections.deque = collections.deque(maxlen=self.n_steps)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def push(self, obs: AlignedObservation) -> bool:
-        if self._items and obs.stamp <= self._items[-1].stamp:
-            return False  # no new data since the last step
-        self._items.append(obs)
-        return True
-
-    def stacked(self, keys: Mapping[str, Any] | None = None) -> list[AlignedObservation]:
-        items = list(self._items)
-        return [items[0]] * (self.n_steps - len(items)) + items
+        return tuple(unaligned) if unaligned else AlignedObservation(t, values)
