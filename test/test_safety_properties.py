@@ -322,3 +322,27 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
         check_path(paths[arm], filt, arm, kinematics=False)
     if len(stream) >= 6 and {a for a, _ in stream} == {"left", "right"}:
         assert reasons, "arms driven toward each other must have been stopped somewhere"
+
+
+def test_arm_far_from_the_plan_is_held_where_it_is(single_config):
+    """A sim reset (or a push) moves the arm away from the path the filter planned: the filter
+    holds at the measured position instead of dragging the arm back, and plans on from there."""
+    filt = build_safety_filter(single_config)
+    names = list(filt.limits["arm"].names)
+    filt.update_joint_state("arm", names, HOME, 0.0)
+    away = HOME + np.r_[0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    r = filt.filter_command("arm", names, 0.1 * np.arange(1, 5), np.linspace(HOME, away, 5)[1:], 0.0)
+    assert r.band is not Band.REJECT
+    assert filt.update_joint_state("arm", names, HOME + 0.01, 0.05) is None   # tracking error is normal
+    gripper_blocked = filt.plan("arm").state_at(0.1)[0].copy()
+    gripper_blocked[6] = 0.0
+    assert filt.update_joint_state("arm", names, gripper_blocked, 0.1) is None   # a gripper may be blocked
+    teleported = HOME - np.r_[0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    hold = filt.update_joint_state("arm", names, teleported, 0.2)
+    assert hold is not None and hold.band is Band.REJECT and filt.holding("arm")
+    assert hold.events[0].action == ACTION_HOLD and hold.events[0].reason == "tracking_error"
+    np.testing.assert_allclose(hold.trajectory.final_position, teleported)
+    np.testing.assert_allclose(filt.plan("arm").state_at(1.0)[0], teleported)
+    # the next command starts from where the arm is: accepted, not a max_step reject
+    nxt = filt.filter_command("arm", names, [0.3], [teleported + 0.02], 0.2)
+    assert nxt.band is not Band.REJECT

@@ -24,6 +24,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffusion_policy_ros.msg import TaskStatus
 from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
+from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.sim.expert import make_expert
 from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
 
@@ -71,11 +72,17 @@ class ExpertTeleopNode(Node):
             q.extend(by_name[j] for j in arm.joint_names)
         return np.array(q)
 
+    def _current(self, msg, status: TaskStatus) -> bool:
+        """Whether a pose or joint state is from this status's tick or later: the messages of one
+        tick can be handled in any order, and a plan from the previous episode's poses fails."""
+        return msg is not None and seconds(msg.header.stamp) >= seconds(status.header.stamp)
+
     def _on_status(self, status: TaskStatus):
         if status.episode != self.planned_episode:
+            latest = [self.object_pose, self.target_pose] + [self.joints.get(a.name) for a in self.config.arms]
+            if not all(self._current(msg, status) for msg in latest):
+                return  # plan on a later tick, once every input is from the new episode
             q = self._joint_vector()
-            if q is None or self.object_pose is None or self.target_pose is None:
-                return
             p, o = self.object_pose.pose.position, self.object_pose.pose.orientation
             t = self.target_pose.pose.position
             qpos = self.model.qpos0.copy()

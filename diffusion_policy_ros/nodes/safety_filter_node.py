@@ -75,7 +75,9 @@ class SafetyFilterNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_joint_state(self, arm: str, msg: JointState) -> None:
-        self.filter.update_joint_state(arm, msg.name, msg.position, self.now())
+        hold = self.filter.update_joint_state(arm, msg.name, msg.position, self.now())
+        if hold is not None:
+            self._apply(hold)
 
     def _on_command(self, arm: str, msg: JointTrajectory) -> None:
         now = self.now()

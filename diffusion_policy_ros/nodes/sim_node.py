@@ -247,12 +247,13 @@ class SimNode(Node):
                 rows=sensor.rows, cols=sensor.cols, normal_force=grid.reshape(-1).tolist()))
 
     def _publish_task(self, stamp):
-        self.status_pub.publish(TaskStatus(
-            header=Header(stamp=stamp), task=self.env.task.name, seed=self.env.seed,
-            episode=self.env.episode, episode_time=self.env.time, success=self.env.success()))
+        # The poses go out before the status that announces their tick.
         pos, quat = self.env.object_pose()
         self.object_pub.publish(_pose(stamp, pos, quat))
         self.target_pub.publish(_pose(stamp, self.env.target_position(), [1.0, 0, 0, 0]))
+        self.status_pub.publish(TaskStatus(
+            header=Header(stamp=stamp), task=self.env.task.name, seed=self.env.seed,
+            episode=self.env.episode, episode_time=self.env.time, success=self.env.success()))
 
     def _publish_cameras(self, stamp):
         for cam in self.env.cameras:

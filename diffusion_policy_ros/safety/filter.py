@@ -84,20 +84,34 @@ class SafetyFilter:
         return self._holding[arm]
 
     def update_joint_state(self, arm: str, names: Sequence[str], positions: Sequence[float],
-                           now: float) -> bool:
-        """Record the measured positions; re-anchor the plan to them while the arm is at rest."""
+                           now: float) -> FilterResult | None:
+        """Record the measured positions; re-anchor the plan to them while the arm is at rest, and
+        hold where the arm is when it is far from the plan (moved by hand, a sim reset, a
+        collision): planning on from where it is not would yank it back. A hold is returned."""
         lim = self.limits[arm]
         index = {n: i for i, n in enumerate(names)}
         if any(n not in index for n in lim.names):
-            return False
+            return None
         q = np.array([positions[index[n]] for n in lim.names], dtype=float)
         if not np.all(np.isfinite(q)):
-            return False
+            return None
         self._measured[arm] = q
         plan = self._plans.get(arm)
         if plan is None or (self._holding[arm] and now >= plan.end_time):
             self._plans[arm] = Trajectory.hold(now, q)
-        return True
+            return None
+        error = np.abs(plan.state_at(now)[0] - q)
+        error[lim.is_gripper] = 0.0  # a gripper closed on an object is blocked short of its target
+        if error.max() <= self.params.max_tracking_error_rad:
+            return None
+        self._plans[arm] = Trajectory(now, q, np.zeros_like(q), np.array([now + self.period]), q[None, :])
+        self._holding[arm] = True
+        self._command_end[arm] = -math.inf
+        joint = lim.names[int(np.argmax(error))]
+        return FilterResult(arm, Band.REJECT, self._plans[arm], [SafetyEvent(
+            ACTION_HOLD, "tracking_error", arm, lim.names, tuple(q), tuple(q),
+            f"{joint} is {error.max():.3f} rad from the commanded path (> max_tracking_error_rad "
+            f"{self.params.max_tracking_error_rad}); holding where the arm is", now)])
 
     # ---- commands ----------------------------------------------------------------------------
     def filter_command(self, arm: str, names: Sequence[str], times: Sequence[float],

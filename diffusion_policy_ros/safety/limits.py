@@ -35,6 +35,8 @@ class SafetyParams:
     brake_sample_s: float = 0.025             # spacing of the points of a stop (<= 1/control_rate)
     max_step_rad: float = 0.25                # per trajectory point (points are <= 1/control_rate apart)
     reject_step_rad: float = 1.0              # first point this far from the robot -> reject
+    max_tracking_error_rad: float = 0.3       # measured this far from the plan (the robot was moved,
+                                              # reset, or blocked) -> hold where it is
     reject_beyond_limit_rad: float = 0.3      # target this far outside a hard limit -> reject
     watchdog_timeout_s: float = 0.08
     max_horizon_s: float = 0.5                # forwarded commands end this far ahead (+ a stop)
