@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 checkpoint="${DEMO_CHECKPOINT:-checkpoints/single_arm_pick_place}"
 episodes="${DEMO_EPISODES:-5}"
 if [ ! -f "$checkpoint/model.safetensors" ]; then
-  echo "demo: no policy checkpoint at $checkpoint (see checkpoints/README.md to train one)" >&2
+  echo "demo: no policy checkpoint at $checkpoint (checkpoints/single_arm_pick_place/README.md says how it is trained)" >&2
   exit 1
 fi
 echo "demo: $episodes seeded pick-and-place episodes with $checkpoint through the ROS 2 node graph"
