@@ -116,7 +116,7 @@ def test_commands_flow_then_stale_camera_holds_the_arm(running_graph):
     assert wait_for(lambda: state["status"] and CAMERA in state["status"][-1].stale_inputs, 60)
     assert state["status"][-1].state == PolicyStatus.STATE_HOLDING
     assert "camera/scene" in state["status"][-1].message
-    sim_sleep(state, 1.5)  # the last chunk runs out (<= max_horizon_s) and the watchdog holds
+    sim_sleep(state, 2.0)  # the last chunk runs out (<= max_horizon_s, 1 s) and the watchdog holds
     n_policy, n_cmd = len(state["policy"]), len(state["commands"])
     hold_start = state["sim_now"]()
     sim_sleep(state, 1.5)
