@@ -18,6 +18,7 @@ output:=float64_multi_array one Float64MultiArray per control tick on `<policy_t
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 
@@ -57,6 +58,7 @@ class PolicyNode(LifecycleNode):
         self.running = False
         self.chunks = 0
         self._nfe_total = 0
+        self._steps_total = 0   # control steps the computed chunks were executed for
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -253,15 +255,28 @@ class PolicyNode(LifecycleNode):
         # The loop ticks on the node's clock, like the stamps it writes and the safety filter's
         # timers: wall time on a robot, /clock under use_sim_time (a sim slower or faster than real
         # time still gets control_rate_hz commands per simulated second).
-        self._every(self.period * self.policy.steps_per_inference, self._guarded_step)
+        self._every(self._inference_period, self._guarded_step)
+
+    def _inference_period(self) -> float:
+        """Control periods between inferences: steps_per_inference, or fewer when the chunk's
+        n_action_steps would run out before the next chunk is ready (a slow sampler starts the
+        next one the recent latency earlier, as the robot must not stop between chunks)."""
+        cfg = self.policy.config
+        latency = float(np.median(self._latencies)) if self._latencies else 0.0
+        lead = math.ceil(latency / self.period - 1e-6)
+        steps = min(self.policy.steps_per_inference, cfg.n_action_steps - lead)
+        return self.period * max(1, steps)
 
     def _forward_loop(self):
         self._every(self.period, self._on_forward_tick)
 
-    def _every(self, period: float, work) -> None:
-        """Call `work` once per `period` of the node's clock until the node stops."""
+    def _every(self, period, work) -> None:
+        """Call `work` once per `period` (seconds, or a function giving them) of the node's clock
+        until the node stops."""
+        next_period = period if callable(period) else (lambda: period)
         next_tick = self.now()
         while not self._stop.is_set():
+            period = next_period()
             next_tick += period
             if not self._sleep_until(next_tick, period):
                 next_tick = self.now()  # fell behind or the clock jumped: no burst to catch up
@@ -317,6 +332,7 @@ class PolicyNode(LifecycleNode):
         self._latencies.append(ready - result.stamp)
         self.chunks += 1
         self._nfe_total += self.policy.last_report.nfe
+        self._steps_total += round(self._inference_period() / self.period)
         self.state, self.message = PolicyStatus.STATE_RUNNING, "commanding"
         self._publish_chunk(result.stamp, rows, ready)
 
@@ -393,10 +409,10 @@ class PolicyNode(LifecycleNode):
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
 
     def _nfe_per_action(self) -> float:
-        """Denoiser evaluations per executed action: each chunk is executed for steps_per_inference."""
-        if self.policy is None or not self.chunks:
+        """Denoiser evaluations per executed action: each chunk runs until the next one."""
+        if self.policy is None or not self._steps_total:
             return 0.0
-        return self._nfe_total / (self.chunks * self.policy.steps_per_inference)
+        return self._nfe_total / self._steps_total
 
     def _publish_status(self):
         lat = np.array(self._latencies) if self._latencies else np.zeros(1)
