@@ -4,7 +4,6 @@ it as stale, commands stop and the arm holds."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,20 +17,12 @@ from trajectory_msgs.msg import JointTrajectory
 from diffusion_policy_ros.cli.up import manage_lifecycle, start_graph, stop_graph
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.msg import PolicyStatus
-from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
+from waiting import wait_for
 
 CAMERA = "/camera/scene/image_raw"
 
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")

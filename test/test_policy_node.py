@@ -30,19 +30,12 @@ from diffusion_policy_ros.nodes.policy_node import PolicyNode
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
+from waiting import wait_for
 
 SINGLE, BIMANUAL = "config/single_arm.yaml", "config/bimanual.yaml"
 ARM_HOME = [0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04]  # a pose well inside every safety limit
 SENSOR_RATE_HZ = 30.0
 
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def home(robot):

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from std_msgs.msg import String
@@ -14,15 +13,8 @@ from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
 from diffusion_policy_ros.robot_config import load_robot_config
 from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop
+from waiting import wait_for
 
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from diffusion_policy_ros.msg import SafetyEvent
 from diffusion_policy_ros.nodes._ros_convert import seconds, trajectory_msg
 from diffusion_policy_ros.nodes.safety_filter_node import SafetyFilterNode
 from diffusion_policy_ros.srv import EStop
+from waiting import wait_for
 
 HOME = [0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04]
 NAMES = ["joint_1", "joint_2", "joint_3", "joint_4", "joint_5", "joint_6", "gripper"]
@@ -57,14 +58,6 @@ class Robot(Node):
         self.policy.publish(trajectory_msg(names, now, times, positions))
         return times, positions
 
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 @pytest.fixture(scope="module")

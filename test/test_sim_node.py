@@ -1,7 +1,6 @@
 """sim_node and expert_teleop_node as real rclpy nodes, talked to over real topics."""
 import os
 import threading
-import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -24,6 +23,7 @@ from diffusion_policy_ros.msg import TactileArray, TaskStatus  # noqa: E402
 from diffusion_policy_ros.nodes.expert_teleop_node import ExpertTeleopNode  # noqa: E402
 from diffusion_policy_ros.nodes.sim_node import SimNode  # noqa: E402
 from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
+from waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARAMS = ["--ros-args", "--params-file", os.path.join(ROOT, "config", "single_arm.yaml")]
@@ -69,12 +69,7 @@ class Probe:
                 v.clear()
 
     def wait_for(self, predicate, timeout=15.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_for(predicate, timeout)
 
     def latest_joints(self):
         assert self.wait_for(lambda: self.take("/joint_states")), "no joint states"

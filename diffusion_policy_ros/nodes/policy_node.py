@@ -59,6 +59,7 @@ class PolicyNode(LifecycleNode):
         self.chunks = 0
         self._nfe_total = 0
         self._steps_total = 0   # control steps the computed chunks were executed for
+        self._chunk_steps = 1   # control steps until the next inference (set by the loop)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -264,16 +265,14 @@ class PolicyNode(LifecycleNode):
         cfg = self.policy.config
         latency = float(np.median(self._latencies)) if self._latencies else 0.0
         lead = math.ceil(latency / self.period - 1e-6)
-        steps = min(self.policy.steps_per_inference, cfg.n_action_steps - lead)
-        return self.period * max(1, steps)
+        self._chunk_steps = max(1, min(self.policy.steps_per_inference, cfg.n_action_steps - lead))
+        return self.period * self._chunk_steps
 
     def _forward_loop(self):
-        self._every(self.period, self._on_forward_tick)
+        self._every(lambda: self.period, self._on_forward_tick)
 
-    def _every(self, period, work) -> None:
-        """Call `work` once per `period` (seconds, or a function giving them) of the node's clock
-        until the node stops."""
-        next_period = period if callable(period) else (lambda: period)
+    def _every(self, next_period, work) -> None:
+        """Call `work` after each `next_period()` seconds of the node's clock until the node stops."""
         next_tick = self.now()
         while not self._stop.is_set():
             period = next_period()
@@ -332,7 +331,7 @@ class PolicyNode(LifecycleNode):
         self._latencies.append(ready - result.stamp)
         self.chunks += 1
         self._nfe_total += self.policy.last_report.nfe
-        self._steps_total += round(self._inference_period() / self.period)
+        self._steps_total += self._chunk_steps
         self.state, self.message = PolicyStatus.STATE_RUNNING, "commanding"
         self._publish_chunk(result.stamp, rows, ready)
 
