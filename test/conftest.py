@@ -5,6 +5,13 @@ import random
 import sys
 
 import pytest
+from hypothesis import settings
+
+# The property tests run the same examples on every CI run (a failure there is a bug to fix, not a
+# coin flip); HYPOTHESIS_PROFILE=explore searches new examples on each run.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
