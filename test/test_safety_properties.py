@@ -232,6 +232,21 @@ def test_hold_from_full_speed_is_a_smooth_jerk_limited_stop(single_config):
     assert np.allclose(filt.plan("arm").state_at(now + 5.0)[0], hold.final_position)
 
 
+def test_hold_during_a_braking_tail_keeps_that_stop(single_config):
+    # Found by hypothesis: the gripper is sent past its range, so the plan runs up to the limit
+    # and its braking tail stops just inside it; a NaN arrives during that tail. Braking anew
+    # from the sampled tail (whose finite-difference acceleration lags the real one) overshot
+    # the limit and was clipped there: an acceleration spike in the stop.
+    clamped = {"delay": 0.2346957314423008, "t0": -0.15369730268221046, "step": 0.3, "names": "ok",
+               "points": [[-0.2236074897864032, -0.48148781582697525, 0.0, 0.31, 0.0, 0.31, 0.05787090933710726],
+                          [0.19435605974273018, 0.0, 0.0689796602728665, -0.31, -0.31, 0.0, 0.5585607571583981]]}
+    nan_command = {"delay": 0.19213934747419273, "t0": 0.2, "step": 0.2, "names": "ok", "points": [[math.nan] * 7]}
+    filt = build_safety_filter(single_config)
+    path, results = run_stream(filt, "arm", [clamped, nan_command])  # checks every stop
+    assert [r.band for r, cmd in results if cmd is not None] == [Band.CLAMP, Band.REJECT]
+    check_path(path, filt, "arm")
+
+
 def test_stale_command_holds_within_timeout(single_config):
     filt = build_safety_filter(single_config)
     names = list(filt.limits["arm"].names)

@@ -241,7 +241,7 @@ class SafetyFilter:
         sampled every `brake_sample_s`; otherwise every joint decelerates at its limit, one period
         apart."""
         if lim.max_jerk is not None:
-            dt = min(self.params.brake_sample_s or self.period, self.period)
+            dt = self._brake_sample_s(lim)
             offsets, points = jerk_limited_stop(q, v, np.zeros_like(q) if a is None else a, lim.max_velocity,
                                                 lim.max_acceleration, lim.max_jerk, dt)
             return [t0 + dt_k for dt_k in offsets], points
@@ -255,6 +255,19 @@ class SafetyFilter:
             t0 += self.period
             times.append(t0)
             points.append(q)
+
+    def _brake_sample_s(self, lim: JointLimits) -> float:
+        if lim.max_jerk is None:
+            return self.period
+        return min(self.params.brake_sample_s or self.period, self.period)
+
+    @staticmethod
+    def _resample(plan: Trajectory, now: float, dt: float) -> tuple[list[float], list[np.ndarray]]:
+        """The rest of `plan` sampled every dt from now. Each sample lies between two knots of a
+        stop sampled every dt, so its differences are convex combinations of the stop's own and
+        keep within the same velocity, acceleration and jerk bounds."""
+        times = now + dt * np.arange(1, math.ceil((plan.end_time - now) / dt - 1e-9) + 1)
+        return list(times), [plan.state_at(t)[0] for t in times]
 
     def _poses_of_other_arms(self, arm: str, now: float) -> dict[str, list]:
         """Link poses of every other arm at each position its plan still passes through.
@@ -320,10 +333,17 @@ class SafetyFilter:
 
     # ---- holds -------------------------------------------------------------------------------
     def _hold_plan(self, arm: str, now: float) -> Trajectory:
-        """Stop from where the current plan is now, as fast as the acceleration limit allows."""
+        """Stop from where the current plan is now, as fast as the limits allow. A stop already
+        under way (the braking tail after the last command point) is kept: braking anew from a
+        point of its sampled profile would start from a finite-difference acceleration that lags
+        the real one, and could overshoot the limit that tail was planned to stop short of."""
         lim = self.limits[arm]
-        q, v = self._plans[arm].state_at(now)
-        times, points = self._brake(now, q, v, lim, self._plans[arm].acceleration_at(now))
+        current = self._plans[arm]
+        q, v = current.state_at(now)
+        if now >= self._command_end[arm]:
+            times, points = self._resample(current, now, self._brake_sample_s(lim))
+        else:
+            times, points = self._brake(now, q, v, lim, current.acceleration_at(now))
         if not points:
             times, points = [now + self.period], [q]
         if np.all(q >= lim.safe_lower - _EPS) and np.all(q <= lim.safe_upper + _EPS):
