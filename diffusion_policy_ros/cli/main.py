@@ -14,6 +14,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("train",): ("train", "train a diffusion policy on a recorded dataset"),
     ("eval", "offline"): ("eval_offline", "action error of a checkpoint on held-out episodes"),
     ("eval", "sim"): ("eval_sim", "success rate of samplers in the sim through the node graph"),
+    ("eval", "policy"): ("eval_policy", "success of samplers in the sim without ROS: the policy alone, no latency"),
     ("bench", "sampler"): ("bench_sampler", "latency and function evaluations of each sampler"),
     ("bench", "graph"): ("bench_graph", "end-to-end latency of sim -> policy -> safety filter"),
     ("bench", "record"): ("bench_record", "highest sensor load the recorder keeps up with"),
