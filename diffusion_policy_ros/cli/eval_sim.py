@@ -84,10 +84,10 @@ def run(args) -> int:
     path = os.path.join(args.out, "sim_eval.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
-    _print_table(results)
-    _save_bar_chart(results, os.path.join(args.out, "sim_eval.png"))
+    _print_table(results, real_time_factors)
+    _save_bar_chart(results, real_time_factors, os.path.join(args.out, "sim_eval.png"))
     if args.frames:
-        _save_latency_histogram(results, os.path.join(args.out, "latency.png"))
+        _save_latency_histogram(results, real_time_factors, os.path.join(args.out, "latency.png"))
     print(f"wrote {path}")
     return 0
 
@@ -298,39 +298,44 @@ class _Evaluator:
                 "outcomes": self.outcomes}
 
 
-def _print_table(results: dict) -> None:
-    print(f"{'method':10s} {'success':>9s} {'NFE/act':>8s} {'infer p50':>10s} {'p99':>8s} "
+def _label(name: str, real_time_factors: dict) -> str:
+    return f"{name} (sim x{real_time_factors[name]:g})"
+
+
+def _print_table(results: dict, real_time_factors: dict) -> None:
+    print(f"{'method':10s} {'sim x':>5s} {'success':>9s} {'NFE/act':>8s} {'infer p50':>10s} {'p99':>8s} "
           f"{'e2e p50':>8s} {'p99':>8s} {'traj/s':>7s}")
     for name, r in results.items():
         inf, e2e = r["inference_latency_ms"], r["end_to_end_latency_ms"]
-        print(f"{name:10s} {r['successes']:>3d}/{r['episodes']:<3d} {r['success_rate']:>4.0%}"
-              f" {r['nfe_per_action'] or 0:>7.2f} {inf['p50']:>9.1f}ms {inf['p99']:>6.1f}ms"
+        print(f"{name:10s} {real_time_factors[name]:>5g} {r['successes']:>3d}/{r['episodes']:<3d} "
+              f"{r['success_rate']:>4.0%} {r['nfe_per_action'] or 0:>7.2f} {inf['p50']:>9.1f}ms {inf['p99']:>6.1f}ms"
               f" {e2e['p50']:>6.1f}ms {e2e['p99']:>6.1f}ms {r['command_rate_hz']:>7.2f}")
-    print("traj/s: trajectories reaching the controller per sim second, each with one setpoint per "
-          "control period; latencies: observation stamp -> chunk ready (infer), -> command sent to "
-          "the controller (e2e), in sim time")
+    print("sim x: the sim's speed (real-time factor); traj/s: trajectories reaching the controller per "
+          "sim second, each with one setpoint per control period; latencies: observation stamp -> chunk "
+          "ready (infer), -> command sent to the controller (e2e), in sim time (wall time x the factor)")
 
 
-def _save_bar_chart(results: dict, path: str) -> None:
+def _save_bar_chart(results: dict, real_time_factors: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(results)
+    labels = [_label(n, real_time_factors).replace(" (", "\n(") for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.bar(names, [100 * results[n]["success_rate"] for n in names], color="tab:green")
+    ax1.bar(labels, [100 * results[n]["success_rate"] for n in names], color="tab:green")
     ax1.set_ylabel("success (%)")
     ax1.set_ylim(0, 100)
     ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
-    ax2.bar(names, [results[n]["inference_latency_ms"]["p99"] for n in names], color="tab:blue")
-    ax2.set_ylabel("inference latency p99 (ms)")
+    ax2.bar(labels, [results[n]["inference_latency_ms"]["p99"] for n in names], color="tab:blue")
+    ax2.set_ylabel("inference latency p99 (sim ms)")
     ax2.set_yscale("log")
-    ax2.set_title("worst-case latency per inference")
+    ax2.set_title("worst-case latency per inference, in sim time")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _save_latency_histogram(results: dict, path: str) -> None:
+def _save_latency_histogram(results: dict, real_time_factors: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -342,9 +347,9 @@ def _save_latency_histogram(results: dict, path: str) -> None:
         bins = np.geomspace(min(samples), max(samples) * 1.01, 40)
         for name, r in results.items():
             if r["latency_samples_ms"]:
-                ax.hist(r["latency_samples_ms"], bins=bins, alpha=0.6, label=name)
+                ax.hist(r["latency_samples_ms"], bins=bins, alpha=0.6, label=_label(name, real_time_factors))
         ax.legend()
-    ax.set_xlabel("observation stamp -> chunk ready (ms)")
+    ax.set_xlabel("observation stamp -> chunk ready (sim ms)")
     ax.set_ylabel("inferences")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
