@@ -24,7 +24,6 @@ from waiting import wait_for
 CAMERA = "/camera/scene/image_raw"
 
 
-
 @pytest.fixture(scope="module")
 def running_graph(tmp_path_factory, ros_env, ros_domain_id):
     import os

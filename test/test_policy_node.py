@@ -37,7 +37,6 @@ ARM_HOME = [0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04]  # a pose well inside every 
 SENSOR_RATE_HZ = 30.0
 
 
-
 def home(robot):
     return np.array(ARM_HOME * len(robot.arms))
 

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from diffusion_policy_ros.policy.configuration import SAMPLERS
+from diffusion_policy_ros.cli.eval_sim import DEFAULT_SAMPLERS, parse_samplers
 
 _EPS = 1e-9  # sim times are sums of physics steps: compare with a little slack
 
@@ -32,7 +32,7 @@ def add_arguments(parser):
     parser.add_argument("--config", default="config/single_arm.yaml")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from the demos)")
-    parser.add_argument("--samplers", default="streaming,ddpm,ddim", help="comma-separated: streaming,ddpm,ddim")
+    parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated: {DEFAULT_SAMPLERS}")
     parser.add_argument("--timeout-s", type=float, default=12.0, help="sim seconds an episode may take")
     parser.add_argument("--hold-s", type=float, default=1.0,
                         help="sim seconds success must last for the 'held' criterion")
@@ -47,10 +47,7 @@ def run(args) -> int:
     from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
     from diffusion_policy_ros.robot_config import ConfigError, config_path, load_robot_config
 
-    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    unknown = sorted(set(samplers) - set(SAMPLERS))
-    if unknown or not samplers:
-        raise SystemExit(f"unknown samplers {unknown or [args.samplers]}; choose from {list(SAMPLERS)}")
+    samplers = parse_samplers(args.samplers)
     if args.episodes < 1 or not args.timeout_s > 0 or args.hold_s < 0:
         raise SystemExit("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
     try:

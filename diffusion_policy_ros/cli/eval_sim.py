@@ -16,7 +16,9 @@ import time
 
 import numpy as np
 
-SAMPLERS = ("streaming", "ddpm", "ddim")
+from diffusion_policy_ros.policy.configuration import SAMPLERS
+
+DEFAULT_SAMPLERS = "streaming,ddpm,ddim"
 
 
 def add_arguments(parser):
@@ -24,7 +26,7 @@ def add_arguments(parser):
     parser.add_argument("--config", default="config/single_arm.yaml")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from the demos)")
-    parser.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated: streaming,ddpm,ddim")
+    parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated: {DEFAULT_SAMPLERS}")
     parser.add_argument("--timeout-s", type=float, default=12.0, help="sim seconds an episode may take")
     parser.add_argument("--real-time-factor", default="1.0",
                         help="sim speed, one number or per sampler (e.g. 'streaming=1,ddim=1,ddpm=0.2'); "
@@ -45,10 +47,7 @@ def run(args) -> int:
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
     catch_stop_signals()
-    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    unknown = sorted(set(samplers) - set(SAMPLERS))
-    if unknown:
-        raise SystemExit(f"unknown samplers {unknown}; choose from {SAMPLERS}")
+    samplers = parse_samplers(args.samplers)
     real_time_factors = parse_real_time_factors(args.real_time_factor, samplers)
     robot = load_robot_config(config_path(args.config))
     os.makedirs(args.out, exist_ok=True)
@@ -90,6 +89,15 @@ def run(args) -> int:
         _save_latency_histogram(results, real_time_factors, os.path.join(args.out, "latency.png"))
     print(f"wrote {path}")
     return 0
+
+
+def parse_samplers(text: str) -> list[str]:
+    """'streaming,ddpm' -> ['streaming', 'ddpm'], each a sampler the policy has."""
+    samplers = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(samplers) - set(SAMPLERS))
+    if unknown or not samplers:
+        raise SystemExit(f"unknown samplers {unknown or [text]}; choose from {list(SAMPLERS)}")
+    return samplers
 
 
 def parse_real_time_factors(text: str, samplers: list[str]) -> dict[str, float]:
@@ -298,8 +306,8 @@ class _Evaluator:
                 "outcomes": self.outcomes}
 
 
-def _label(name: str, real_time_factors: dict) -> str:
-    return f"{name} (sim x{real_time_factors[name]:g})"
+def _label(name: str, real_time_factors: dict, separator: str = " ") -> str:
+    return f"{name}{separator}(sim x{real_time_factors[name]:g})"
 
 
 def _print_table(results: dict, real_time_factors: dict) -> None:
@@ -320,7 +328,7 @@ def _save_bar_chart(results: dict, real_time_factors: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(results)
-    labels = [_label(n, real_time_factors).replace(" (", "\n(") for n in names]
+    labels = [_label(n, real_time_factors, separator="\n") for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.bar(labels, [100 * results[n]["success_rate"] for n in names], color="tab:green")
     ax1.set_ylabel("success (%)")

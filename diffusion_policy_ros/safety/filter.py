@@ -240,19 +240,19 @@ class SafetyFilter:
         """Points of a stop from (q, v, a): jerk-limited (ruckig) when the limits have a jerk bound,
         sampled every `brake_sample_s`; otherwise every joint decelerates at its limit, one period
         apart."""
+        dt = self._brake_sample_s(lim)
         if lim.max_jerk is not None:
-            dt = self._brake_sample_s(lim)
             offsets, points = jerk_limited_stop(q, v, np.zeros_like(q) if a is None else a, lim.max_velocity,
                                                 lim.max_acceleration, lim.max_jerk, dt)
             return [t0 + dt_k for dt_k in offsets], points
         times, points = [], []
-        dv = lim.max_acceleration * self.period
+        dv = lim.max_acceleration * dt
         while True:
             v = np.sign(v) * np.maximum(np.abs(v) - dv, 0.0)
             if not np.any(v):
                 return times, points
-            q = q + v * self.period
-            t0 += self.period
+            q = q + v * dt
+            t0 += dt
             times.append(t0)
             points.append(q)
 
