@@ -22,18 +22,13 @@ import time
 
 import numpy as np
 
-from diffusion_policy_ros.cli.eval_sim import DEFAULT_SAMPLERS, parse_samplers
+from diffusion_policy_ros.cli.eval_sim import add_episode_arguments, parse_samplers
 
 _EPS = 1e-9  # sim times are sums of physics steps: compare with a little slack
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="policy checkpoint folder")
-    parser.add_argument("--config", default="config/single_arm.yaml")
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from the demos)")
-    parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated: {DEFAULT_SAMPLERS}")
-    parser.add_argument("--timeout-s", type=float, default=12.0, help="sim seconds an episode may take")
+    add_episode_arguments(parser)
     parser.add_argument("--hold-s", type=float, default=1.0,
                         help="sim seconds success must last for the 'held' criterion")
     parser.add_argument("--device", default="cpu", help="torch device of the policy (cpu, cuda, auto)")

@@ -21,13 +21,18 @@ from diffusion_policy_ros.policy.configuration import SAMPLERS
 DEFAULT_SAMPLERS = "streaming,ddpm,ddim"
 
 
-def add_arguments(parser):
+def add_episode_arguments(parser):
+    """What every sampler evaluation takes (eval sim, eval policy): checkpoint, seeds, samplers."""
     parser.add_argument("--checkpoint", required=True, help="policy checkpoint folder")
     parser.add_argument("--config", default="config/single_arm.yaml")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from the demos)")
     parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated: {DEFAULT_SAMPLERS}")
     parser.add_argument("--timeout-s", type=float, default=12.0, help="sim seconds an episode may take")
+
+
+def add_arguments(parser):
+    add_episode_arguments(parser)
     parser.add_argument("--real-time-factor", default="1.0",
                         help="sim speed, one number or per sampler (e.g. 'streaming=1,ddim=1,ddpm=0.2'); "
                              "below 1 gives a slow sampler more sim time per inference, so its success "
