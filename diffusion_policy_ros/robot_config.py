@@ -14,6 +14,12 @@ from typing import Any
 import yaml
 
 SHARED_SECTION = "/**"
+# How an arm's gripper is commanded on a ros2_control robot (`<arm>.gripper_controller`):
+# none: the gripper is one more joint of the arm's joint_trajectory_controller (controller_topic);
+# joint_trajectory: a second JTC over the gripper joints (JointTrajectory on gripper_topic);
+# gripper_action: a GripperActionController (control_msgs/action/GripperCommand, action gripper_topic);
+# forward_position: a forward position controller (Float64MultiArray on gripper_topic).
+GRIPPER_CONTROLLERS = ("none", "joint_trajectory", "gripper_action", "forward_position")
 
 
 class ConfigError(ValueError):
@@ -30,12 +36,22 @@ class ArmConfig:
     joint_states_topic: str
     teleop_topic: str
     policy_topic: str
-    controller_topic: str
+    controller_topic: str       # JointTrajectory to the arm's joint_trajectory_controller
     forward_topic: str
+    gripper_controller: str = "none"   # one of GRIPPER_CONTROLLERS
+    gripper_topic: str = ""            # topic or action name of the gripper controller
 
     @property
     def gripper_indices(self) -> tuple[int, ...]:
         return tuple(self.joint_names.index(j) for j in self.gripper_joints)
+
+    @property
+    def controller_joint_names(self) -> tuple[str, ...]:
+        """Joints of the trajectory on controller_topic: the arm joints, and the gripper too when
+        it has no controller of its own."""
+        if self.gripper_controller == "none":
+            return self.joint_names
+        return tuple(j for j in self.joint_names if j not in self.gripper_joints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +149,21 @@ class RobotConfig:
                 raise ConfigError(f"{name}.gripper_joints {unknown} are not in {name}.joint_names")
             if len(set(joints)) != len(joints):
                 raise ConfigError(f"{name}.joint_names has duplicates: {list(joints)}")
+            gripper_controller = a.str("gripper_controller", default="none")
+            if gripper_controller not in GRIPPER_CONTROLLERS:
+                raise ConfigError(f"{name}.gripper_controller must be one of {list(GRIPPER_CONTROLLERS)}, "
+                                  f"got {gripper_controller!r}")
+            gripper_topic = a.str("gripper_topic", default="")
+            if gripper_controller != "none" and not (grippers and gripper_topic):
+                raise ConfigError(f"{name}.gripper_controller {gripper_controller} needs gripper_joints and "
+                                  f"{name}.gripper_topic")
             arms.append(ArmConfig(
                 name=name, namespace=a.str("namespace", default=""), joint_names=joints,
                 gripper_joints=grippers, end_effector=a.str("end_effector", default="tcp"),
                 joint_states_topic=a.str("joint_states_topic"), teleop_topic=a.str("teleop_topic"),
                 policy_topic=a.str("policy_topic"), controller_topic=a.str("controller_topic"),
-                forward_topic=a.str("forward_topic")))
+                forward_topic=a.str("forward_topic"), gripper_controller=gripper_controller,
+                gripper_topic=gripper_topic))
         if not arms:
             raise ConfigError("config names no arms (parameter 'arms')")
         all_joints = [j for arm in arms for j in arm.joint_names]
