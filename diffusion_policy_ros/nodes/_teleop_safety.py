@@ -24,19 +24,23 @@ SAFETY_PARAMETERS = tuple(f.name for f in dataclasses.fields(SafetyParams))
 
 
 class OnceLog:
-    """Logs each thing a node waits for once, and once more when it arrives."""
+    """Logs each thing a node waits for once, and when it arrives (the first time, and after
+    each wait)."""
 
     def __init__(self, logger):
         self.logger = logger
         self._waiting: set[str] = set()
+        self._arrived: set[str] = set()
 
     def waiting(self, key: str, message: str) -> None:
         if key not in self._waiting:
             self._waiting.add(key)
+            self._arrived.discard(key)
             self.logger.info(f"waiting for {message}")
 
     def arrived(self, key: str, message: str) -> None:
-        if key in self._waiting:
+        if key not in self._arrived:
+            self._arrived.add(key)
             self._waiting.discard(key)
             self.logger.info(message)
 
