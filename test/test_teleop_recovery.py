@@ -22,7 +22,7 @@ from sensor_msgs.msg import JointState, Joy  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from diffusion_policy_ros.graph import build_graph  # noqa: E402
-from diffusion_policy_ros.msg import SafetyEvent  # noqa: E402
+from diffusion_policy_ros.msg import SafetyEvent, TaskStatus  # noqa: E402
 from diffusion_policy_ros.nodes._ros_convert import seconds  # noqa: E402
 from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
 from diffusion_policy_ros.safety.kinematics import RobotKinematics  # noqa: E402
@@ -52,6 +52,7 @@ class Operator:
         self.arm = self.config.arms[0]
         self.axes = list(NEUTRAL)
         self.sim_time = None
+        self.episode = None
         self.samples: list[tuple[float, np.ndarray]] = []   # (stamp, tool position)
         self.events: list[SafetyEvent] = []
         self.forwarded: list[JointTrajectory] = []
@@ -61,6 +62,7 @@ class Operator:
         n.create_subscription(Clock, "/clock", lambda m: setattr(self, "sim_time", seconds(m.clock)), 10)
         n.create_subscription(JointState, self.arm.joint_states_topic, self._on_joints, qos_profile_sensor_data)
         n.create_subscription(SafetyEvent, "/safety/events", self.events.append, 100)
+        n.create_subscription(TaskStatus, "/sim/task_status", lambda m: setattr(self, "episode", m.episode), 10)
         n.create_subscription(JointTrajectory, self.arm.controller_topic, self.forwarded.append, 100)
         n.create_subscription(JointTrajectory, self.arm.teleop_topic, self.commands.append, 100)
         self.joy = n.create_publisher(Joy, "/joy", 10)
@@ -252,3 +254,35 @@ def test_after_a_sim_reset_the_jog_starts_from_the_new_pose(graph):
     delay = op.responds(UP, np.array([0, 0, 1.0]), home)
     op.axes = list(NEUTRAL)
     assert delay <= RESPOND_S
+
+
+def test_the_console_reset_key_resets_the_sim_and_the_jog_follows(graph, ros_env):
+    """One key between episodes: the keyboard node calls /sim/reset, and the jog starts again from
+    the new pose (its log says it re-anchored)."""
+    op, log = graph
+    op.hold_stick(FORWARD, 1.0)
+    op.axes = list(NEUTRAL)
+    before = op.episode
+    anchored = log.read_text().count("re-anchored on the measured joints")
+    keyboard = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.nodes.keyboard_episode_node",
+                                 "--ros-args", "-p", "reset_seed:=7"], env=ros_env, cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(keyboard.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        keyboard.stdin.write("r\n")
+        keyboard.stdin.flush()
+        assert wait_for(lambda: any("ok: reset" in line for line in lines), 60), "".join(lines)
+        assert wait_for(lambda: op.episode is not None and op.episode > before, 30)
+        # Re-anchored on the new episode, or on the filter's hold when the arm jumped to the new pose.
+        assert wait_for(lambda: log.read_text().count("re-anchored on the measured joints") > anchored, 30), \
+            log.read_text()[-2000:]
+        keyboard.stdin.write("q\n")
+        keyboard.stdin.flush()
+        assert keyboard.wait(timeout=30) == 0
+    finally:
+        if keyboard.poll() is None:
+            keyboard.kill()
+        reader.join(timeout=5)
+    assert "seed 7" in "".join(lines)
