@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from diffusion_policy_ros.obs_keys import is_obs
 from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
 
 SOURCE = "dpros sim record"
@@ -94,7 +95,7 @@ def record_episode(env, seed: int, keys: dict[str, dict], after_success: int):
     """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
     import numpy as np
 
-    obs_keys = [k for k in keys if k.startswith("obs/")]
+    obs_keys = [k for k in keys if is_obs(k)]
     rows: dict[str, list] = {k: [] for k in keys}
     rate = env.config.control_rate_hz
     obs = env.reset(seed)

@@ -31,6 +31,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+    from diffusion_policy_ros.obs_keys import is_obs
     from diffusion_policy_ros.data.sequence_dataset import SequenceDataset
     from diffusion_policy_ros.policy.configuration import PolicyConfig
     from diffusion_policy_ros.training.trainer import TrainConfig, Trainer
@@ -53,7 +54,7 @@ def run(args) -> int:
         return 2
     if not args.config:
         grippers = [i for i, n in enumerate(joint_names) if n.endswith("gripper")]
-    obs_keys = args.obs_keys or [k for k in buf.keys if k.startswith("obs/")]
+    obs_keys = args.obs_keys or [k for k in buf.keys if is_obs(k)]
     overrides = json.loads(args.policy)
     config = PolicyConfig(obs_shapes={k: buf.key_spec(k)["shape"] for k in obs_keys}, joint_names=joint_names,
                           gripper_dims=grippers, control_rate_hz=rate, **overrides).validate()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.data.episode_builder import (EpisodeRecording, episode_meta, reorder_joints,
                                                        streams_for_config)
 from diffusion_policy_ros.data.image_codec import depth_from_raw, rgb_from_compressed, rgb_from_raw
@@ -82,7 +83,7 @@ def read_bag_episode(bag_path: str, robot_config, *, task: str, rate_hz: float,
         reader_cm.__exit__(None, None, None)
     data, stats = episode.build(rate_hz)
     if action_source == "next_state":
-        pos = data["obs/joint_pos"]
+        pos = data[obs_keys.JOINT_POS]
         data["action"] = np.concatenate([pos[1:], pos[-1:]]).astype(np.float32)
     recorded_cams = sorted(s.name.split("/", 1)[1] for s in specs if s.name.startswith("rgb/"))
     meta = episode_meta(robot_config, task=task, rate_hz=rate_hz, stats=stats,

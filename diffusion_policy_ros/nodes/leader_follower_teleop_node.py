@@ -35,21 +35,19 @@ class LeaderFollowerTeleop(Node):
         lower, upper = follower_limits(self.config)
         gripper_range = tuple(param(self, "leader.gripper_range", [0.0, 1.0]))
         self.maps, self.leader, self.follower = {}, {}, {}
-        k = 0
-        for arm in self.config.arms:
+        for arm, cols in self.config.arm_slices():
             n = len(arm.joint_names)
             prefix = f"leader.{arm.name}"
             default_topic = f"/{arm.namespace}/leader/joint_states" if arm.namespace else "/leader/joint_states"
             self.maps[arm.name] = LeaderFollowerMap(
                 follower_joints=arm.joint_names,
                 leader_joints=param(self, f"{prefix}.joint_names", list(arm.joint_names)),
-                lower=lower[k:k + n], upper=upper[k:k + n],
+                lower=lower[cols], upper=upper[cols],
                 scale=param(self, f"{prefix}.scale", [1.0] * n),
                 offset=param(self, f"{prefix}.offset", [0.0] * n),
                 gripper_joints=arm.gripper_joints, leader_gripper_range=gripper_range,
                 max_velocity=float(param(self, "max_velocity", 1.0)),
                 stale_after_s=float(param(self, "stale_after_s", 0.5)))
-            k += n
             topic = param(self, f"{prefix}.topic", default_topic)
             self.create_subscription(JointState, topic, lambda m, a=arm.name: self.leader.__setitem__(a, m), 10)
             self.create_subscription(JointState, arm.joint_states_topic,
