@@ -10,7 +10,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
-from diffusion_policy_ros.cli.eval_policy import _Evaluator  # noqa: E402
+from diffusion_policy_ros.evaluation.sim_episodes import PolicyEpisodeRunner  # noqa: E402
 from diffusion_policy_ros.cli.main import main  # noqa: E402
 from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
 from diffusion_policy_ros.sim.env import SimEnv  # noqa: E402
@@ -76,7 +76,7 @@ def test_an_episode_is_a_function_of_its_seed(checkpoint):
     policy.set_sampler("streaming")  # draws fresh noise at every refinement
     keys = list(policy.config.obs_shapes)
     with SimEnv(load_robot_config(CONFIG), cameras=["scene"]) as env:
-        evaluator = _Evaluator(env, policy, keys)
+        evaluator = PolicyEpisodeRunner(env, policy, keys)
         finals = []
         for seed in (5, 6, 5):
             evaluator.episode(seed, timeout_s=0.5, hold_s=1.0)
@@ -102,9 +102,9 @@ class _Scripted:
 
 def test_reached_and_held_criteria_follow_the_sim_success():
     with SimEnv(load_robot_config(CONFIG), cameras=[]) as env:
-        expert = _Evaluator(env, _Scripted(env, expert=True), ["obs/joint_pos"])
+        expert = PolicyEpisodeRunner(env, _Scripted(env, expert=True), ["obs/joint_pos"])
         expert.episode(3, timeout_s=12.0, hold_s=1.0)
-        frozen = _Evaluator(env, _Scripted(env, expert=False), ["obs/joint_pos"])
+        frozen = PolicyEpisodeRunner(env, _Scripted(env, expert=False), ["obs/joint_pos"])
         frozen.episode(3, timeout_s=2.0, hold_s=1.0)
     done = expert.outcomes[0]
     assert done["success"] and done["held"], done

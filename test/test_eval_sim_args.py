@@ -1,7 +1,7 @@
 """`dpros eval sim` argument parsing: samplers and per-sampler sim speed (plain data, no ROS)."""
 import pytest
 
-from diffusion_policy_ros.cli.eval_sim import parse_real_time_factors, parse_samplers
+from diffusion_policy_ros.cli.arguments import parse_real_time_factors, parse_samplers
 
 
 def test_samplers_are_checked_and_keep_their_order():
