@@ -1,6 +1,7 @@
 """Arguments several `dpros` commands share, and their parsing into plain values."""
 from __future__ import annotations
 
+from diffusion_policy_ros.cli.errors import UsageError
 from diffusion_policy_ros.policy.configuration import SAMPLERS
 
 DEFAULT_SAMPLERS = "streaming,ddpm,ddim"
@@ -17,7 +18,7 @@ def parse_sets(items) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition(":=")
         if not sep:
-            raise SystemExit(f"--set expects NAME:=VALUE, got {item!r}")
+            raise UsageError(f"--set expects NAME:=VALUE, got {item!r}")
         out[name] = value
     return out
 
@@ -37,7 +38,7 @@ def parse_samplers(text: str) -> list[str]:
     samplers = [s.strip() for s in text.split(",") if s.strip()]
     unknown = sorted(set(samplers) - set(SAMPLERS))
     if unknown or not samplers:
-        raise SystemExit(f"unknown samplers {unknown or [text]}; choose from {list(SAMPLERS)}")
+        raise UsageError(f"unknown samplers {unknown or [text]}; choose from {list(SAMPLERS)}")
     return samplers
 
 
@@ -48,9 +49,9 @@ def parse_real_time_factors(text: str, samplers: list[str]) -> dict[str, float]:
         try:
             factor = float(value)
         except ValueError:
-            raise SystemExit(f"--real-time-factor: {value!r} is not a number") from None
+            raise UsageError(f"--real-time-factor: {value!r} is not a number") from None
         if not factor > 0:
-            raise SystemExit(f"--real-time-factor must be > 0, got {value}")
+            raise UsageError(f"--real-time-factor must be > 0, got {value}")
         return factor
 
     if "=" not in text:
@@ -59,6 +60,6 @@ def parse_real_time_factors(text: str, samplers: list[str]) -> dict[str, float]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
         if name.strip() not in SAMPLERS:
-            raise SystemExit(f"--real-time-factor: unknown sampler {name.strip()!r}; choose from {SAMPLERS}")
+            raise UsageError(f"--real-time-factor: unknown sampler {name.strip()!r}; choose from {SAMPLERS}")
         factors[name.strip()] = number(value)
     return {s: factors[s] for s in samplers}

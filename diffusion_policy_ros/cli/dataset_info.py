@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 
 def add_arguments(parser) -> None:
@@ -14,14 +13,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from diffusion_policy_ros.data.dataset_summary import summarize, thumbnail_strip
+    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
     from diffusion_policy_ros.reporting import print_dataset_summary
-    from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
 
-    try:
-        dataset = ReplayBuffer.open(args.dataset)
-    except DatasetError as e:
-        print(f"dpros dataset info: {e}", file=sys.stderr)
-        return 2
+    dataset = ReplayBuffer.open(args.dataset)
     summary = summarize(dataset)
     print_dataset_summary(args.dataset, summary)
     if summary["episodes"]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from diffusion_policy_ros.cli.errors import UsageError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", required=True)
@@ -23,8 +25,8 @@ def run(args) -> int:
     _, _, info = read_config(args.checkpoint)
     dataset = args.dataset or info.get("dataset")
     if not dataset or not os.path.isdir(dataset):
-        print(f"error: no dataset (pass --dataset; checkpoint names {info.get('dataset')!r})")
-        return 2
+        raise UsageError(f"no dataset at {dataset!r} (pass --dataset; the checkpoint was trained on "
+                         f"{info.get('dataset')!r})")
     buf = ReplayBuffer.open(dataset)
     episodes = args.episodes if args.episodes else info.get("held_out_episodes") or [buf.n_episodes - 1]
     policy = load_checkpoint(args.checkpoint, device=args.device)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from diffusion_policy_ros.cli.arguments import add_episode_arguments, parse_samplers
+from diffusion_policy_ros.cli.errors import UsageError
 
 
 def add_arguments(parser):
@@ -37,22 +37,17 @@ def run(args) -> int:
     from diffusion_policy_ros.evaluation.sim_episodes import PolicyEpisodeRunner
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint
     from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
-    from diffusion_policy_ros.robot_config import ConfigError, config_path, load_robot_config
+    from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
     samplers = parse_samplers(args.samplers)
     if args.episodes < 1 or not args.timeout_s > 0 or args.hold_s < 0:
-        raise SystemExit("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
-    try:
-        robot = load_robot_config(config_path(args.config))
-        policy = load_checkpoint(args.checkpoint, device=args.device)
-    except (ConfigError, PolicyConfigError) as e:
-        print(f"eval policy: {e}", file=sys.stderr)
-        return 1
+        raise UsageError("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
+    robot = load_robot_config(config_path(args.config))
+    policy = load_checkpoint(args.checkpoint, device=args.device)
     try:  # the sim provides what the config's robot provides (it renders only what is used)
         policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
     except PolicyConfigError as e:
-        print(f"eval policy: the sim of {args.config} cannot run this policy: {e}", file=sys.stderr)
-        return 1
+        raise UsageError(f"the sim of {args.config} cannot run this policy: {e}") from e
     keys = list(policy.config.obs_shapes)
     cameras = obs_keys.cameras(keys)
     seeds = list(range(args.seed, args.seed + args.episodes))

@@ -11,6 +11,7 @@ import sys
 import time
 
 from diffusion_policy_ros.cli.arguments import add_set_argument, parse_sets
+from diffusion_policy_ros.cli.errors import UsageError
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.runtime.supervisor import (catch_stop_signals, exited_nodes, manage_lifecycle,
                                                      spinning_node, start_graph, stop_graph)
@@ -38,7 +39,7 @@ def add_arguments(parser):
 def run(args) -> int:
     catch_stop_signals()
     if args.mode == "record" and args.episodes and args.teleop != "expert":
-        raise SystemExit("--episodes records unattended, which only the scripted expert can do")
+        raise UsageError("--episodes records unattended, which only the scripted expert can do")
     specs = build_graph(args.mode, args.config, parse_sets(args.set), teleop=args.teleop, sim=not args.no_sim)
     procs = start_graph(specs)
     if args.mode == "record":
