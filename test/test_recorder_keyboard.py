@@ -10,11 +10,10 @@ import threading
 import pytest
 from std_msgs.msg import String
 
-from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.teleop.console import SafetyNote, changed, parse_status, status_line
-from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop
+from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop, wait_for_dataset
 from waiting import wait_for
 
 
@@ -127,7 +126,7 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
     assert out.count("saving...") == 2 and out.index("saving...") < out.index("ok: saved episode"), out
     assert "status: IDLE" in out and "status: RECORDING" in out, out
     assert out.count("ok: saved episode") == 2 and "ok: discarded" in out, out
-    dataset = ReplayBuffer.open(str(tmp_path / "kb"))
+    dataset = wait_for_dataset(tmp_path / "kb", 2)
     assert [dataset.episode_meta(i)["task"] for i in range(dataset.n_episodes)] == ["wipe the table", "stack the cups"]
 
     png, js = tmp_path / "thumbs.png", tmp_path / "info.json"
