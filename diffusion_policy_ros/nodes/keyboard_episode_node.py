@@ -30,7 +30,7 @@ from diffusion_policy_ros.nodes._robot_params import now_seconds, param
 from diffusion_policy_ros.teleop.console import KEYS_HELP, SafetyNote, changed, parse_status, status_line
 
 KEYS = {"c": "START", " ": "START", "s": "SAVE", "d": "DISCARD", "\x7f": "DISCARD", "\b": "DISCARD"}
-BUSY_STATES = ("recording", "saving")   # "converting" runs in the background after SAVE returned
+BUSY_STATES = ("recording", "saving")  # conversion runs behind: a new episode may start
 REFRESH_S = 0.5
 
 
