@@ -374,3 +374,66 @@ def test_bimanual_leader_with_one_stale_leader_commands_only_the_other_arm(rclpy
         probe.destroy_node()
     first = np.array(got["right"][0].points[0].positions)
     assert np.abs(first - follower_q)[:6].max() <= 0.1 + 1e-6      # a ramp step from the follower
+
+
+def test_leader_against_a_robot_that_does_not_follow_never_drifts_into_rejects(rclpy_context, tmp_path):
+    """A real safety filter between the leader node and a robot that stays where it is (its
+    joint states never change): the filter holds on the tracking error, the leader node starts
+    again from the follower each time, so no command ever gets far enough for a max_step reject.
+    Before re-anchoring the ramp walked on to the leader's pose and every command was rejected."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from diffusion_policy_ros.msg import SafetyEvent
+    from diffusion_policy_ros.nodes._ros_convert import to_time
+    from diffusion_policy_ros.nodes.leader_follower_teleop_node import LeaderFollowerTeleop
+    from diffusion_policy_ros.nodes.safety_filter_node import SafetyFilterNode
+
+    import yaml
+    overlay = tmp_path / "filter.yaml"
+    overlay.write_text(yaml.safe_dump({"/**/safety_filter_node": {"ros__parameters": {"input": "teleop"}}}))
+    safety = SafetyFilterNode(context=rclpy_context,
+                              cli_args=["--ros-args", "--params-file", CONFIG, "--params-file", str(overlay)])
+    leader_node = LeaderFollowerTeleop(context=rclpy_context, cli_args=["--ros-args", "--params-file", CONFIG])
+    probe = rclpy.create_node("frozen_robot_probe", context=rclpy_context)
+    commands, events = [], []
+    probe.create_subscription(JointTrajectory, "/teleop/joint_trajectory", commands.append, 100)
+    probe.create_subscription(SafetyEvent, "/safety/events", events.append, 100)
+    follower = probe.create_publisher(JointState, "/joint_states", 10)
+    leader = probe.create_publisher(JointState, "/leader/joint_states", 10)
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    for n in (safety, leader_node, probe):
+        executor.add_node(n)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    frozen = HOME + [0.04]
+    far = [HOME[0] + 1.5] + HOME[1:] + [0.5]            # joint_1 1.5 rad away: a long walk
+    stop = threading.Event()
+
+    def devices():
+        while not stop.wait(0.02):
+            stamp = to_time(probe.get_clock().now().nanoseconds * 1e-9)
+            js = JointState(name=JOINTS, position=frozen)
+            js.header.stamp = stamp
+            follower.publish(js)
+            lj = JointState(name=JOINTS, position=far)
+            lj.header.stamp = stamp
+            leader.publish(lj)
+    publisher = threading.Thread(target=devices, daemon=True)
+    publisher.start()
+    try:
+        # 30 commands: without re-anchoring the walk would be 1.5 rad out after 15 of them.
+        assert wait_for(lambda: len(commands) >= 30, 120), len(commands)
+    finally:
+        stop.set()
+        publisher.join(timeout=5)
+        executor.shutdown()
+        for n in (safety, leader_node, probe):
+            n.destroy_node()
+    offsets = [abs(m.points[0].positions[0] - frozen[0]) for m in commands]
+    holds = [e for e in events if e.action == SafetyEvent.ACTION_HOLD and e.reason == "tracking_error"]
+    assert holds, [(e.action, e.reason) for e in events]       # the filter noticed the robot did not move
+    assert max(offsets) < 1.0, offsets                        # the filter's reject_step_rad
+    assert not [e for e in events if e.action == SafetyEvent.ACTION_REJECT and e.reason == "max_step"]
