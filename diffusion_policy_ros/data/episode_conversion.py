@@ -247,17 +247,23 @@ def clear_failures(spool: str) -> None:
             pass
 
 
-def convert_pending(spool: str, dataset_path: str, *, keep_raw: bool = False, log=print) -> int:
-    """Convert until no saved episode is left (also those saved meanwhile); one converter at a
-    time per spool (a second waits for the first). Returns the number converted."""
+def convert_pending(spool: str, dataset_path: str, *, keep_raw: bool = False, linger_s: float = 0.0,
+                    log=print) -> int:
+    """Convert until no saved episode is left (also those saved meanwhile) and none came for
+    `linger_s`; one converter at a time per spool (a second waits for the first). Returns the
+    number converted."""
     os.makedirs(spool, exist_ok=True)
     converted = 0
     with open(os.path.join(spool, LOCK_FILE), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        idle_since = time.monotonic()
         while True:
             todo = pending(spool)
             if not todo:
-                return converted
+                if time.monotonic() - idle_since >= linger_s:
+                    return converted
+                time.sleep(0.2)       # an episode saved just now is picked up by this process
+                continue
             folder = todo[0]
             try:
                 index = convert_episode(folder, dataset_path, log=log)
@@ -269,6 +275,7 @@ def convert_pending(spool: str, dataset_path: str, *, keep_raw: bool = False, lo
                 write_json_atomic(os.path.join(folder, FAILED_MARK), {"error": why})
                 continue
             converted += 1
+            idle_since = time.monotonic()
             if keep_raw:
                 write_json_atomic(os.path.join(folder, CONVERTED_MARK), {"episode_index": index})
             else:
@@ -281,10 +288,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--keep-raw", action="store_true", help="keep each raw episode folder after converting")
     parser.add_argument("--nice", type=int, default=10, help="lower this process's priority by this much")
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="wait this long (s) for more saved episodes before exiting")
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)
-    convert_pending(args.spool, args.dataset, keep_raw=args.keep_raw)
+    convert_pending(args.spool, args.dataset, keep_raw=args.keep_raw, linger_s=args.linger)
     return 0
 
 

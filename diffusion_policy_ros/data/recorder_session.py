@@ -31,7 +31,8 @@ from diffusion_policy_ros.data.recorded_frames import (FrameError, describe_flag
                                                        sensor_frames)
 
 IDLE, RECORDING, SAVING, CONVERTING, ERROR = "idle", "recording", "saving", "converting", "error"
-STALLED_AFTER_S = 1.0     # a stream silent this long no longer holds back the end of the episode
+STALLED_AFTER_S = 1.0
+CONVERTER_LINGER_S = 10.0     # a stream silent this long no longer holds back the end of the episode
 
 
 @dataclasses.dataclass
@@ -85,8 +86,11 @@ class Converter:
     def ensure_running(self) -> None:
         if self.running():
             return
+        # It stays a while after its last episode: an episode saved just as it would exit (when
+        # this process still sees it running) is converted too.
         cmd = [sys.executable, "-m", "diffusion_policy_ros.data.episode_conversion", "--spool", self.spool,
-               "--dataset", self.dataset_path, *(["--keep-raw"] if self.keep_raw else [])]
+               "--dataset", self.dataset_path, "--linger", str(CONVERTER_LINGER_S),
+               *(["--keep-raw"] if self.keep_raw else [])]
         # Its own session: Ctrl-C in the recorder's terminal does not cut a conversion short.
         self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT if self._log_file else None,
                                       start_new_session=True)
@@ -339,6 +343,18 @@ class RecorderSession:
                             f"{affected} with safety events{' (' + kinds + ')' if kinds else ''}; "
                             "converting to the dataset in the background",
                             episode_index=index, num_frames=n)
+
+    def caught_up(self, stop: float | None) -> bool:
+        """Whether every stream of the episode has delivered its messages up to `stop` (SAVE
+        waits a little for this: a busy recorder may still have messages of the end queued)."""
+        writer = self.writer
+        if writer is None or stop is None or not self._clock_ok or self.state != RECORDING:
+            return True
+        for s in self.plan.streams:
+            stamps = writer.stamps(s["topic"])
+            if stamps.size and stamps[-1] * 1e-9 < stop - 1e-6:
+                return False
+        return True
 
     def discard(self) -> Outcome:
         with self._lock:
