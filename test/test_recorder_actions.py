@@ -124,10 +124,8 @@ def graph(tmp_path_factory, ros_env, rclpy_context):
 
 def recorder(graph, ros_env, name):
     folder, operator, _rig, log = graph
-    # The sim publishes its sensors reliably: a reliable subscription gets lost samples re-sent.
     proc = start_recorder(ros_env, CONFIG, {"dataset_root": str(folder), "dataset_name": name, "use_sim_time": True,
-                                            "record_rate_hz": RATE, "sensor_reliability": "reliable"},
-                          log_path=folder / f"{name}.log")
+                                            "record_rate_hz": RATE}, log_path=folder / f"{name}.log")
     operator.wait_for_recorder(timeout=60, proc=proc)
     return proc
 
