@@ -31,23 +31,25 @@ from diffusion_policy_ros.data.image_codec import (ImageDecodeError, depth_from_
                                                    rgb_from_raw)
 from diffusion_policy_ros.data.recorder_session import RecorderSession
 from diffusion_policy_ros.robot_config import ConfigError
-from diffusion_policy_ros.nodes._robot_params import (node_kwargs, now_seconds, param,
-                                                      robot_config_from_node)
+from diffusion_policy_ros.node_parameters import DEMO_RECORDER_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.nodes._ros_convert import seconds
 
 
 class DemoRecorder(Node):
     def __init__(self, **kwargs):
-        super().__init__("demo_recorder_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        root = param(self, "dataset_root", "data")
-        name = param(self, "dataset_name", f"{self.config.robot}_demos")
-        rate = float(param(self, "record_rate_hz", 10.0))
-        cameras = param(self, "record_cameras", []) or [c.name for c in self.config.cameras]
-        compressed = set(param(self, "compressed_cameras", []))
-        depth = bool(param(self, "record_depth", True))
-        tactile = bool(param(self, "record_tactile", True)) and self._tactile_msg() is not None
-        qos_depth = int(param(self, "qos_depth", 20))
+        super().__init__("demo_recorder_node", **PARAMETER_OPTIONS, **kwargs)
+        p = declare_node_parameters(self, DEMO_RECORDER_NODE)
+        self.config = p.robot
+        root = p["dataset_root"]
+        name = p["dataset_name"] or f"{self.config.robot}_demos"
+        rate = p["record_rate_hz"]
+        cameras = p["record_cameras"] or [c.name for c in self.config.cameras]
+        compressed = set(p["compressed_cameras"])
+        depth = p["record_depth"]
+        tactile = p["record_tactile"] and self._tactile_msg() is not None
+        qos_depth = p["qos_depth"]
 
         self.dataset_path = resolve_dataset_path(root, name)   # raises on names escaping the root
         decoders = {f"rgb/{c}": rgb_from_compressed for c in compressed}
@@ -55,7 +57,7 @@ class DemoRecorder(Node):
                                    decoders=decoders)
         self.session = RecorderSession(self.config, specs, rate_hz=rate, open_dataset=self._open_dataset,
                                        dataset_path=self.dataset_path,
-                                       max_episode_s=float(param(self, "max_episode_s", 900.0)))
+                                       max_episode_s=p["max_episode_s"])
         try:
             self.session.dataset()
             self.get_logger().info(f"dataset {self.dataset_path}: {self.session.dataset().n_episodes} "
@@ -66,9 +68,7 @@ class DemoRecorder(Node):
         sensors = ReentrantCallbackGroup()
         # best_effort matches every publisher (sensor-data QoS); reliable only matches reliable
         # publishers, but then large frames are re-sent instead of lost.
-        reliability = str(param(self, "sensor_reliability", "best_effort"))
-        if reliability not in ("best_effort", "reliable"):
-            raise ConfigError(f"sensor_reliability must be best_effort or reliable, got {reliability!r}")
+        reliability = p["sensor_reliability"]
         sensor_qos = QoSProfile(depth=qos_depth, history=qos_profile_sensor_data.history,
                                 reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                                 else ReliabilityPolicy.BEST_EFFORT)

@@ -23,7 +23,8 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffusion_policy_ros.msg import TaskStatus
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import EXPERT_TELEOP_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
 from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.sim.expert import make_expert
 from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
@@ -31,11 +32,10 @@ from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
 
 class ExpertTeleopNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("expert_teleop_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        output = str(param(self, "output", "teleop"))
-        if output not in ("teleop", "controller"):
-            raise ValueError(f"expert_teleop_node: output must be teleop or controller, got {output!r}")
+        super().__init__("expert_teleop_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, EXPERT_TELEOP_NODE)
+        self.config = declared.robot
+        output = declared["output"]
         self.model = load_scene_model(self.config.robot)
         self.robot = RobotModel(self.model, self.config)
         self.expert = make_expert(self.config.task, self.robot)

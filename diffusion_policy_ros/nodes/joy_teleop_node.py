@@ -13,24 +13,24 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Joy, JointState
 
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, now_seconds, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import JOY_TELEOP_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.nodes._teleop_output import TeleopOutput
 from diffusion_policy_ros.teleop.cartesian_jog import CartesianJog, JogMapping
 
 
 class JoyTeleop(Node):
     def __init__(self, **kwargs):
-        super().__init__("joy_teleop_node", **node_kwargs(), **kwargs)
+        super().__init__("joy_teleop_node", **PARAMETER_OPTIONS, **kwargs)
         from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model, scene_path
-        self.config = robot_config_from_node(self)
-        self.arm = self.config.arm(param(self, "arm", self.config.arms[0].name))
+        p = declare_node_parameters(self, JOY_TELEOP_NODE)
+        self.config = p.robot
+        self.arm = self.config.arm(p["arm"] or self.config.arms[0].name)
         mapping = JogMapping(
-            axes=param(self, "axes", list(JogMapping.axes)), signs=param(self, "signs", [1.0] * 6),
-            deadzone=float(param(self, "deadzone", 0.1)), linear_speed=float(param(self, "linear_speed", 0.15)),
-            angular_speed=float(param(self, "angular_speed", 0.8)),
-            gripper_open_button=int(param(self, "gripper_open_button", 0)),
-            gripper_close_button=int(param(self, "gripper_close_button", 1)),
-            gripper_speed=float(param(self, "gripper_speed", 0.05)))
+            axes=p["axes"], signs=p["signs"], deadzone=p["deadzone"], linear_speed=p["linear_speed"],
+            angular_speed=p["angular_speed"], gripper_open_button=p["gripper_open_button"],
+            gripper_close_button=p["gripper_close_button"], gripper_speed=p["gripper_speed"])
         lower, upper = RobotModel(load_scene_model(self.config.robot), self.config).position_limits()
         names = list(self.config.joint_names)
         self.arm_joints = [j for j in self.arm.joint_names if j not in self.arm.gripper_joints]
@@ -38,12 +38,12 @@ class JoyTeleop(Node):
         grange = (lower[names.index(gripper)], upper[names.index(gripper)]) if gripper else (0.0, 0.0)
         self.jog = CartesianJog(scene_path(self.config.robot), self.arm_joints, self.arm.end_effector,
                                 gripper_joint=gripper, gripper_range=grange, mapping=mapping)
-        self.stale_after = float(param(self, "stale_after_s", 0.5))
+        self.stale_after = p["stale_after_s"]
         self.joy: Joy | None = None
         self.joy_time = -1e9
         self.current: dict[str, list[float]] = {}
         self.hold: dict[str, list[float]] = {}
-        self.create_subscription(Joy, param(self, "joy_topic", "/joy"), self._on_joy, 10)
+        self.create_subscription(Joy, p["joy_topic"], self._on_joy, 10)
         for arm in self.config.arms:
             self.create_subscription(JointState, arm.joint_states_topic,
                                      lambda m, a=arm: self._on_joints(a, m), 10)

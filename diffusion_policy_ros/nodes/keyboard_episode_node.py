@@ -20,7 +20,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from diffusion_policy_ros.nodes._robot_params import param
+from diffusion_policy_ros.node_parameters import KEYBOARD_EPISODE_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
 
 HELP = "[c] start  [s] save  [d/Backspace] discard  [t] task text  [q] quit"
 KEYS = {"c": "START", " ": "START", "s": "SAVE", "d": "DISCARD", "\x7f": "DISCARD", "\b": "DISCARD"}
@@ -28,11 +29,12 @@ KEYS = {"c": "START", " ": "START", "s": "SAVE", "d": "DISCARD", "\x7f": "DISCAR
 
 class KeyboardEpisodeNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("keyboard_episode_node", **kwargs)
+        super().__init__("keyboard_episode_node", **PARAMETER_OPTIONS, **kwargs)
         from diffusion_policy_ros.srv import EpisodeControl
         self.srv = EpisodeControl
-        self.task = str(param(self, "task", ""))
-        recorder = str(param(self, "recorder", "/demo_recorder_node"))
+        declared = declare_node_parameters(self, KEYBOARD_EPISODE_NODE)
+        self.task = declared["task"]
+        recorder = declared["recorder"]
         self.client = self.create_client(EpisodeControl, f"{recorder}/episode")
         self.status = {}
         self.create_subscription(String, f"{recorder}/status", self._on_status, 10)

@@ -16,8 +16,9 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from diffusion_policy_ros.nodes._robot_params import (node_kwargs, now_seconds, param,
-                                                      robot_config_from_node)
+from diffusion_policy_ros.node_parameters import LEADER_FOLLOWER_TELEOP_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.nodes._teleop_output import TeleopOutput
 from diffusion_policy_ros.teleop.leader_follower import LeaderFollowerMap, LeaderMappingError
@@ -30,10 +31,11 @@ def follower_limits(robot_config):
 
 class LeaderFollowerTeleop(Node):
     def __init__(self, **kwargs):
-        super().__init__("leader_follower_teleop_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
+        super().__init__("leader_follower_teleop_node", **PARAMETER_OPTIONS, **kwargs)
+        p = declare_node_parameters(self, LEADER_FOLLOWER_TELEOP_NODE)
+        self.config = p.robot
         lower, upper = follower_limits(self.config)
-        gripper_range = tuple(param(self, "leader.gripper_range", [0.0, 1.0]))
+        gripper_range = tuple(p["leader.gripper_range"])
         self.maps, self.leader, self.follower = {}, {}, {}
         k = 0
         for arm in self.config.arms:
@@ -42,15 +44,14 @@ class LeaderFollowerTeleop(Node):
             default_topic = f"/{arm.namespace}/leader/joint_states" if arm.namespace else "/leader/joint_states"
             self.maps[arm.name] = LeaderFollowerMap(
                 follower_joints=arm.joint_names,
-                leader_joints=param(self, f"{prefix}.joint_names", list(arm.joint_names)),
+                leader_joints=p[f"{prefix}.joint_names"] or list(arm.joint_names),
                 lower=lower[k:k + n], upper=upper[k:k + n],
-                scale=param(self, f"{prefix}.scale", [1.0] * n),
-                offset=param(self, f"{prefix}.offset", [0.0] * n),
+                scale=p[f"{prefix}.scale"] or [1.0] * n,
+                offset=p[f"{prefix}.offset"] or [0.0] * n,
                 gripper_joints=arm.gripper_joints, leader_gripper_range=gripper_range,
-                max_velocity=float(param(self, "max_velocity", 1.0)),
-                stale_after_s=float(param(self, "stale_after_s", 0.5)))
+                max_velocity=p["max_velocity"], stale_after_s=p["stale_after_s"])
             k += n
-            topic = param(self, f"{prefix}.topic", default_topic)
+            topic = p[f"{prefix}.topic"] or default_topic
             self.create_subscription(JointState, topic, lambda m, a=arm.name: self.leader.__setitem__(a, m), 10)
             self.create_subscription(JointState, arm.joint_states_topic,
                                      lambda m, a=arm: self._on_follower(a, m), 10)

@@ -34,7 +34,9 @@ from std_msgs.msg import Float64MultiArray
 from diffusion_policy_ros.graph import policy_forward_topic
 from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, TactileArray
 from diffusion_policy_ros.nodes._image_convert import depth_from_msg, rgb_from_msg
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
+from diffusion_policy_ros.node_parameters import POLICY_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters, parameter_values
+from diffusion_policy_ros.nodes._robot_params import responsive_threads
 from diffusion_policy_ros.nodes._ros_convert import (diagnostic_status, seconds, to_duration, to_time,
                                                      trajectory_msg)
 from diffusion_policy_ros.srv import PolicyCommand
@@ -45,11 +47,12 @@ SIM_TIME_POLL_S = 0.002  # how often the inference loop looks at a simulated clo
 
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
-        super().__init__("policy_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
+        super().__init__("policy_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, POLICY_NODE)
+        self.config = declared.robot
         self._read_settings()
-        self.start_on_activate = bool(param(self, "start_on_activate", False))
-        self.status_rate_hz = float(param(self, "status_rate_hz", 5.0))
+        self.start_on_activate = declared["start_on_activate"]
+        self.status_rate_hz = declared["status_rate_hz"]
         self.period = 1.0 / self.config.control_rate_hz
         self.policy = None
         self.state = PolicyStatus.STATE_UNCONFIGURED
@@ -74,15 +77,16 @@ class PolicyNode(LifecycleNode):
 
     def _read_settings(self):
         """Parameters a configure transition applies (read again on every configure)."""
-        self.checkpoint = str(param(self, "checkpoint", ""))
-        self.output = str(param(self, "output", "joint_trajectory"))
-        self.sync_tolerance_s = float(param(self, "sync_tolerance_s", 0.05))
-        self.stale_after_s = float(param(self, "stale_after_s", 0.5))
-        self.sampler = str(param(self, "sampler", "streaming"))  # streaming | ddim | ddpm
+        p = parameter_values(self, POLICY_NODE)
+        self.checkpoint = p["checkpoint"]
+        self.output = p["output"]
+        self.sync_tolerance_s = p["sync_tolerance_s"]
+        self.stale_after_s = p["stale_after_s"]
+        self.sampler = p["sampler"]
         # Empty: the checkpoint's own streaming settings (tuned with it), else these levels.
-        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [])]
-        self.device = str(param(self, "device", "auto"))
-        self.image_transport = str(param(self, "image_transport", "raw"))
+        self.denoising_steps = p["denoising_steps"]
+        self.device = p["device"]
+        self.image_transport = p["image_transport"]
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

@@ -12,8 +12,6 @@ engages; only the service releases it).
 """
 from __future__ import annotations
 
-import dataclasses
-
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException
@@ -25,7 +23,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.graph import policy_forward_topic
 from diffusion_policy_ros.msg import SafetyEvent
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import SAFETY_FILTER_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
 from diffusion_policy_ros.nodes._ros_convert import (diagnostic_status, seconds, to_time,
                                                      trajectory_msg, trajectory_points)
 from diffusion_policy_ros.safety import Band, SafetyParams
@@ -38,13 +37,11 @@ WATCHDOG_PERIOD_S = 0.02  # the hold goes out at most this late after the watchd
 
 class SafetyFilterNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("safety_filter_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        defaults = SafetyParams()
-        values = {f.name: param(self, f.name, list(v) if isinstance(v := getattr(defaults, f.name), tuple) else v)
-                  for f in dataclasses.fields(SafetyParams)}
-        self.params = SafetyParams.from_mapping(values)
-        self.filter = build_safety_filter(self.config, values)
+        super().__init__("safety_filter_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, SAFETY_FILTER_NODE)
+        self.config = declared.robot
+        self.params = SafetyParams.from_mapping(declared.values)
+        self.filter = build_safety_filter(self.config, declared.values)
         self.get_logger().info(f"limits from {self.filter.kinematics.model_path}; input {self.params.input}, "
                                f"output {self.params.output}")
         reliable = QoSProfile(depth=10)

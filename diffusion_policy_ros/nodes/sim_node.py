@@ -33,7 +33,9 @@ from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.msg import TactileArray, TaskStatus
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
+from diffusion_policy_ros.node_parameters import SIM_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import responsive_threads
 from diffusion_policy_ros.srv import ResetEpisode
 from diffusion_policy_ros.sim.env import SimEnv
 from diffusion_policy_ros.sim.trajectory import TrajectoryFollower, TrajectoryRejected
@@ -57,15 +59,14 @@ PACING_BATCH_S = 0.005
 
 class SimNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("sim_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        self.physics_rate = float(param(self, "physics_rate_hz", 500.0))
-        self.publish_rate = float(param(self, "publish_rate_hz", 30.0))
-        self.joint_rate = float(param(self, "joint_state_rate_hz", 100.0))
-        self.rtf = float(param(self, "real_time_factor", 1.0))
-        self.seed = int(param(self, "seed", 0))
-        if self.physics_rate <= 0 or self.publish_rate <= 0 or self.joint_rate <= 0 or self.rtf < 0:
-            raise ValueError("sim_node: rates must be positive and real_time_factor >= 0")
+        super().__init__("sim_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, SIM_NODE)
+        self.config = declared.robot
+        self.physics_rate = declared["physics_rate_hz"]
+        self.publish_rate = declared["publish_rate_hz"]
+        self.joint_rate = declared["joint_state_rate_hz"]
+        self.rtf = declared["real_time_factor"]
+        self.seed = declared["seed"]
         responsive_threads()
         self._lock = threading.Lock()
         self._stop = threading.Event()

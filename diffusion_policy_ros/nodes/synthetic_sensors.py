@@ -14,6 +14,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from diffusion_policy_ros.node_parameters import SYNTHETIC_SENSORS
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+
 
 def synthetic_rgb(k: int, height: int, width: int, camera_index: int = 0) -> np.ndarray:
     img = np.empty((height, width, 3), np.uint8)
@@ -32,7 +35,8 @@ class SyntheticSensors(Node):
 
     def __init__(self, robot_config, rate_hz: float, *, distinct_frames: int | None = None,
                  reliable: bool = False, **kwargs):
-        super().__init__("synthetic_sensors", **kwargs)
+        super().__init__("synthetic_sensors", **PARAMETER_OPTIONS, **kwargs)
+        declare_node_parameters(self, SYNTHETIC_SENSORS)  # none of its own: refuses stray ones
         self.config = robot_config
         self.rate = float(rate_hz)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable
