@@ -99,6 +99,13 @@ KEYBOARD_EPISODE_NODE = NodeSchema("keyboard_episode_node", (
 
 SYNTHETIC_SENSORS = NodeSchema("synthetic_sensors", (), uses_robot_config=False)
 
+JTC_CHECK_NODE = NodeSchema("jtc_check_node", (
+    P("delays_s", "double_array", [0.0, 0.1], "check each message also as if it arrived this much later (s)",
+      **NON_NEGATIVE),
+    P("report", "string", "", "JSON report written on exit; '' = none"),
+    P("summary_period_s", "double", 10.0, "seconds between summary log lines", **POSITIVE),
+))
+
 NODE_SCHEMAS: dict[str, NodeSchema] = {s.node: s for s in (
     SIM_NODE, POLICY_NODE, SAFETY_FILTER_NODE, DEMO_RECORDER_NODE, EXPERT_TELEOP_NODE,
-    LEADER_FOLLOWER_TELEOP_NODE, JOY_TELEOP_NODE, KEYBOARD_EPISODE_NODE, SYNTHETIC_SENSORS)}
+    LEADER_FOLLOWER_TELEOP_NODE, JOY_TELEOP_NODE, KEYBOARD_EPISODE_NODE, SYNTHETIC_SENSORS, JTC_CHECK_NODE)}

@@ -101,7 +101,7 @@ def construct(node: str, context, cli_args, overrides=()):
     classes = {"sim_node": "SimNode", "policy_node": "PolicyNode", "safety_filter_node": "SafetyFilterNode",
                "demo_recorder_node": "DemoRecorder", "expert_teleop_node": "ExpertTeleopNode",
                "leader_follower_teleop_node": "LeaderFollowerTeleop", "joy_teleop_node": "JoyTeleop",
-               "keyboard_episode_node": "KeyboardEpisodeNode"}
+               "keyboard_episode_node": "KeyboardEpisodeNode", "jtc_check_node": "JtcCheckNode"}
     module = __import__(f"diffusion_policy_ros.nodes.{node}", fromlist=[classes[node]])
     return getattr(module, classes[node])(**kwargs)
 
@@ -136,7 +136,7 @@ def test_every_parameter_is_declared_with_its_descriptor(rclpy_context):
         step = node.describe_parameter("max_step_rad")
         assert step.type == Parameter.Type.DOUBLE.value and step.floating_point_range[0].from_value == 0.0
         assert node.describe_parameter("output").additional_constraints == \
-            "one of: joint_trajectory, float64_multi_array"
+            "one of: joint_trajectory, follow_joint_trajectory, float64_multi_array"
         assert list(node.get_parameter("workspace_min").value) == [-0.2, -0.6, 0.0]  # from the file
         result = node.set_parameters([Parameter("max_step_rad", value=1.0)])[0]
         assert not result.successful and "read-only" in result.reason

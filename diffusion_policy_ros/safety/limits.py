@@ -24,9 +24,10 @@ NON_NEGATIVE = {"minimum": 0.0}
 class SafetyParams:
     """The `/**/safety_filter_node` section, typed: each field is a node parameter (read-only: the
     limits are fixed while the node runs). Defaults are conservative for a 6-DoF arm."""
-    output: str = parameter("joint_trajectory", "what the controllers receive: JointTrajectory on each arm's "
-                            "controller_topic, or Float64MultiArray on its forward_topic",
-                            choices=("joint_trajectory", "float64_multi_array"))
+    output: str = parameter("joint_trajectory", "what each arm's controller receives: JointTrajectory on its "
+                            "controller_topic, a FollowJointTrajectory goal to that controller, or "
+                            "Float64MultiArray on its forward_topic (the gripper: <arm>.gripper_controller)",
+                            choices=("joint_trajectory", "follow_joint_trajectory", "float64_multi_array"))
     input: str = parameter("policy", "which arm topic is filtered: policy_topic or teleop_topic",
                            choices=("policy", "teleop"))
     robot_model: str = parameter("", "MJCF with the joint ranges; '' = resource/mjcf/<robot>.xml")
@@ -63,6 +64,8 @@ class SafetyParams:
         (0.0, 0.0, 0.0), "workspace box orientation in the model frame [roll, pitch, yaw] (rad)")
     min_arm_distance_m: float = parameter(0.08, "closest the two arms' links may come (m)", **NON_NEGATIVE)
     status_rate_hz: float = parameter(2.0, "/diagnostics messages per second", **POSITIVE)
+    gripper_max_effort_n: float = parameter(0.0, "max_effort of the GripperCommand goals (N), for grippers "
+                                            "with gripper_controller gripper_action", **NON_NEGATIVE)
 
     @classmethod
     def schema(cls) -> NodeSchema:
