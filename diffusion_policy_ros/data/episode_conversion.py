@@ -16,6 +16,7 @@ import argparse
 import fcntl
 import os
 import shutil
+import struct
 import sys
 import time
 import traceback
@@ -44,11 +45,25 @@ def _typestore():
     return typestore_with_package_msgs()
 
 
+def deserialize(store, data: bytes, msgtype: str):
+    """A CDR message as received (rmw buffers may carry a few trailing bytes past the message,
+    which rosbags' own size check rejects)."""
+    if len(data) < 4 or data[1] not in (0, 1):
+        raise ValueError(f"not a CDR-encoded {msgtype}")
+    msgdef = store.get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if data[1] == 1 else msgdef.deserialize_cdr_be
+    try:
+        message, _end = func(data[4:], 0, msgdef.cls, store)
+    except (struct.error, UnicodeDecodeError, IndexError) as e:
+        raise ValueError(f"cannot deserialize {msgtype}: {e}") from e
+    return message
+
+
 def _decoder(stream: dict, store):
     kind, msgtype = stream["kind"], stream["msgtype"]
 
     def msg(data):
-        return store.deserialize_cdr(data, msgtype)
+        return deserialize(store, data, msgtype)
 
     if kind == "joints":
         return lambda d: reorder_joints(list((m := msg(d)).name), m.position, stream["joint_names"])
@@ -100,7 +115,7 @@ def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> lis
         for i, stamp in enumerate(stamps):
             if since is not None and stamp < since:
                 continue               # before this episode: the robot was reset since
-            m = store.deserialize_cdr(episode.message(topic, i), msgtype)
+            m = deserialize(store, episode.message(topic, i), msgtype)
             if "joint_names" in source:          # Float64MultiArray: positions in this joint order
                 values = np.asarray(m.data, dtype=np.float64)
                 if values.shape != (len(source["joint_names"]),):
@@ -130,7 +145,7 @@ def _safety_events(episode: RawEpisode, topic: str | None, store) -> tuple[list[
         return [], [], ""
     stamps, actions, last = [], [], ""
     for i, stamp in enumerate(episode.stamps_ns(topic) * 1e-9):
-        m = store.deserialize_cdr(episode.message(topic, i), "diffusion_policy_ros/msg/SafetyEvent")
+        m = deserialize(store, episode.message(topic, i), "diffusion_policy_ros/msg/SafetyEvent")
         stamps.append(float(stamp))
         actions.append(int(m.action))
         last = f"{m.arm}: {m.reason}"
@@ -185,7 +200,9 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
             col += width
         writer.write("action", 0, np.concatenate(actions, axis=1))
         stamps, kinds, last_event = _safety_events(episode, doc.get("safety_topic"), store)
-        flags = safety_flags(ticks, rate, stamps, kinds)
+        command_stamps = [t for arm in doc["commands"] for c in arm["topics"]
+                          for t in episode.stamps_ns(c["topic"]) * 1e-9]
+        flags = safety_flags(ticks, rate, stamps, kinds, command_stamps)
         if safety_key:
             writer.write(SAFETY_KEY, 0, flags)
 

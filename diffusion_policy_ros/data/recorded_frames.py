@@ -12,7 +12,8 @@ conversion to the dataset (which then reads only the messages the frames use).
   setpoint in force when the command arrived to its first point, holding the last point). Where
   no command was forwarded since the episode started, the robot held still: the measured joint
   position.
-- Every frame whose interval (t_k, t_k + 1/rate] contains a safety event is marked with its kind.
+- A frame is marked with the kind of every safety event in its interval (t_k, t_k + 1/rate], and
+  with those of the command its action comes from (clamped, or a hold after a reject or stop).
 """
 from __future__ import annotations
 
@@ -84,29 +85,50 @@ def commanded_setpoints(commands: Sequence[Command], at: np.ndarray, measured: n
     commands = sorted(commands, key=lambda c: c.stamp)
     stamps = np.array([c.stamp for c in commands])
     out = np.array(measured, dtype=np.float64, copy=True)
+    if not commands:
+        return out
+    # Where each command takes over: the previous command's setpoint at its stamp (the first
+    # command starts from where the robot is measured).
+    first = int(np.searchsorted(at, stamps[0], side="left"))
+    starts = [np.asarray(measured[min(first, len(at) - 1)], dtype=np.float64)]
+    for prev, cmd in zip(commands, commands[1:]):
+        starts.append(_evaluate(prev, cmd.stamp, starts[-1]))
     for k, t in enumerate(at):
         i = int(np.searchsorted(stamps, t + STAMP_TOLERANCE_S, side="right")) - 1
-        if i < 0:
-            continue
-        before = measured[k]
-        if i > 0:
-            before = _evaluate(commands[i - 1], commands[i].stamp, measured[k])
-        out[k] = _evaluate(commands[i], t, before)
+        if i >= 0:
+            out[k] = np.where(np.isnan(value := _evaluate(commands[i], t, starts[i])), measured[k], value)
     return out
 
 
 def safety_flags(ticks: np.ndarray, rate_hz: float, event_stamps: Sequence[float],
-                 event_actions: Sequence[int]) -> np.ndarray:
-    """uint8 per frame: bit 1 clamp, 2 reject, 4 hold, for events in (t_k, t_k + 1/rate]."""
+                 event_actions: Sequence[int], command_stamps: Sequence[float] = ()) -> np.ndarray:
+    """uint8 per frame (bit 1 clamp, 2 reject, 4 hold): the events in (t_k, t_k + 1/rate], and
+    those of the command the frame's action comes from (the latest forwarded at t_k + 1/rate: a
+    clamped command, or the hold the filter published with a reject or a stop), so that a whole
+    rejected or held stretch is marked, not only the frames a rejected command arrived in."""
     flags = np.zeros(len(ticks), dtype=np.uint8)
+    if not len(ticks):
+        return flags
     period = 1.0 / rate_hz
-    for stamp, action in zip(event_stamps, event_actions):
-        bit = SAFETY_BITS.get(int(action))
-        if bit is None:
-            continue
-        k = int(np.ceil((stamp - ticks[0]) * rate_hz - 1e-9)) - 1 if len(ticks) else -1
+    event_stamps = np.asarray(event_stamps, dtype=np.float64)
+    bits = np.array([SAFETY_BITS.get(int(a), 0) for a in event_actions], dtype=np.uint8)
+    for stamp, bit in zip(event_stamps, bits):
+        k = int(np.ceil((stamp - ticks[0]) * rate_hz - 1e-9)) - 1
         if 0 <= k < len(ticks) and ticks[k] < stamp <= ticks[k] + period + STAMP_TOLERANCE_S:
             flags[k] |= bit
+    commands = np.sort(np.asarray(command_stamps, dtype=np.float64))
+    if commands.size and event_stamps.size:
+        # The filter stamps a command it clamped, or the hold it sends, with its event's stamp.
+        order = np.argsort(event_stamps)
+        sorted_events, sorted_bits = event_stamps[order], bits[order]
+        at = np.searchsorted(commands, ticks + period + STAMP_TOLERANCE_S, side="right") - 1
+        for k, i in enumerate(at):
+            if i < 0:
+                continue
+            lo, hi = np.searchsorted(sorted_events, [commands[i] - STAMP_TOLERANCE_S,
+                                                     commands[i] + STAMP_TOLERANCE_S])
+            for bit in sorted_bits[lo:hi]:
+                flags[k] |= bit
     return flags
 
 

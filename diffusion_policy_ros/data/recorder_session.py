@@ -122,6 +122,7 @@ class RecorderSession:
         self._latest_stamp: dict[str, float] = {}
         self._validated: set[str] = set()
         self._received: dict[str, int] = {}
+        self._last_receive: dict[str, float] = {}
         self._invalid: dict[str, str] = {}
         self._episode_start: float | None = None
         self._start_now: float | None = None
@@ -176,6 +177,7 @@ class RecorderSession:
         if streams and streams[0]["kind"] == "joints" and not self._joints_ok(streams, data):
             return
         self._latest_stamp[topic] = stamp * 1e-9
+        self._last_receive[topic] = log_time_ns * 1e-9
         writer = self.writer
         if writer is None or self.state != RECORDING:
             return
@@ -330,9 +332,12 @@ class RecorderSession:
                 self.converter.ensure_running()
             n, affected = frames.num_frames, int(np.count_nonzero(flags))
             kinds = ", ".join(f"{v} {k}" for k, v in describe_flags(flags).items() if v)
+            lossy = ", ".join(f"{name} {s['dropped']}/{s['duplicated']}" for name, s in stats.items()
+                              if s["dropped"] or s["duplicated"])
             return self._ok(f"saved episode {index}: {n} frames, {meta['dropped_frames']} dropped, "
-                            f"{meta['duplicated_frames']} duplicated, {affected} with safety events"
-                            f"{' (' + kinds + ')' if kinds else ''}; converting to the dataset in the background",
+                            f"{meta['duplicated_frames']} duplicated{' (' + lossy + ')' if lossy else ''}, "
+                            f"{affected} with safety events{' (' + kinds + ')' if kinds else ''}; "
+                            "converting to the dataset in the background",
                             episode_index=index, num_frames=n)
 
     def discard(self) -> Outcome:
@@ -353,23 +358,33 @@ class RecorderSession:
         return sensor_frames(stamps, self.rate_hz, start=self._episode_start, stop=self._stop_time(stamps, now))
 
     def _stop_time(self, stamps: dict[str, np.ndarray], now: float | None) -> float | None:
-        """End of the grid: now, but not past the newest message of the streams still publishing
-        (messages stamped before `now` may be in flight); a stalled stream does not cut the episode."""
+        """End of the grid: now, but not past the newest message of each stream still delivering
+        (a busy recorder may still have messages stamped before `now` queued); a stream that
+        delivered nothing for STALLED_AFTER_S (by the receive time) no longer holds it back."""
         now = now if self._clock_ok else None
-        last = [float(s.max()) for s in stamps.values() if s.size]
+        last = {name: float(s.max()) for name, s in stamps.items() if s.size}
         if not last:
             return now
-        newest = max(last)
-        stop = min(t for t in last if t >= newest - STALLED_AFTER_S)
+        if now is not None:
+            topics = {s["name"]: s["topic"] for s in self.plan.streams}
+            alive = [t for name, t in last.items()
+                     if self._last_receive.get(topics[name], -np.inf) >= now - STALLED_AFTER_S]
+        else:
+            newest = max(last.values())
+            alive = [t for t in last.values() if t >= newest - STALLED_AFTER_S]
+        stop = min(alive) if alive else max(last.values())
         if now is not None:
             stop = min(stop, now)
             if self._episode_start is not None:
                 stop = min(stop, self._episode_start + self.max_episode_s)
         return stop
 
-    def _event_columns(self) -> tuple[list[float], list[int]]:
+    def _event_columns(self) -> tuple[list[float], list[int], list[float]]:
+        """Safety event stamps, kinds, and the stamps of the forwarded commands (safety_flags)."""
         events = list(self._events)
-        return [e[0] for e in events], [e[1] for e in events]
+        commands = [t for arm in self.plan.commands for c in arm["topics"]
+                    for t in self.writer.stamps(c["topic"]) * 1e-9]
+        return [e[0] for e in events], [e[1] for e in events], commands
 
     def _next_index(self) -> int:
         """The dataset index the next saved episode gets: committed + saved and waiting."""

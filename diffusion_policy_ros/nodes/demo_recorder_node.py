@@ -25,17 +25,21 @@ import sys
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
 
 from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writable_dir, resolve_dataset_path
+from diffusion_policy_ros.data.raw_episode import header_stamp_ns
 from diffusion_policy_ros.data.recording_plan import recording_plan
 from diffusion_policy_ros.data.recorder_session import RecorderSession
 from diffusion_policy_ros.nodes._robot_params import node_kwargs, now_seconds, param, robot_config_from_node
 from diffusion_policy_ros.robot_config import ConfigError
+
+SMALL_MESSAGE_DEPTH = 200
 
 
 def _message_class(msgtype: str):
@@ -52,7 +56,7 @@ class DemoRecorder(Node):
         root = param(self, "dataset_root", "data")
         name = param(self, "dataset_name", f"{self.config.robot}_demos")
         rate = float(param(self, "record_rate_hz", 10.0))
-        qos_depth = int(param(self, "qos_depth", 20))
+        qos_depth = int(param(self, "qos_depth", 30))
         self.dataset_path = resolve_dataset_path(root, name)   # raises on names escaping the root
         plan = recording_plan(
             self.config, cameras=param(self, "record_cameras", []) or None,
@@ -80,13 +84,16 @@ class DemoRecorder(Node):
         reliability = str(param(self, "sensor_reliability", "best_effort"))
         if reliability not in ("best_effort", "reliable"):
             raise ConfigError(f"sensor_reliability must be best_effort or reliable, got {reliability!r}")
-        sensor_qos = QoSProfile(depth=qos_depth, history=qos_profile_sensor_data.history,
-                                reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                                else ReliabilityPolicy.BEST_EFFORT)
+        sensor_reliability = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        image_topics = {s["topic"] for s in plan.streams if s["kind"] in ("rgb", "rgb_compressed", "depth")}
         sensor_topics = {s["topic"] for s in plan.streams}
         self._subs = []
         for topic in self.session.topics:
-            qos = sensor_qos if topic.name in sensor_topics else QoSProfile(depth=qos_depth)
+            # Queues that ride out the recorder being descheduled on a busy machine: qos_depth
+            # frames of each camera, SMALL_MESSAGE_DEPTH of each small, fast stream (~1-2 s).
+            depth = qos_depth if topic.name in image_topics else max(qos_depth, SMALL_MESSAGE_DEPTH)
+            qos = QoSProfile(depth=depth, reliability=sensor_reliability) if topic.name in sensor_topics \
+                else QoSProfile(depth=depth)
             self._subs.append(self.create_subscription(
                 _message_class(topic.msgtype), topic.name, self._receiver(topic), qos, raw=True,
                 callback_group=MutuallyExclusiveCallbackGroup()))
@@ -96,7 +103,8 @@ class DemoRecorder(Node):
         self._service = self.create_service(EpisodeControl, "~/episode", self._on_episode,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._status_pub = self.create_publisher(String, "~/status", 10)
-        self._status_timer = self.create_timer(0.5, self._publish_status,
+        # On the steady clock: the operator sees the status before a sim publishes /clock.
+        self._status_timer = self.create_timer(0.5, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME),
                                                callback_group=MutuallyExclusiveCallbackGroup())
         cameras = sorted({s["name"].split("/", 1)[1] for s in plan.streams if s["kind"].startswith("rgb")})
         self.get_logger().info(
@@ -116,10 +124,12 @@ class DemoRecorder(Node):
             from diffusion_policy_ros.msg import SafetyEvent
 
             def on_event(data: bytes):
-                session.receive(name, data, clock.now().nanoseconds)
+                now_ns = clock.now().nanoseconds
+                session.receive(name, data, now_ns)
                 m = deserialize_message(data, SafetyEvent)
-                session.safety_event(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, int(m.action),
-                                     f"{m.arm}: {m.reason}" if m.arm else m.reason)
+                # The stamp exactly as the conversion reads it back from the raw episode.
+                stamp = (header_stamp_ns(data) or now_ns) * 1e-9
+                session.safety_event(stamp, int(m.action), f"{m.arm}: {m.reason}" if m.arm else m.reason)
             return on_event
         if topic.msgtype.endswith("/TaskStatus"):
             from diffusion_policy_ros.msg import TaskStatus
@@ -171,8 +181,8 @@ def main(args=None):
         except (ConfigError, DatasetPathError) as e:
             print(f"demo_recorder_node: {e}", file=sys.stderr)
             return 2
-        # A thread per subscription (up to 8): a large frame being written never holds up others.
-        executor = MultiThreadedExecutor(num_threads=min(8, len(node._subs) + 2))
+        threads = int(param(node, "receive_threads", 1))
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
