@@ -118,14 +118,14 @@ def save_policy_eval_chart(results: dict, hold_s: float, path: str) -> None:
 
 # --- dpros bench sampler ------------------------------------------------------------------------
 def print_sampler_table(results: list[dict]) -> None:
-    header = (f"{'method':<14}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
+    header = (f"{'method':<22}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
               f"{'err':>8}{'grip':>7}{'xDDPM':>7}{'xDDIM':>7}")
     print(header)
     print("-" * len(header))
     for r in results:
         lat = r["step_latency_ms"]
         grip = "" if r["gripper_mismatch"] is None else f"{r['gripper_mismatch']:.3f}"
-        print(f"{r['method']:<14}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
+        print(f"{r['method']:<22}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
               f"{r['cold_start_ms'] or 0:>9.1f}{r['action_error']:>8.4f}{grip:>7}"
               f"{r['max_latency_ratio_vs_ddpm']:>7.1f}{r['max_latency_ratio_vs_ddim']:>7.1f}")
 
