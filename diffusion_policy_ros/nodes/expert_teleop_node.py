@@ -92,16 +92,13 @@ class ExpertTeleopNode(Node):
             self.plan_start = status.episode_time
             self.get_logger().info(f"episode {status.episode} (seed {status.seed}): planned")
         action = self.expert.action(status.episode_time - self.plan_start + self.period)
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
-            k += n
+        for arm, cols in self.config.arm_slices():
             if self.controllers is not None:
-                self.controllers.send(arm.name, 0.0, [self.period], [action[k - n:k]], start_on_receipt=True)
+                self.controllers.send(arm.name, 0.0, [self.period], [action[cols]], start_on_receipt=True)
                 if self.controllers.streams_positions:
-                    self.controllers.send_positions(arm.name, action[k - n:k])
+                    self.controllers.send_positions(arm.name, action[cols])
                 continue
-            point = JointTrajectoryPoint(positions=action[k - n:k].tolist(),
+            point = JointTrajectoryPoint(positions=action[cols].tolist(),
                                          time_from_start=Duration(sec=0, nanosec=int(self.period * 1e9)))
             self.pubs[arm.name].publish(JointTrajectory(joint_names=list(arm.joint_names), points=[point]))
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from diffusion_policy_ros.parameters import ConfigError, NodeSchema, parameter, schema_from_dataclass
 
-
 POSITIVE = {"minimum": 0.0, "exclusive_minimum": True}
 NON_NEGATIVE = {"minimum": 0.0}
 
@@ -66,6 +65,23 @@ class SafetyParams:
     status_rate_hz: float = parameter(2.0, "/diagnostics messages per second", **POSITIVE)
     gripper_max_effort_n: float = parameter(0.0, "max_effort of the GripperCommand goals (N), for grippers "
                                             "with gripper_controller gripper_action", **NON_NEGATIVE)
+
+    # Bounded work per message: each cap is checked before any per-point work (docs/safety.md).
+    max_points: int = parameter(64, "a command with more points is rejected (too_many_points)", minimum=1)
+    max_message_bytes: int = parameter(65536, "a larger serialized message is rejected unread (bytes)", minimum=1)
+    max_stamp_age_s: float = parameter(2.0, "a command stamped longer ago is rejected (invalid_time) (s)", **POSITIVE)
+    max_processing_s: float = parameter(
+        0.1, "a command not filtered this soon after it was taken up is dropped and the arm holds (late): a "
+        "plan goes out only while the robot is still where it was planned from (s)", **POSITIVE)
+    joint_state_timeout_s: float = parameter(0.25, "no valid joint state for this long: hold, reject commands (s)",
+                                             **POSITIVE)
+
+    def __post_init__(self):
+        positive = ("watchdog_timeout_s", "max_horizon_s", "brake_sample_s", "max_processing_s",
+                    "joint_state_timeout_s", "max_stamp_age_s", "max_points", "max_message_bytes")
+        bad = [name for name in positive if not getattr(self, name) > 0]
+        if bad:
+            raise ConfigError(f"safety_filter_node: {', '.join(bad)} must be > 0")
 
     @classmethod
     def schema(cls) -> NodeSchema:
