@@ -34,12 +34,13 @@ ARGUMENT_PREFIX = {"policy_node": "policy", "safety_filter_node": "safety", "sim
 # Parameters each node declares beyond the config file's section (defaults live in the node).
 NODE_PARAMETERS = {
     "policy_node": ("checkpoint", "output", "sync_tolerance_s", "stale_after_s", "sampler", "denoising_steps", "device",
-                    "image_transport", "start_on_activate", "status_rate_hz"),
+                    "image_transport", "start_on_activate", "status_rate_hz", "torch_threads"),
     "safety_filter_node": tuple(f.name for f in dataclasses.fields(SafetyParams)),
     "sim_node": ("physics_rate_hz", "publish_rate_hz", "joint_state_rate_hz", "real_time_factor", "seed"),
     "demo_recorder_node": ("dataset_root", "dataset_name", "record_rate_hz", "record_cameras",
                            "compressed_cameras", "record_depth", "record_tactile", "sensor_reliability",
-                           "qos_depth", "max_episode_s"),
+                           "qos_depth", "max_episode_s", "keep_raw_episodes", "safety_events_topic",
+                           "sim_status_topic", "receive_threads"),
 }
 
 
@@ -127,7 +128,11 @@ def _record_graph(path, overrides, teleop, sim, use_sim_time) -> list[NodeSpec]:
     specs.append(NodeSpec(TELEOP_NODES[teleop], path, {"use_sim_time": sim_time}))
     specs.append(NodeSpec("safety_filter_node", path,
                           {**overrides["safety_filter_node"], "input": "teleop", "use_sim_time": sim_time}))
-    specs.append(NodeSpec("demo_recorder_node", path, {**overrides["demo_recorder_node"], "use_sim_time": sim_time}))
+    # The sim publishes its sensors reliably: a reliable subscription gets lost samples re-sent
+    # (camera drivers of a real robot mostly publish best effort, the recorder's default).
+    recorder = {"sensor_reliability": "reliable"} if sim else {}
+    specs.append(NodeSpec("demo_recorder_node", path,
+                          {**recorder, **overrides["demo_recorder_node"], "use_sim_time": sim_time}))
     return specs
 
 

@@ -30,6 +30,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                                      "export a dataset as diffusion_policy's zarr (format 2) replay buffer"),
     ("import", "bag"): ("import_bag", "convert a rosbag2 / MCAP recording into a dataset"),
     ("dataset", "info"): ("dataset_info", "episodes, lengths, rates and a thumbnail strip"),
+    ("describe", "gazebo"): ("describe_gazebo", "write the Gazebo URDFs, worlds, controller and bridge files"),
 }
 
 
