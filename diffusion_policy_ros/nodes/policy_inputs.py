@@ -17,6 +17,7 @@ import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.msg import TactileArray
 from diffusion_policy_ros.nodes._image_convert import depth_from_msg, rgb_from_msg
 from diffusion_policy_ros.nodes._ros_convert import seconds
@@ -46,25 +47,25 @@ class PolicyInputs:
         def subscribe(msg_type, topic, convert):
             streams.append((msg_type, topic, convert))
 
-        if "obs/joint_pos" in keys:
+        if obs_keys.JOINT_POS in keys:
             for arm in config.arms:
                 subscribe(JointState, arm.joint_states_topic, lambda m, a=arm: self._joint_positions(a, m))
             arm_topics = [a.joint_states_topic for a in config.arms]
-            self._builders["obs/joint_pos"] = lambda v: np.concatenate([v[t] for t in arm_topics])
+            self._builders[obs_keys.JOINT_POS] = lambda v: np.concatenate([v[t] for t in arm_topics])
         compressed = image_transport == "compressed"
         for cam in config.cameras:
-            if f"obs/{cam.name}/rgb" in keys:
+            if obs_keys.rgb(cam.name) in keys:
                 topic = cam.rgb_topic + ("/compressed" if compressed else "")
                 subscribe(CompressedImage if compressed else Image, topic,
                           lambda m, c=cam: rgb_from_msg(m, c.width, c.height, compressed))
-                self._builders[f"obs/{cam.name}/rgb"] = lambda v, t=topic: v[t]
-            if f"obs/{cam.name}/depth" in keys:
+                self._builders[obs_keys.rgb(cam.name)] = lambda v, t=topic: v[t]
+            if obs_keys.depth(cam.name) in keys:
                 subscribe(Image, cam.depth_topic, lambda m, c=cam: depth_from_msg(m, c.width, c.height))
-                self._builders[f"obs/{cam.name}/depth"] = lambda v, t=cam.depth_topic: v[t]
+                self._builders[obs_keys.depth(cam.name)] = lambda v, t=cam.depth_topic: v[t]
         for pad in config.tactile_sensors:
-            if f"obs/{pad.name}/tactile" in keys:
+            if obs_keys.tactile(pad.name) in keys:
                 subscribe(TactileArray, pad.topic, lambda m, p=pad: self._tactile(p, m))
-                self._builders[f"obs/{pad.name}/tactile"] = lambda v, t=pad.topic: v[t]
+                self._builders[obs_keys.tactile(pad.name)] = lambda v, t=pad.topic: v[t]
         self.sync = ObservationSync([topic for _, topic, _ in streams], tolerance_s, stale_after_s)
         self._complete: float | None = None
         for msg_type, topic, convert in streams:

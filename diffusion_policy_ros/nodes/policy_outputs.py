@@ -38,19 +38,10 @@ def make_output(kind: str, node, config, rates: CommandRates):
     return TrajectoryOutput(node, config, rates) if kind == "joint_trajectory" else ForwardOutput(node, config, rates)
 
 
-def arm_columns(config) -> list[tuple[object, slice]]:
-    """Each arm with the columns of its joints in the policy's action vector."""
-    out, start = [], 0
-    for arm in config.arms:
-        out.append((arm, slice(start, start + len(arm.joint_names))))
-        start += len(arm.joint_names)
-    return out
-
-
 class TrajectoryOutput:
     def __init__(self, node, config, rates: CommandRates):
         self._node, self._rates = node, rates
-        self._arms = arm_columns(config)
+        self._arms = config.arm_slices()
         self._pubs = {arm.name: node.create_lifecycle_publisher(JointTrajectory, arm.policy_topic, QoSProfile(depth=10))
                       for arm, _ in self._arms}
 
@@ -78,7 +69,7 @@ class TrajectoryOutput:
 class ForwardOutput:
     def __init__(self, node, config, rates: CommandRates):
         self._node, self._rates = node, rates
-        self._arms = arm_columns(config)
+        self._arms = config.arm_slices()
         self._period = 1.0 / config.control_rate_hz
         self._pubs = {arm.name: node.create_lifecycle_publisher(Float64MultiArray, policy_forward_topic(arm),
                                                                 QoSProfile(depth=10)) for arm, _ in self._arms}

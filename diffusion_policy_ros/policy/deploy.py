@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.policy.checkpoint import load_checkpoint
 from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
 from diffusion_policy_ros.policy.modeling import DiffusionPolicy
@@ -36,7 +37,7 @@ def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = 
 def warm_up(policy: DiffusionPolicy) -> None:
     """A sample from noise (and for streaming a refinement of it) on zero observations, then reset."""
     cfg = policy.config
-    zeros = {k: np.zeros((cfg.n_obs_steps, *s), dtype=np.uint8 if k.endswith("/rgb") else np.float32)
+    zeros = {k: np.zeros((cfg.n_obs_steps, *s), dtype=np.uint8 if obs_keys.parse(k).modality == "rgb" else np.float32)
              for k, s in cfg.obs_shapes.items()}
     policy.reset()
     for step in range(2 if cfg.sampler == "streaming" else 1):
