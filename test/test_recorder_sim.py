@@ -117,3 +117,16 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
                            str(tmp_path / "sim_demos"), str(out)], cwd=REPO_ROOT, env=ros_env).returncode == 0
     info = json.loads((out / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 4 and info["total_frames"] == sum(n for _, n in saved)
+    # ... and by diffusion_policy: zarr 2, its replay-buffer layout, values equal to the recording.
+    from diffusion_policy_reader import read_with_zarr2
+
+    from diffusion_policy_ros.data.diffusion_policy_export import flat_key
+    store = tmp_path / "demos.zarr"
+    assert subprocess.run([sys.executable, "-m", "diffusion_policy_ros.cli.main", "export", "diffusion-policy",
+                           str(tmp_path / "sim_demos"), str(store)], cwd=REPO_ROOT, env=ros_env).returncode == 0
+    read = read_with_zarr2(str(store), str(tmp_path))
+    if read is not None:
+        values, _ = read
+        np.testing.assert_array_equal(values["meta/episode_ends"], dataset.episode_ends)
+        for key in dataset.keys:
+            np.testing.assert_array_equal(values[f"data/{flat_key(key)}"], dataset.get_array(key)[:dataset.n_steps])

@@ -39,7 +39,9 @@ from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writ
 from diffusion_policy_ros.data.raw_episode import header_stamp_ns
 from diffusion_policy_ros.data.recording_plan import recording_plan
 from diffusion_policy_ros.data.recorder_session import RecorderSession
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, now_seconds, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import DEMO_RECORDER_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.robot_config import ConfigError
 
 SMALL_MESSAGE_DEPTH = 500
@@ -57,25 +59,21 @@ def _message_class(msgtype: str):
 
 class DemoRecorder(Node):
     def __init__(self, **kwargs):
-        super().__init__("demo_recorder_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        root = param(self, "dataset_root", "data")
-        name = param(self, "dataset_name", f"{self.config.robot}_demos")
-        rate = float(param(self, "record_rate_hz", 10.0))
-        qos_depth = int(param(self, "qos_depth", 30))
-        self.dataset_path = resolve_dataset_path(root, name)   # raises on names escaping the root
+        super().__init__("demo_recorder_node", **PARAMETER_OPTIONS, **kwargs)
+        self.parameters = p = declare_node_parameters(self, DEMO_RECORDER_NODE)
+        self.config = p.robot
+        rate = p["record_rate_hz"]
+        qos_depth = p["qos_depth"]
+        # raises on names escaping the root
+        self.dataset_path = resolve_dataset_path(p["dataset_root"], p["dataset_name"] or f"{self.config.robot}_demos")
         plan = recording_plan(
-            self.config, cameras=param(self, "record_cameras", []) or None,
-            compressed=param(self, "compressed_cameras", []), depth=bool(param(self, "record_depth", True)),
-            tactile=bool(param(self, "record_tactile", True)),
-            safety_topic=str(param(self, "safety_events_topic", "/safety/events")),
-            sim_status_topic=str(param(self, "sim_status_topic", "/sim/task_status")))
+            self.config, cameras=p["record_cameras"] or None, compressed=p["compressed_cameras"],
+            depth=p["record_depth"], tactile=p["record_tactile"], safety_topic=p["safety_events_topic"],
+            sim_status_topic=p["sim_status_topic"])
         self._warned: set[str] = set()
         self.session = RecorderSession(self.config, plan, rate_hz=rate, dataset_path=self.dataset_path,
-                                       open_dataset=self._open_dataset,
-                                       max_episode_s=float(param(self, "max_episode_s", 900.0)),
-                                       keep_raw=bool(param(self, "keep_raw_episodes", False)),
-                                       warn=self._warn_once)
+                                       open_dataset=self._open_dataset, max_episode_s=p["max_episode_s"],
+                                       keep_raw=p["keep_raw_episodes"], warn=self._warn_once)
         try:
             dataset = self.session.dataset()
             self.get_logger().info(f"dataset {self.dataset_path}: {dataset.n_episodes} episodes already recorded")
@@ -87,9 +85,7 @@ class DemoRecorder(Node):
 
         # best_effort matches every publisher (sensor-data QoS); reliable only matches reliable
         # publishers, but then large frames are re-sent instead of lost.
-        reliability = str(param(self, "sensor_reliability", "best_effort"))
-        if reliability not in ("best_effort", "reliable"):
-            raise ConfigError(f"sensor_reliability must be best_effort or reliable, got {reliability!r}")
+        reliability = p["sensor_reliability"]
         sensor_reliability = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         image_bytes = {s["topic"]: int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in plan.streams
                        if s["kind"] in ("rgb", "rgb_compressed", "depth")}
@@ -212,7 +208,7 @@ def main(args=None):
         except (ConfigError, DatasetPathError) as e:
             print(f"demo_recorder_node: {e}", file=sys.stderr)
             return 2
-        threads = int(param(node, "receive_threads", 1))
+        threads = node.parameters["receive_threads"]
         executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
