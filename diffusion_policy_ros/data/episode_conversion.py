@@ -40,7 +40,7 @@ class ConversionError(RuntimeError):
     """A saved raw episode that cannot become a dataset episode (its folder is kept)."""
 
 
-def _typestore():
+def message_typestore():
     from diffusion_policy_ros.data.bag_import import typestore_with_package_msgs
     return typestore_with_package_msgs()
 
@@ -59,7 +59,7 @@ def deserialize(store, data: bytes, msgtype: str):
     return message
 
 
-def _decoder(stream: dict, store):
+def stream_decoder(stream: dict, store):
     kind, msgtype = stream["kind"], stream["msgtype"]
 
     def msg(data):
@@ -171,7 +171,7 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
         except FrameError as e:
             raise ConversionError(str(e)) from e
         ticks, n = frames.ticks, frames.num_frames
-        store = _typestore()
+        store = message_typestore()
         joints = [s for s in streams if s["kind"] == "joints"]
         others = [s for s in streams if s["kind"] != "joints"]
         joint_width = sum(s["shape"][0] for s in joints)
@@ -184,7 +184,7 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
             specs[SAFETY_KEY] = ("uint8", ())
         writer = dataset.episode_writer(n, specs)
 
-        joint_pos = np.concatenate([_rows(episode, s, frames.indices[s["name"]], _decoder(s, store), 0, n)
+        joint_pos = np.concatenate([_rows(episode, s, frames.indices[s["name"]], stream_decoder(s, store), 0, n)
                                     for s in joints], axis=1)
         writer.write("obs/joint_pos", 0, joint_pos)
         writer.write("timestamp", 0, ticks)
@@ -207,7 +207,7 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
             writer.write(SAFETY_KEY, 0, flags)
 
         for s in others:
-            decode = _decoder(s, store)
+            decode = stream_decoder(s, store)
             block = IMAGE_BLOCK if len(s["shape"]) >= 2 else n
             for start in range(0, n, block):
                 stop = min(n, start + block)

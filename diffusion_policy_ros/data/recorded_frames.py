@@ -81,7 +81,7 @@ def _evaluate(cmd: Command, t: float, before: np.ndarray) -> np.ndarray:
 
 def commanded_setpoints(commands: Sequence[Command], at: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """Setpoints (len(at), J) at times `at`; `measured` (len(at), J): where the robot was there
-    (used before the first command and for joints a command leaves out)."""
+    (used before the first command). A joint a command leaves out keeps its previous setpoint."""
     commands = sorted(commands, key=lambda c: c.stamp)
     stamps = np.array([c.stamp for c in commands])
     out = np.array(measured, dtype=np.float64, copy=True)

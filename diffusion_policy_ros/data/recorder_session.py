@@ -95,10 +95,6 @@ class Converter:
         self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT if self._log_file else None,
                                       start_new_session=True)
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running() else None
-
 
 class RecorderSession:
     def __init__(self, robot_config, plan: RecordingPlan, *, rate_hz: float, dataset_path: str,
@@ -143,6 +139,7 @@ class RecorderSession:
         self.error = ""
         self.converter = Converter(self.spool, dataset_path, keep_raw=keep_raw) if start_converter else None
         self._decoders: dict[str, Callable] = {}
+        self._store = None
 
     @property
     def topics(self) -> list[Topic]:
@@ -224,10 +221,10 @@ class RecorderSession:
     def _decoder(self, stream: dict):
         decode = self._decoders.get(stream["name"])
         if decode is None:
-            from diffusion_policy_ros.data.episode_conversion import _decoder, _typestore
-            if not hasattr(self, "_store"):
-                self._store = _typestore()
-            decode = self._decoders[stream["name"]] = _decoder(stream, self._store)
+            from diffusion_policy_ros.data.episode_conversion import message_typestore, stream_decoder
+            if self._store is None:
+                self._store = message_typestore()
+            decode = self._decoders[stream["name"]] = stream_decoder(stream, self._store)
         return decode
 
     def safety_event(self, stamp: float, action: int, text: str) -> None:
