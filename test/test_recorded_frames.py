@@ -4,7 +4,8 @@ held stretch."""
 import numpy as np
 import pytest
 
-from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, commanded_setpoints, safety_flags,
+from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, commanded_setpoints, controller_setpoints,
+                                                       safety_flags,
                                                        sensor_frames)
 
 
@@ -44,3 +45,21 @@ def test_safety_marks_cover_the_held_stretch():
     # Frame k's action is the setpoint at t_k + 0.1: the hold of 0.25 rules frames 2..5 (frame 2
     # also holds the reject itself), the clamped command frame 6, the normal one frames 7..9.
     assert flags.tolist() == [0, 0, 2, 2, 2, 2, 1, 0, 0, 0]
+
+
+def test_an_unstamped_hold_is_marked_until_the_next_forwarded_command():
+    ticks = np.arange(10) / 10
+    # A reject at 0.25; the filter's hold arrives unstamped ("start on receipt", indexed by its
+    # receive time 0.27); the next forwarded command is stamped 0.55.
+    flags = safety_flags(ticks, 10.0, [0.25], [2], command_stamps=[0.05, 0.27, 0.55],
+                         command_stamped=[True, False, True])
+    assert flags.tolist() == [0, 0, 2, 2, 2, 0, 0, 0, 0, 0]
+
+
+def test_arm_and_gripper_controllers_each_keep_their_setpoints():
+    measured = np.zeros((3, 2))
+    arm = Command(1.0, np.array([2.0, 4.0]), np.array([[2.0, np.nan], [4.0, np.nan]]))
+    gripper = Command(2.5, np.array([2.5]), np.array([[np.nan, 0.04]]))
+    out = controller_setpoints([[arm], [gripper]], np.array([2.0, 3.0, 5.0]), measured)
+    # A gripper command does not freeze the arm's trajectory, nor the arm's the gripper.
+    np.testing.assert_allclose(out, [[2.0, 0.0], [3.0, 0.04], [4.0, 0.04]])

@@ -27,7 +27,7 @@ from diffusion_policy_ros.data.episode_builder import reorder_joints
 from diffusion_policy_ros.data.image_codec import ImageDecodeError, depth_from_raw, rgb_from_compressed, rgb_from_raw
 from diffusion_policy_ros.data.raw_episode import (CONVERTED_MARK, RawEpisode, episode_folders, is_converted, is_saved,
                                                    write_json_atomic)
-from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, commanded_setpoints, describe_flags,
+from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, controller_setpoints, describe_flags,
                                                        safety_flags, sensor_frames)
 
 FAILED_MARK = "conversion_failed.json"
@@ -105,11 +105,14 @@ def _rows(episode: RawEpisode, stream: dict, indices: np.ndarray, decode, start:
     return out
 
 
-def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> list[Command]:
+def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> list[list[Command]]:
+    """The arm's forwarded commands, one list per controller topic."""
     joints = arm["joint_names"]
     position = {n: j for j, n in enumerate(joints)}
-    commands = []
+    per_topic = []
     for source in arm["topics"]:
+        commands = []
+        per_topic.append(commands)
         topic, msgtype = source["topic"], source["msgtype"]
         stamps = episode.stamps_ns(topic) * 1e-9
         for i, stamp in enumerate(stamps):
@@ -137,7 +140,7 @@ def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> lis
                     if c is not None:
                         rows[p, c] = value
             commands.append(Command(stamp, times, rows))
-    return commands
+    return per_topic
 
 
 def _safety_events(episode: RawEpisode, topic: str | None, store) -> tuple[list[float], list[int], str]:
@@ -196,13 +199,14 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
         for arm, s in zip(doc["commands"], joints):
             width = s["shape"][0]
             commands = _commands(episode, arm, store, doc["start"])
-            actions.append(commanded_setpoints(commands, ticks + period, next_measured[:, col:col + width]))
+            actions.append(controller_setpoints(commands, ticks + period, next_measured[:, col:col + width]))
             col += width
         writer.write("action", 0, np.concatenate(actions, axis=1))
         stamps, kinds, last_event = _safety_events(episode, doc.get("safety_topic"), store)
-        command_stamps = [t for arm in doc["commands"] for c in arm["topics"]
-                          for t in episode.stamps_ns(c["topic"]) * 1e-9]
-        flags = safety_flags(ticks, rate, stamps, kinds, command_stamps)
+        topics = [c["topic"] for arm in doc["commands"] for c in arm["topics"]]
+        command_ns = np.concatenate([episode.stamps_ns(t) for t in topics])
+        command_logs = np.concatenate([episode.log_times_ns(t) for t in topics])
+        flags = safety_flags(ticks, rate, stamps, kinds, command_ns * 1e-9, command_ns != command_logs)
         if safety_key:
             writer.write(SAFETY_KEY, 0, flags)
 

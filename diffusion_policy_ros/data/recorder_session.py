@@ -392,12 +392,16 @@ class RecorderSession:
                 stop = min(stop, self._episode_start + self.max_episode_s)
         return stop
 
-    def _event_columns(self) -> tuple[list[float], list[int], list[float]]:
-        """Safety event stamps, kinds, and the stamps of the forwarded commands (safety_flags)."""
+    def _event_columns(self) -> tuple[list[float], list[int], np.ndarray, np.ndarray]:
+        """safety_flags' inputs: event stamps and kinds, the forwarded commands' stamps and whether
+        each carried a header stamp (an unstamped one is indexed by its receive time)."""
         events = list(self._events)
-        commands = [t for arm in self.plan.commands for c in arm["topics"]
-                    for t in self.writer.stamps(c["topic"]) * 1e-9]
-        return [e[0] for e in events], [e[1] for e in events], commands
+        topics = [c["topic"] for arm in self.plan.commands for c in arm["topics"]]
+        stamps = [self.writer.stamps(t) for t in topics]
+        logs = [self.writer.log_times(t) for t in topics]
+        stamps_ns = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
+        logs_ns = np.concatenate(logs) if logs else np.zeros(0, np.int64)
+        return [e[0] for e in events], [e[1] for e in events], stamps_ns * 1e-9, stamps_ns != logs_ns
 
     def _next_index(self) -> int:
         """The dataset index the next saved episode gets: committed + saved and waiting."""
