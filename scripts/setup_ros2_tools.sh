@@ -62,6 +62,7 @@ numpy_include="$("$venv/bin/python" "$root/scripts/fix_ros_wheel_cmake_paths.py"
 ) || { tail -40 "$root/build/ros2-tools/colcon.log" >&2; fail "colcon could not build control_msgs / composition_interfaces (build/ros2-tools/colcon.log)"; }
 
 (
+  set +u  # colcon's generated setup scripts read unset variables
   # shellcheck disable=SC1091
   . "$prefix/local_setup.bash"
   "$venv/bin/python" -c 'import launch_ros, control_msgs.action, composition_interfaces.srv, ros2cli'
