@@ -92,7 +92,8 @@ class Observer:
     """The robot's side: audits what reaches the controllers, calls reset and the e-stop."""
 
     def __init__(self, context, robot, delays=DELAYS_S):
-        self.node = rclpy.create_node("controller_observer", context=context)
+        self.node = rclpy.create_node("controller_observer", context=context,
+                                      parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.audit = JtcAudit({a.controller_topic: JtcSettings(a.controller_joint_names) for a in robot.arms}
                               | {a.gripper_topic: JtcSettings(a.gripper_joints) for a in robot.arms
                                  if a.gripper_controller == "joint_trajectory"}, delays, from_sent=True)
@@ -132,10 +133,11 @@ def run_episode(context, overrides=(), safety_overrides=(), seed=3):
     from diffusion_policy_ros.nodes.sim_node import SimNode
     overrides = list(overrides)
     sim = SimNode(context=context, cli_args=PARAMS, parameter_overrides=overrides)
+    on_sim_time = overrides + [Parameter("use_sim_time", value=True)]   # as in the sim graph: /clock
     safety = SafetyFilterNode(context=context, cli_args=PARAMS,
-                              parameter_overrides=overrides + [Parameter("input", value="teleop"),
-                                                               *safety_overrides])
-    expert = ExpertTeleopNode(context=context, cli_args=PARAMS, parameter_overrides=overrides)
+                              parameter_overrides=on_sim_time + [Parameter("input", value="teleop"),
+                                                                 *safety_overrides])
+    expert = ExpertTeleopNode(context=context, cli_args=PARAMS, parameter_overrides=on_sim_time)
     observer = Observer(context, sim.config)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     for node in (sim, safety, expert, observer.node):
