@@ -104,7 +104,9 @@ def graph(tmp_path_factory, ros_env, rclpy_context):
     folder = tmp_path_factory.mktemp("graph")
     log = open(folder / "nodes.log", "w")
     sim_time = "use_sim_time:=true"
-    procs = [start_node("sim_node", ros_env, log),
+    # Half real time: the sim keeps time to spare (on a busy machine a sim that cannot keep up
+    # never pauses, and its reset service waits long for the sim's lock).
+    procs = [start_node("sim_node", ros_env, log, "-p", "real_time_factor:=0.5"),
              start_node("safety_filter_node", ros_env, log, "-p", "input:=teleop", "-p", sim_time)]
     operator = Operator(rclpy_context)
     operator.watch_status()

@@ -136,7 +136,7 @@ def record_episodes(args, specs, procs) -> int:
             if outcome.saved:
                 indices.append(outcome.episode_index)
             progress.update(int(outcome.saved))
-            progress.set_postfix(seed=seed - 1, tried=seed - args.seed,
+            progress.set_postfix(seed=seed - 1, saved=saved, discarded=seed - args.seed - saved,
                                  last=f"{outcome.frames} frames" if outcome.saved else "discarded")
         progress.close()
         print(f"dpros up record: saved {saved} of {args.episodes} episodes "

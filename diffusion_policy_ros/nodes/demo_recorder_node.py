@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -41,7 +42,9 @@ from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_no
 from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.robot_config import ConfigError
 
-SMALL_MESSAGE_DEPTH = 200
+SMALL_MESSAGE_DEPTH = 500
+IMAGE_QUEUE_BYTES = 64 << 20
+MAX_IMAGE_DEPTH = 300
 
 
 def _message_class(msgtype: str):
@@ -81,13 +84,18 @@ class DemoRecorder(Node):
         # publishers, but then large frames are re-sent instead of lost.
         reliability = p["sensor_reliability"]
         sensor_reliability = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        image_topics = {s["topic"] for s in plan.streams if s["kind"] in ("rgb", "rgb_compressed", "depth")}
+        image_bytes = {s["topic"]: int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in plan.streams
+                       if s["kind"] in ("rgb", "rgb_compressed", "depth")}
         sensor_topics = {s["topic"] for s in plan.streams}
         self._subs = []
         for topic in self.session.topics:
-            # Queues that ride out the recorder being descheduled on a busy machine: qos_depth
-            # frames of each camera, SMALL_MESSAGE_DEPTH of each small, fast stream (~1-2 s).
-            depth = qos_depth if topic.name in image_topics else max(qos_depth, SMALL_MESSAGE_DEPTH)
+            # Queues that ride out the recorder being descheduled for a few seconds on a busy
+            # machine: at least qos_depth frames of a camera, more of small ones (up to
+            # IMAGE_QUEUE_BYTES each), SMALL_MESSAGE_DEPTH of each small, fast stream.
+            if topic.name in image_bytes:
+                depth = min(MAX_IMAGE_DEPTH, max(qos_depth, IMAGE_QUEUE_BYTES // max(1, image_bytes[topic.name])))
+            else:
+                depth = max(qos_depth, SMALL_MESSAGE_DEPTH)
             qos = QoSProfile(depth=depth, reliability=sensor_reliability) if topic.name in sensor_topics \
                 else QoSProfile(depth=depth)
             self._subs.append(self.create_subscription(

@@ -27,10 +27,10 @@ WARN_EVERY_S = 5.0
 
 
 class PolicyInputs:
-    """Subscribes for `obs_keys`; calls `on_observation()` whenever a newer synchronized
+    """Subscribes for `observed_keys`; calls `on_observation()` whenever a newer synchronized
     observation is complete (from the subscription callback that completed it)."""
 
-    def __init__(self, node, config, obs_keys, image_transport: str, tolerance_s: float,
+    def __init__(self, node, config, observed_keys, image_transport: str, tolerance_s: float,
                  stale_after_s: float, on_observation: Callable[[], None]):
         if image_transport not in ("raw", "compressed"):
             raise ValueError(f"image_transport must be raw or compressed, got {image_transport!r}")
@@ -41,7 +41,7 @@ class PolicyInputs:
         self._joint_index: dict[tuple[str, tuple[str, ...]], np.ndarray | None] = {}
         self._subs = []
         self.conversion_s: dict[str, float] = {}   # topic -> seconds its newest sample took to convert
-        keys = set(obs_keys)
+        keys = set(observed_keys)
         streams = []   # (message type, topic, conversion); subscribed once the sync exists
 
         def subscribe(msg_type, topic, convert):
