@@ -212,6 +212,9 @@ class RobotConfig:
             if gripper_controller != "none" and not (grippers and gripper_topic):
                 raise ConfigError(f"{name}.gripper_controller {gripper_controller} needs gripper_joints and "
                                   f"{name}.gripper_topic")
+            if gripper_controller == "gripper_action" and len(grippers) != 1:
+                raise ConfigError(f"{name}.gripper_controller gripper_action commands one gripper joint "
+                                  f"(GripperCommand has one position), got {list(grippers)}")
             arms.append(ArmConfig(
                 name=name, namespace=a.str("namespace", default=""), joint_names=joints,
                 gripper_joints=grippers, end_effector=a.str("end_effector", default="tcp"),
