@@ -73,19 +73,20 @@ def arm_controllers(source: ModelSource, arm: ArmConfig) -> list[ControllerSpec]
     """The controllers of one arm, in the order they are spawned."""
     states = {"joints": list(arm.joint_names), "interfaces": ["position", "velocity"]}
     specs = [ControllerSpec(JOINT_STATE_BROADCASTER, "joint_state_broadcaster/JointStateBroadcaster", states)]
-    trajectory = {"command_interfaces": ["position"], "state_interfaces": ["position", "velocity"],
-                  "allow_nonzero_velocity_at_trajectory_end": True, "cmd_timeout": COMMAND_TIMEOUT_S}
+    def trajectory(joints):   # fresh lists per controller: shared ones become YAML aliases ROS cannot read
+        return {"joints": joints, "command_interfaces": ["position"], "state_interfaces": ["position", "velocity"],
+                "allow_nonzero_velocity_at_trajectory_end": True, "cmd_timeout": COMMAND_TIMEOUT_S}
     joints = list(arm.controller_joint_names)
-    if _safety_output(source) == "joint_trajectory":
+    if _safety_output(source) != "float64_multi_array":   # the JTC serves the topic and the action
         specs.append(ControllerSpec(ARM_CONTROLLER, "joint_trajectory_controller/JointTrajectoryController",
-                                    {"joints": joints, **trajectory}))
+                                    trajectory(joints)))
     else:
         specs.append(ControllerSpec(FORWARD_CONTROLLER, "position_controllers/JointGroupPositionController",
                                     {"joints": joints}))
     grippers = list(arm.gripper_joints)
     if arm.gripper_controller == "joint_trajectory":
         specs.append(ControllerSpec(GRIPPER_CONTROLLER, "joint_trajectory_controller/JointTrajectoryController",
-                                    {"joints": grippers, **trajectory}))
+                                    trajectory(grippers)))
     elif arm.gripper_controller == "gripper_action":
         if len(grippers) != 1:
             raise ConfigError(f"arm {arm.name}: a gripper action controller drives one joint, got {grippers}")
@@ -126,7 +127,7 @@ def _safety_output(source: ModelSource) -> str:
 def _check_topics(source: ModelSource, arm: ArmConfig, served: set["Interface"]) -> None:
     """The config's topics must be the ones gz_ros2_control will serve for this arm."""
     wanted = [("joint_states_topic", arm.joint_states_topic)]
-    if _safety_output(source) == "joint_trajectory":
+    if _safety_output(source) != "float64_multi_array":
         wanted.append(("controller_topic", arm.controller_topic))
     else:
         wanted.append(("forward_topic", arm.forward_topic))
