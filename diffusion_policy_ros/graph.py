@@ -155,11 +155,7 @@ def _record_graph(path, overrides, teleop, sim, use_sim_time) -> list[NodeSpec]:
     specs.append(NodeSpec(TELEOP_NODES[teleop], path, {"use_sim_time": sim_time}))
     specs.append(NodeSpec("safety_filter_node", path,
                           {**overrides["safety_filter_node"], "input": "teleop", "use_sim_time": sim_time}))
-    # The sim publishes its sensors reliably: a reliable subscription gets lost samples re-sent
-    # (camera drivers of a real robot mostly publish best effort, the recorder's default).
-    recorder = {"sensor_reliability": "reliable"} if sim else {}
-    specs.append(NodeSpec("demo_recorder_node", path,
-                          {**recorder, **overrides["demo_recorder_node"], "use_sim_time": sim_time}))
+    specs.append(NodeSpec("demo_recorder_node", path, {**overrides["demo_recorder_node"], "use_sim_time": sim_time}))
     return specs
 
 

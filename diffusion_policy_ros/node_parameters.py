@@ -70,8 +70,8 @@ DEMO_RECORDER_NODE = NodeSchema("demo_recorder_node", (
     P("record_tactile", "bool", True, "record the tactile pads"),
     P("sensor_reliability", "string", "best_effort", "QoS reliability of the sensor subscriptions",
       choices=("best_effort", "reliable")),
-    P("qos_depth", "int", 30, "queue depth of each camera subscription (small, fast streams keep at least "
-      "200 messages)", minimum=1),
+    P("qos_depth", "int", 30, "queue depth of each camera subscription at least (a camera queue holds up "
+      "to 64 MB, at most 300 frames; small, fast streams keep 500 messages)", minimum=1),
     P("max_episode_s", "double", 900.0, "an episode is stopped (and kept) after this long (s)", **POSITIVE),
     P("safety_events_topic", "string", "/safety/events", "the safety filter's SafetyEvent topic (recorded "
       "with the episode)"),

@@ -125,7 +125,10 @@ def small_file_size_limit():
 
 
 def test_full_disk_keeps_earlier_episodes(tmp_path, ros_env, operator, sensors):
-    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d"},
+    # UDP only: under the file-size limit the recorder must not create Fast DDS shared-memory
+    # segments, which other processes of this domain would go on to use.
+    env = dict(ros_env, FASTDDS_BUILTIN_TRANSPORTS="UDPv4")
+    proc = start_recorder(env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d"},
                           log_path=tmp_path / "recorder.log", preexec_fn=small_file_size_limit)
     try:
         operator.wait_for_recorder(proc=proc)

@@ -31,7 +31,8 @@ from diffusion_policy_ros.data.recorded_frames import (FrameError, describe_flag
                                                        sensor_frames)
 
 IDLE, RECORDING, SAVING, CONVERTING, ERROR = "idle", "recording", "saving", "converting", "error"
-STALLED_AFTER_S = 1.0     # a stream silent this long no longer holds back the end of the episode
+STALLED_AFTER_S = 1.0
+CONVERTER_LINGER_S = 10.0     # a stream silent this long no longer holds back the end of the episode
 
 
 @dataclasses.dataclass
@@ -85,15 +86,14 @@ class Converter:
     def ensure_running(self) -> None:
         if self.running():
             return
+        # It stays a while after its last episode: an episode saved just as it would exit (when
+        # this process still sees it running) is converted too.
         cmd = [sys.executable, "-m", "diffusion_policy_ros.data.episode_conversion", "--spool", self.spool,
-               "--dataset", self.dataset_path, *(["--keep-raw"] if self.keep_raw else [])]
+               "--dataset", self.dataset_path, "--linger", str(CONVERTER_LINGER_S),
+               *(["--keep-raw"] if self.keep_raw else [])]
         # Its own session: Ctrl-C in the recorder's terminal does not cut a conversion short.
         self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT if self._log_file else None,
                                       start_new_session=True)
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running() else None
 
 
 class RecorderSession:
@@ -139,6 +139,7 @@ class RecorderSession:
         self.error = ""
         self.converter = Converter(self.spool, dataset_path, keep_raw=keep_raw) if start_converter else None
         self._decoders: dict[str, Callable] = {}
+        self._store = None
 
     @property
     def topics(self) -> list[Topic]:
@@ -220,10 +221,10 @@ class RecorderSession:
     def _decoder(self, stream: dict):
         decode = self._decoders.get(stream["name"])
         if decode is None:
-            from diffusion_policy_ros.data.episode_conversion import _decoder, _typestore
-            if not hasattr(self, "_store"):
-                self._store = _typestore()
-            decode = self._decoders[stream["name"]] = _decoder(stream, self._store)
+            from diffusion_policy_ros.data.episode_conversion import message_typestore, stream_decoder
+            if self._store is None:
+                self._store = message_typestore()
+            decode = self._decoders[stream["name"]] = stream_decoder(stream, self._store)
         return decode
 
     def safety_event(self, stamp: float, action: int, text: str) -> None:
@@ -340,6 +341,18 @@ class RecorderSession:
                             "converting to the dataset in the background",
                             episode_index=index, num_frames=n)
 
+    def caught_up(self, stop: float | None) -> bool:
+        """Whether every stream of the episode has delivered its messages up to `stop` (SAVE
+        waits a little for this: a busy recorder may still have messages of the end queued)."""
+        writer = self.writer
+        if writer is None or stop is None or not self._clock_ok or self.state != RECORDING:
+            return True
+        for s in self.plan.streams:
+            stamps = writer.stamps(s["topic"])
+            if stamps.size and stamps[-1] * 1e-9 < stop - 1e-6:
+                return False
+        return True
+
     def discard(self) -> Outcome:
         with self._lock:
             writer = self.writer
@@ -379,12 +392,16 @@ class RecorderSession:
                 stop = min(stop, self._episode_start + self.max_episode_s)
         return stop
 
-    def _event_columns(self) -> tuple[list[float], list[int], list[float]]:
-        """Safety event stamps, kinds, and the stamps of the forwarded commands (safety_flags)."""
+    def _event_columns(self) -> tuple[list[float], list[int], np.ndarray, np.ndarray]:
+        """safety_flags' inputs: event stamps and kinds, the forwarded commands' stamps and whether
+        each carried a header stamp (an unstamped one is indexed by its receive time)."""
         events = list(self._events)
-        commands = [t for arm in self.plan.commands for c in arm["topics"]
-                    for t in self.writer.stamps(c["topic"]) * 1e-9]
-        return [e[0] for e in events], [e[1] for e in events], commands
+        topics = [c["topic"] for arm in self.plan.commands for c in arm["topics"]]
+        stamps = [self.writer.stamps(t) for t in topics]
+        logs = [self.writer.log_times(t) for t in topics]
+        stamps_ns = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
+        logs_ns = np.concatenate(logs) if logs else np.zeros(0, np.int64)
+        return [e[0] for e in events], [e[1] for e in events], stamps_ns * 1e-9, stamps_ns != logs_ns
 
     def _next_index(self) -> int:
         """The dataset index the next saved episode gets: committed + saved and waiting."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -31,6 +32,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.task import Future
 from std_msgs.msg import String
 
 from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writable_dir, resolve_dataset_path
@@ -43,6 +45,7 @@ from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.robot_config import ConfigError
 
 SMALL_MESSAGE_DEPTH = 500
+SAVE_CATCH_UP_S = 3.0
 IMAGE_QUEUE_BYTES = 64 << 20
 MAX_IMAGE_DEPTH = 300
 
@@ -108,7 +111,8 @@ class DemoRecorder(Node):
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._status_pub = self.create_publisher(String, "~/status", 10)
         # On the steady clock: the operator sees the status before a sim publishes /clock.
-        self._status_timer = self.create_timer(0.5, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME),
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._status_timer = self.create_timer(0.5, self._publish_status, clock=self._steady,
                                                callback_group=MutuallyExclusiveCallbackGroup())
         cameras = sorted({s["name"].split("/", 1)[1] for s in plan.streams if s["kind"].startswith("rgb")})
         self.get_logger().info(
@@ -151,12 +155,17 @@ class DemoRecorder(Node):
             self.get_logger().warning(text)
 
     # -- episode control -----------------------------------------------------------------------
-    def _on_episode(self, request, response):
+    async def _on_episode(self, request, response):
         req = self._srv_type.Request
         now = now_seconds(self)
         if request.command == req.START:
             outcome = self.session.start(request.task, now)
         elif request.command == req.SAVE:
+            # Messages stamped before SAVE may still be queued on a busy machine: receive them
+            # first (the executor goes on meanwhile), for at most SAVE_CATCH_UP_S.
+            deadline = time.monotonic() + SAVE_CATCH_UP_S
+            while not self.session.caught_up(now) and time.monotonic() < deadline:
+                await self._sleep(0.01)
             outcome = self.session.save(now)
         elif request.command == req.DISCARD:
             outcome = self.session.discard()
@@ -172,6 +181,20 @@ class DemoRecorder(Node):
             self.get_logger().error(outcome.message)
         self._publish_status()
         return response
+
+    async def _sleep(self, seconds: float) -> None:
+        """Yield to the executor for `seconds` (steady clock)."""
+        done = Future()
+        timer = None
+
+        def wake():
+            timer.cancel()
+            done.set_result(None)
+        timer = self.create_timer(seconds, wake, clock=self._steady)
+        try:
+            await done
+        finally:
+            self.destroy_timer(timer)
 
     def _publish_status(self):
         self._status_pub.publish(String(data=json.dumps(self.session.status(now_seconds(self)))))

@@ -96,9 +96,7 @@ class SimNode(Node):
 
     # --- ROS interfaces ----------------------------------------------------------------------
     def _make_interfaces(self):
-        # Reliable with a second of history: a subscriber descheduled on a busy machine (the
-        # recorder) gets what it missed re-sent instead of losing it.
-        sensor_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pubs = {a.name: self.create_publisher(JointState, a.joint_states_topic, sensor_qos)
                            for a in self.config.arms}
