@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from diffusion_policy_ros.node_parameters import NODE_SCHEMAS
-from diffusion_policy_ros.parameters import unknown_parameter_message
+from diffusion_policy_ros.parameters import is_ros_own, unknown_parameter_message
 from diffusion_policy_ros.robot_config import (SHARED_PARAMETERS, ArmConfig, ConfigError, RobotConfig,
                                                config_path, flatten, load_robot_config)
 
@@ -92,6 +92,8 @@ def check_node_sections(robot: RobotConfig) -> None:
             raise ConfigError(f"{robot.source_path}: section for an unknown node '{node}'; nodes: "
                               f"{', '.join(sorted(NODE_SCHEMAS))}")
         for key, value in flatten(values).items():
+            if is_ros_own(key):
+                continue
             if schema.match(key, arms) is None and SHARED_PARAMETERS.match(key, arms) is None:
                 raise ConfigError(f"{robot.source_path}: " + unknown_parameter_message(
                     node, key, schema.known_names(arms) + SHARED_PARAMETERS.known_names(arms)))

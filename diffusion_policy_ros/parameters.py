@@ -106,19 +106,21 @@ class ParameterSpec:
     def _scalar(self, kind: str, value: Any, where: str) -> Any:
         if hasattr(value, "item") and not isinstance(value, (list, tuple)):
             value = value.item()  # numpy scalars
+        if kind == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)    # 16.0 in a YAML file means 16
         ok = {"bool": isinstance(value, bool),
               "int": isinstance(value, int) and not isinstance(value, bool),
               "double": isinstance(value, (int, float)) and not isinstance(value, bool),
               "string": isinstance(value, str)}[kind]
         if not ok:
             raise ParameterError(f"{where}parameter {self.name} must be {_KIND_WORDS[self.kind]}, got {value!r}")
+        if kind == "double" and not math.isfinite(value):
+            raise ParameterError(f"{where}parameter {self.name} must be a finite number, got {value!r}")
         return float(value) if kind == "double" else value
 
     def _check_range(self, v: Any, where: str) -> None:
         if isinstance(v, (bool, str)) or (self.minimum is None and self.maximum is None):
             return
-        if isinstance(v, float) and math.isnan(v):
-            raise ParameterError(f"{where}parameter {self.name} must be a number, got NaN")
         low = self.minimum is not None and (v <= self.minimum if self.exclusive_minimum else v < self.minimum)
         high = self.maximum is not None and v > self.maximum
         if low or high:
@@ -192,6 +194,8 @@ class NodeSchema:
         `also_known`, e.g. the shared robot-config keys)."""
         out = {}
         for key, value in values.items():
+            if is_ros_own(key):
+                continue   # use_sim_time and the like: rclpy's, on every node
             spec = self.match(key, arms)
             if spec is None:
                 raise ParameterError(unknown_parameter_message(self.node, key, self.known_names(arms) + list(also_known)))

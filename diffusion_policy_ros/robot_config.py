@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from diffusion_policy_ros.parameters import ConfigError, NodeSchema, ParameterSpec, unknown_parameter_message
+from diffusion_policy_ros.parameters import (ConfigError, NodeSchema, ParameterSpec, is_ros_own,
+                                             unknown_parameter_message)
 
 SHARED_SECTION = "/**"
 # How an arm's gripper is commanded on a ros2_control robot (`<arm>.gripper_controller`):
@@ -211,6 +212,9 @@ class RobotConfig:
             if gripper_controller != "none" and not (grippers and gripper_topic):
                 raise ConfigError(f"{name}.gripper_controller {gripper_controller} needs gripper_joints and "
                                   f"{name}.gripper_topic")
+            if gripper_controller == "gripper_action" and len(grippers) != 1:
+                raise ConfigError(f"{name}.gripper_controller gripper_action commands one gripper joint "
+                                  f"(GripperCommand has one position), got {list(grippers)}")
             arms.append(ArmConfig(
                 name=name, namespace=a.str("namespace", default=""), joint_names=joints,
                 gripper_joints=grippers, end_effector=a.str("end_effector", default="tcp"),
@@ -293,7 +297,7 @@ def is_shared_parameter(key: str, params: Mapping[str, Any]) -> bool:
 def check_shared_keys(dotted: Mapping[str, Any]) -> None:
     arms = shared_arms(dotted)
     for key in dotted:
-        if SHARED_PARAMETERS.match(key, arms) is None:
+        if SHARED_PARAMETERS.match(key, arms) is None and not is_ros_own(key):
             raise ConfigError(unknown_parameter_message(SHARED_PARAMETERS.node, key,
                                                         SHARED_PARAMETERS.known_names(arms)))
 

@@ -10,7 +10,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from diffusion_policy_ros.graph import PACKAGE, build_graph, launch_arguments
+from diffusion_policy_ros.graph import PACKAGE, argument_description, build_graph, launch_arguments
 from diffusion_policy_ros.resources import package_share_path
 
 
@@ -42,8 +42,9 @@ def _nodes(context, mode):
                              namespace=spec.namespace, parameters=params, output="screen")
         configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                                 transition_id=Transition.TRANSITION_CONFIGURE))
+        # Activated once configured; not again after a deactivate (`ros2 lifecycle set ... deactivate`)
         activate = RegisterEventHandler(OnStateTransition(
-            target_lifecycle_node=node, goal_state="inactive",
+            target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
             entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                                   transition_id=Transition.TRANSITION_ACTIVATE))]))
         actions += [activate, node, configure]
@@ -62,6 +63,5 @@ def graph_launch_description(mode: str, default_config: str = "single_arm.yaml")
         args += [DeclareLaunchArgument(name, default_value=default, description=text)
                  for name, (default, text) in RECORD_ARGUMENTS.items()]
     for name, (node, param) in launch_arguments(mode).items():
-        args.append(DeclareLaunchArgument(name, default_value="",
-                                          description=f"{node} parameter {param} ('' keeps the config's)"))
+        args.append(DeclareLaunchArgument(name, default_value="", description=argument_description(node, param)))
     return LaunchDescription(args + [OpaqueFunction(function=_nodes, args=[mode])])

@@ -92,7 +92,8 @@ class Observer:
     """The robot's side: audits what reaches the controllers, calls reset and the e-stop."""
 
     def __init__(self, context, robot, delays=DELAYS_S):
-        self.node = rclpy.create_node("controller_observer", context=context)
+        self.node = rclpy.create_node("controller_observer", context=context,
+                                      parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.audit = JtcAudit({a.controller_topic: JtcSettings(a.controller_joint_names) for a in robot.arms}
                               | {a.gripper_topic: JtcSettings(a.gripper_joints) for a in robot.arms
                                  if a.gripper_controller == "joint_trajectory"}, delays, from_sent=True)
@@ -132,10 +133,11 @@ def run_episode(context, overrides=(), safety_overrides=(), seed=3):
     from diffusion_policy_ros.nodes.sim_node import SimNode
     overrides = list(overrides)
     sim = SimNode(context=context, cli_args=PARAMS, parameter_overrides=overrides)
+    on_sim_time = overrides + [Parameter("use_sim_time", value=True)]   # as in the sim graph: /clock
     safety = SafetyFilterNode(context=context, cli_args=PARAMS,
-                              parameter_overrides=overrides + [Parameter("input", value="teleop"),
-                                                               *safety_overrides])
-    expert = ExpertTeleopNode(context=context, cli_args=PARAMS, parameter_overrides=overrides)
+                              parameter_overrides=on_sim_time + [Parameter("input", value="teleop"),
+                                                                 *safety_overrides])
+    expert = ExpertTeleopNode(context=context, cli_args=PARAMS, parameter_overrides=on_sim_time)
     observer = Observer(context, sim.config)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     for node in (sim, safety, expert, observer.node):
@@ -184,3 +186,25 @@ def test_follow_joint_trajectory_and_gripper_command_outputs_drive_the_sim(rclpy
     arm_goals = sim.actions["arm/follow_joint_trajectory"].accepted
     gripper_goals = sim.actions["arm/gripper_command"].accepted
     assert arm_goals > 50 and gripper_goals >= 2   # gripper goals only when its target moves
+
+
+def test_an_action_output_without_control_msgs_says_what_is_missing(ros_env, tmp_path):
+    """A ROS install without control_msgs: the filter configured for goals refuses to start and says why."""
+    import subprocess
+    import sys
+    overlay = tmp_path / "goals.yaml"   # a later params file wins over the config's node section
+    overlay.write_text("/**/safety_filter_node:\n  ros__parameters:\n    output: follow_joint_trajectory\n")
+    code = f"""
+import sys
+class NoControlMsgs:
+    def find_spec(self, name, path=None, target=None):
+        if name == "control_msgs" or name.startswith("control_msgs."):
+            raise ImportError("hidden for this test")
+sys.meta_path.insert(0, NoControlMsgs())
+from diffusion_policy_ros.nodes import safety_filter_node
+safety_filter_node.main(["safety_filter_node", "--ros-args", "--params-file", "config/single_arm.yaml",
+                         "--params-file", "{overlay}"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=ros_env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "sends control_msgs/FollowJointTrajectory goals, but the control_msgs package is not installed" in out.stderr

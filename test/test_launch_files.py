@@ -1,40 +1,101 @@
-"""Launch files cannot run here (no `launch` on PyPI), so parse them: every executable, config file
-and parameter they name must exist in the package, and they must build the same node list as
-`dpros up` (both come from diffusion_policy_ros.graph)."""
+"""The launch files in the real launch engine (launch / launch_ros): each loads, declares every node
+parameter of its graph as a launch argument (described from the parameter schema), and expands to
+exactly the nodes, parameter files and overrides `dpros up` starts (both from graph.build_graph),
+each an installed executable. test_ros2_launch.py runs them with `ros2 launch`."""
 from __future__ import annotations
 
-import ast
-import glob
-import inspect
 import os
 
 import pytest
 
 from diffusion_policy_ros import graph
-from diffusion_policy_ros.robot_config import load_robot_config
+from ros2_tools import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH_FILES = sorted(glob.glob(os.path.join(ROOT, "launch", "*.py")))
-EXTERNAL = {("ros_gz_sim", "create"), ("ros_gz_bridge", "parameter_bridge"),
-            ("robot_state_publisher", "robot_state_publisher"), ("controller_manager", "spawner")}
+GRAPH_LAUNCH_FILES = {"robot.launch.py": "robot", "sim.launch.py": "sim", "record.launch.py": "record"}
+CHECKPOINT = os.path.join(ROOT, "checkpoints", "single_arm_pick_place")
 
 
-def literals(tree):
-    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+@pytest.fixture(autouse=True)
+def launch_engine():
+    need(modules=["launch", "launch_ros"])
 
 
-def node_calls(tree):
-    """(package, executable) of Node(...)/LifecycleNode(...) calls with literal arguments."""
-    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-        kw = {k.arg: k.value for k in call.keywords}
-        if "executable" in kw and isinstance(kw["executable"], ast.Constant):
-            pkg = kw.get("package")
-            yield (pkg.value if isinstance(pkg, ast.Constant) else graph.PACKAGE, kw["executable"].value)
+def load(name: str):
+    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    return get_launch_description_from_python_launch_file(os.path.join(ROOT, "launch", name))
+
+
+def expand(description, arguments: dict[str, str]):
+    """What the launch engine starts for these arguments: the actions the description's
+    OpaqueFunction returns once every DeclareLaunchArgument is visited, as `ros2 launch` would."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    context = LaunchContext()
+    context.launch_configurations.update(arguments)
+    actions = []
+    for entity in description.entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            entity.visit(context)
+        elif isinstance(entity, OpaqueFunction):
+            actions += entity.visit(context) or []
+    return actions
+
+
+def started_nodes(actions):
+    from launch_ros.actions import Node
+    return [a for a in actions if isinstance(a, Node)]
 
 
 def test_there_are_launch_files():
-    names = {os.path.basename(p) for p in LAUNCH_FILES}
-    assert {"robot.launch.py", "sim.launch.py", "gazebo.launch.py", "record.launch.py"} <= names
+    names = set(os.listdir(os.path.join(ROOT, "launch")))
+    assert set(GRAPH_LAUNCH_FILES) | {"gazebo.launch.py"} <= names
+
+
+@pytest.mark.parametrize("name, mode", GRAPH_LAUNCH_FILES.items())
+def test_every_node_parameter_is_a_described_launch_argument(name, mode):
+    declared = {a.name: a for a in load(name).get_launch_arguments()}
+    expected = set(graph.launch_arguments(mode)) | {"config"}
+    if mode == "record":
+        expected |= {"teleop", "sim", "keyboard"}
+    assert set(declared) == expected
+    step = declared["safety_max_step_rad"]
+    assert step.description.startswith("safety_filter_node max_step_rad: largest step per trajectory point")
+    for argument, (node, parameter) in graph.launch_arguments(mode).items():
+        assert declared[argument].description.startswith(f"{node} {parameter}: ")
+
+
+@pytest.mark.parametrize("name, mode", GRAPH_LAUNCH_FILES.items())
+@pytest.mark.parametrize("config", ["config/single_arm.yaml", "config/bimanual.yaml"])
+def test_the_launch_engine_starts_the_nodes_dpros_up_starts(name, mode, config):
+    from ament_index_python.packages import get_package_prefix
+    from launch_ros.actions import LifecycleNode
+    arguments = {"config": os.path.join(ROOT, config)} | ({} if mode == "record" else {"policy_checkpoint": CHECKPOINT})
+    nodes = started_nodes(expand(load(name), arguments))
+    specs = graph.build_graph(mode, config, {k: v for k, v in arguments.items() if k != "config"})
+    assert [n.node_executable for n in nodes] == [s.executable for s in specs]
+    for node, spec in zip(nodes, specs):
+        assert node.node_package == graph.PACKAGE
+        assert isinstance(node, LifecycleNode) == spec.lifecycle
+        executable = os.path.join(get_package_prefix(graph.PACKAGE), "lib", graph.PACKAGE, spec.executable)
+        assert os.access(executable, os.X_OK), f"{executable} is not installed (make build)"
+
+
+def test_a_wrong_launch_argument_value_stops_the_launch_before_any_node():
+    import launch.logging
+    from launch import LaunchService
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    service = LaunchService(argv=[], noninteractive=True)
+    service.include_launch_description(IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(ROOT, "launch", "robot.launch.py")),
+        launch_arguments={"policy_checkpoint": CHECKPOINT, "safety_max_step_rad": "-1"}.items()))
+    assert service.run() != 0
+    with open(os.path.join(launch.logging.launch_config.log_dir, "launch.log"), encoding="utf-8") as f:
+        log = f.read()
+    assert "Caught exception in launch (see debug for traceback): safety_filter_node: parameter max_step_rad " \
+           "must be > 0, got -1.0" in log
+    assert "process started" not in log
 
 
 def test_record_graph_drives_the_robot_through_the_safety_filter_from_the_teleop_topic():
@@ -46,63 +107,3 @@ def test_record_graph_drives_the_robot_through_the_safety_filter_from_the_teleop
     assert [s.name for s in leader] == ["leader_follower_teleop_node", "safety_filter_node", "demo_recorder_node"]
     with pytest.raises(ValueError, match="needs the sim"):
         graph.build_graph("record", "config/single_arm.yaml", {}, teleop="expert", sim=False)
-
-
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=os.path.basename)
-def test_launch_file_names_only_what_exists(path):
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    if path.endswith(".launch.py"):
-        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
-    for text in literals(tree):
-        if text.endswith(".yaml") and "/" not in text:
-            assert os.path.isfile(os.path.join(ROOT, "config", text)), f"{path} names missing config/{text}"
-    for package, executable in node_calls(tree):
-        if package == graph.PACKAGE:
-            assert os.path.isfile(os.path.join(ROOT, graph.PACKAGE, "nodes", f"{executable}.py"))
-        else:
-            assert (package, executable) in EXTERNAL, f"unexpected executable {package}/{executable}"
-    for name in ("_graph_launch", "graph_launch_description"):
-        if name in literals(tree) or any(isinstance(n, ast.ImportFrom) and n.module == name for n in ast.walk(tree)):
-            assert os.path.isfile(os.path.join(ROOT, "launch", "_graph_launch.py"))
-
-
-@pytest.mark.parametrize("mode", sorted(graph.MODES))
-@pytest.mark.parametrize("config", ["config/single_arm.yaml", "config/bimanual.yaml"])
-def test_graph_nodes_and_parameters_exist(mode, config):
-    specs = graph.build_graph(mode, config, {})
-    for spec in specs:
-        source_path = os.path.join(ROOT, graph.PACKAGE, "nodes", f"{spec.name}.py")
-        assert os.path.isfile(source_path), f"no executable {spec.name}"
-        source = open(source_path, encoding="utf-8").read()
-        assert "def main(" in source
-        assert os.path.isfile(spec.params_file)
-    for argument, (node, param) in graph.launch_arguments(mode).items():
-        source = open(os.path.join(ROOT, graph.PACKAGE, "nodes", f"{node}.py"), encoding="utf-8").read()
-        if node == "safety_filter_node":
-            continue  # declared from SafetyParams' fields, which NODE_PARAMETERS is built from
-        assert f'"{param}"' in source, f"launch argument {argument}: {node} never reads parameter {param}"
-    robot = load_robot_config(config)
-    for node in ("policy_node", "safety_filter_node", "demo_recorder_node"):
-        unknown = set(robot.node_params(node)) - set(graph.NODE_PARAMETERS[node])
-        assert not unknown, f"{config} sets {node} parameters no node reads: {unknown}"
-
-
-def test_launch_arguments_override_parameters(tmp_path):
-    specs = graph.build_graph("sim", "config/single_arm.yaml",
-                              {"safety_max_step_rad": "0.1", "policy_device": "cpu", "policy_output": ""})
-    by_name = {s.name: s for s in specs}
-    assert by_name["safety_filter_node"].overrides["max_step_rad"] == 0.1
-    assert by_name["policy_node"].overrides["device"] == "cpu"
-    assert "output" not in by_name["policy_node"].overrides  # '' keeps the config's value
-    assert by_name["policy_node"].lifecycle
-    args = by_name["safety_filter_node"].ros_args(str(tmp_path))
-    override_file = args[-1]
-    assert "max_step_rad: 0.1" in open(override_file).read()
-    with pytest.raises(ValueError):
-        graph.build_graph("sim", "config/single_arm.yaml", {"safety_no_such_parameter": "1"})
-
-
-def test_launch_helper_uses_the_shared_graph():
-    source = open(os.path.join(ROOT, "launch", "_graph_launch.py"), encoding="utf-8").read()
-    assert "build_graph" in source and "launch_arguments" in source
-    assert "build_graph" in inspect.getsource(__import__("diffusion_policy_ros.cli.up", fromlist=["run"]))

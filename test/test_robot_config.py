@@ -52,6 +52,10 @@ def test_dotted_parameters_from_rclpy_give_the_same_config():
     (lambda p: p["arm"].update(gripper_joints=["claw"]), "gripper_joints ['claw']"),
     (lambda p: p.update(arms=[]), "names no arms"),
     (lambda p: p.update(control_rate_hz="fast"), "control_rate_hz must be a positive number"),
+    (lambda p: p["arm"].update(gripper_controller="gripper_action", gripper_joints=["gripper", "joint_6"]),
+     "gripper_action commands one gripper joint"),
+    (lambda p: p["arm"].update(gripper_controler="none"),
+     "unknown parameter 'arm.gripper_controler'; did you mean 'arm.gripper_controller'?"),
 ])
 def test_broken_configs_name_the_bad_parameter(tmp_path, edit, message):
     doc = yaml.safe_load((ROOT / "config" / "single_arm.yaml").read_text())

@@ -233,13 +233,14 @@ def test_jog_seeded_from_a_robot_that_does_not_follow_stays_within_a_step(bounds
         assert np.abs(q - stuck).max() <= bounds.max_step + 1e-9
 
 
-def node_args(tmp_path, config, **params):
+def node_args(tmp_path, config, **joy_params):
     """--ros-args for the teleop nodes: the config plus an overlay (a node section in the config
     beats `-p`). No safety filter runs in these tests: bounds come from the nodes' own parameters."""
     import yaml
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump({f"/**/{node}": {"ros__parameters": {"safety_filter_node": "", **params}}
-                                       for node in ("joy_teleop_node", "leader_follower_teleop_node")}))
+    sections = {"joy_teleop_node": {"safety_filter_node": "", **joy_params},
+                "leader_follower_teleop_node": {"safety_filter_node": ""}}
+    overlay.write_text(yaml.safe_dump({f"/**/{node}": {"ros__parameters": values} for node, values in sections.items()}))
     return ["--ros-args", "--params-file", config, "--params-file", str(overlay)]
 
 

@@ -74,7 +74,7 @@ def arm_controllers(source: ModelSource, arm: ArmConfig) -> list[ControllerSpec]
     states = {"joints": list(arm.joint_names), "interfaces": ["position", "velocity"]}
     specs = [ControllerSpec(JOINT_STATE_BROADCASTER, "joint_state_broadcaster/JointStateBroadcaster", states)]
     joints = list(arm.controller_joint_names)
-    if _safety_output(source) == "joint_trajectory":
+    if _safety_output(source) != "float64_multi_array":   # the JTC serves the topic and the action
         specs.append(ControllerSpec(ARM_CONTROLLER, "joint_trajectory_controller/JointTrajectoryController",
                                     _trajectory_parameters(joints)))
     else:
@@ -129,7 +129,7 @@ def _safety_output(source: ModelSource) -> str:
 def _check_topics(source: ModelSource, arm: ArmConfig, served: set["Interface"]) -> None:
     """The config's topics must be the ones gz_ros2_control will serve for this arm."""
     wanted = [("joint_states_topic", arm.joint_states_topic)]
-    if _safety_output(source) == "joint_trajectory":
+    if _safety_output(source) != "float64_multi_array":
         wanted.append(("controller_topic", arm.controller_topic))
     else:
         wanted.append(("forward_topic", arm.forward_topic))
