@@ -34,7 +34,7 @@ ARGUMENT_PREFIX = {"policy_node": "policy", "safety_filter_node": "safety", "sim
 # Parameters each node declares beyond the config file's section (defaults live in the node).
 NODE_PARAMETERS = {
     "policy_node": ("checkpoint", "output", "sync_tolerance_s", "stale_after_s", "sampler", "denoising_steps", "device",
-                    "image_transport", "start_on_activate", "status_rate_hz", "torch_threads"),
+                    "image_transport", "start_on_activate", "status_rate_hz", "torch_threads", "executor"),
     "safety_filter_node": tuple(f.name for f in dataclasses.fields(SafetyParams)),
     "sim_node": ("physics_rate_hz", "publish_rate_hz", "joint_state_rate_hz", "real_time_factor", "seed"),
     "demo_recorder_node": ("dataset_root", "dataset_name", "record_rate_hz", "record_cameras",

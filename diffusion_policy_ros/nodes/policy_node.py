@@ -2,20 +2,14 @@
 
     python -m diffusion_policy_ros.nodes.policy_node --ros-args --params-file config/single_arm.yaml
 
-configure: load the checkpoint (`checkpoint`: folder with model.safetensors + config.json), check
-  it against the configured joints, cameras (sizes), tactile pads and control rate, run one sample.
-activate: start the inference thread; commands go out after `policy/command` START (or at once
-  with start_on_activate:=true). STOP / deactivate: no more commands; the safety filter holds.
-Inputs (policy_inputs.py): only the streams the checkpoint uses, aligned by header stamp
-(`sync_tolerance_s`); any input older than `stale_after_s` stops the commands and is named in
-`policy/status`. Inference starts when a new synchronized observation is complete and the standing
-chunk has run its steps (sync/ticker.py). Streaming sampling without a usable warm start (START,
-RESET, a long gap) first samples one from noise and executes nothing of it, so the control loop
-only ever runs the few-step refinement. Outputs (policy_outputs.py): per arm a JointTrajectory on
-`policy_topic` stamped with the observation time (points already past dropped), or with
-output:=float64_multi_array one Float64MultiArray per control period on `<policy_topic's ns>/commands`;
-`policy/action_chunk` (ActionChunk, with the time each stage took), `policy/status`, `/diagnostics`.
-An exception during inference stops the commands (state ERROR) until the next START.
+configure: load `checkpoint` and check it against the robot config (policy/deploy.py). activate:
+start the inference thread; commands go out after `policy/command` START (or start_on_activate).
+STOP / deactivate: no more commands, the safety filter holds. Inputs (policy_inputs.py) are
+aligned by stamp; a newer complete observation wakes the inference thread, which runs the
+ROS-free ControlLoop (policy/control_loop.py: hold on stale inputs, prime a streaming warm start,
+infer when due). Outputs (policy_outputs.py): per arm a JointTrajectory on `policy_topic`, or one
+Float64MultiArray per control period (output:=float64_multi_array); `policy/action_chunk` with
+the time each stage took, `policy/status`, `/diagnostics`.
 """
 from __future__ import annotations
 
@@ -23,16 +17,16 @@ import threading
 import time
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
 from diffusion_policy_ros.msg import ActionChunk, PolicyStatus
 from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
-from diffusion_policy_ros.nodes._ros_convert import diagnostic_status, to_time
+from diffusion_policy_ros.nodes._ros_convert import to_time
 from diffusion_policy_ros.nodes.policy_inputs import PolicyInputs
-from diffusion_policy_ros.nodes.policy_outputs import action_chunk_msg, check_output, make_output
+from diffusion_policy_ros.nodes.policy_outputs import action_chunk_msg, check_output, diagnostics_msg, make_output
 from diffusion_policy_ros.policy.control_loop import ControlLoop, LoopState
 from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.sync.rates import CommandRates
@@ -212,15 +206,24 @@ class PolicyNode(LifecycleNode):
             msg.observation_stamp = to_time(observed)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status.publish(msg)
-        level = {PolicyStatus.STATE_RUNNING: DiagnosticStatus.OK, PolicyStatus.STATE_IDLE: DiagnosticStatus.OK,
-                 PolicyStatus.STATE_HOLDING: DiagnosticStatus.WARN}.get(msg.state, DiagnosticStatus.ERROR)
-        diag = DiagnosticArray(status=[diagnostic_status(
-            f"{self.get_name()}: policy", level, message,
-            {"state": msg.state, "control_rate": f"{msg.control_rate:.2f}", "trajectory_rate": f"{msg.trajectory_rate:.2f}",
-             "latency_p50": f"{p50:.4f}", "latency_p99": f"{p99:.4f}", "stale_inputs": ",".join(stale),
-             "chunks": msg.chunks_computed})])
-        diag.header.stamp = msg.header.stamp
-        self._diagnostics.publish(diag)
+        self._diagnostics.publish(diagnostics_msg(f"{self.get_name()}: policy", msg))
+
+
+def spin(node, kind: str) -> None:
+    """`events`: rclpy's EventsExecutor, which queues ready callbacks in C++ instead of rebuilding a
+    Python wait set on every wake-up (that was most of this node's CPU; ~230 messages/s come in);
+    `single_threaded` where it is missing (rclpy before Jazzy) or misbehaves."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        kind = "single_threaded"
+    if kind != "events":
+        rclpy.spin(node)
+        return
+    executor = EventsExecutor()
+    executor.add_node(node)
+    while rclpy.ok():   # its spin() never ran a callback with the Jazzy wheels here; spin_once does
+        executor.spin_once(timeout_sec=0.5)
 
 
 def main(args=None):
@@ -231,7 +234,7 @@ def main(args=None):
     node = None
     try:
         node = PolicyNode()
-        rclpy.spin(node)
+        spin(node, str(param(node, "executor", "events")))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
