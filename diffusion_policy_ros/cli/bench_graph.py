@@ -62,7 +62,7 @@ def run(args) -> int:
             start, cpu_start, load_before = probe.start(), _cpu(specs, procs), os.getloadavg()[0]
             wall_start = time.monotonic()
             time.sleep(args.seconds)
-            end, cpu_end, load_after = probe.stop(), _cpu(specs, procs), os.getloadavg()[0]
+            (records, end), cpu_end, load_after = probe.stop(), _cpu(specs, procs), os.getloadavg()[0]
             wall = time.monotonic() - wall_start
             status = probe.status
         dead = exited_nodes(specs, procs)
@@ -71,7 +71,7 @@ def run(args) -> int:
     if dead or start is None or end is None:
         print(f"bench graph: {', '.join(dead) or 'the sim clock'} stopped (logs in {workdir})")
         return 1
-    result = probe.breakdown(start, end)
+    result = records.breakdown(start, end)
     if result["answered_commands"] < 2:
         print(f"bench graph: no commands reached the controller topic (logs in {workdir})")
         return 1
