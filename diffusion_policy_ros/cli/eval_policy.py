@@ -59,11 +59,14 @@ def run(args) -> int:
         for sampler in samplers:
             policy.set_sampler(sampler)
             runner = PolicyEpisodeRunner(env, policy, keys)
-            progress = tqdm(seeds, desc=f"eval {sampler}", unit="episode")
-            for seed in progress:
+            progress = tqdm(total=len(seeds), desc=f"eval {sampler}", unit="episode")
+            for seed in seeds:
                 runner.episode(seed, args.timeout_s, args.hold_s)
+                # the count and the rates move together: both over the episodes finished
                 progress.set_postfix({"success": f"{runner.rate('success'):.0%}",
-                                      "held": f"{runner.rate('held'):.0%}"})
+                                      "held": f"{runner.rate('held'):.0%}"}, refresh=False)
+                progress.update(1)
+            progress.close()
             results[sampler] = runner.summary()
     report = {"checkpoint": os.path.abspath(args.checkpoint), "config": args.config, "seeds": seeds,
               "timeout_s": args.timeout_s, "hold_s": args.hold_s, "device": str(policy.device),
@@ -72,6 +75,7 @@ def run(args) -> int:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     reporting.print_policy_eval_table(results, args.hold_s)
-    reporting.save_policy_eval_chart(results, args.hold_s, os.path.join(args.out, "policy_eval.png"))
-    print(f"wrote {path}")
+    chart = os.path.join(args.out, "policy_eval.png")
+    reporting.save_policy_eval_chart(results, args.hold_s, chart)
+    print(f"wrote {path} and {chart}")
     return 0

@@ -23,7 +23,9 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
 from diffusion_policy_ros.msg import ActionChunk, PolicyStatus
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
+from diffusion_policy_ros.node_parameters import POLICY_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters, parameter_values
+from diffusion_policy_ros.nodes._robot_params import responsive_threads
 from diffusion_policy_ros.nodes._ros_convert import to_time
 from diffusion_policy_ros.nodes.policy_inputs import PolicyInputs
 from diffusion_policy_ros.nodes.policy_outputs import action_chunk_msg, check_output, diagnostics_msg, make_output
@@ -34,11 +36,13 @@ from diffusion_policy_ros.sync.rates import CommandRates
 
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
-        super().__init__("policy_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
+        super().__init__("policy_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, POLICY_NODE)
+        self.config = declared.robot
         self._read_settings()
-        self.start_on_activate = bool(param(self, "start_on_activate", False))
-        self.status_rate_hz = float(param(self, "status_rate_hz", 5.0))
+        self.start_on_activate = declared["start_on_activate"]
+        self.status_rate_hz = declared["status_rate_hz"]
+        self.executor_kind = declared["executor"]
         self.period = 1.0 / self.config.control_rate_hz
         self.policy = self.inputs = self.output = self.loop = None
         self._unconfigured = (PolicyStatus.STATE_UNCONFIGURED, "not configured")   # state and message
@@ -55,18 +59,11 @@ class PolicyNode(LifecycleNode):
 
     def _read_settings(self):
         """Parameters a configure transition applies (read again on every configure)."""
-        self.checkpoint = str(param(self, "checkpoint", ""))
-        self.output_kind = str(param(self, "output", "joint_trajectory"))
-        self.sync_tolerance_s = float(param(self, "sync_tolerance_s", 0.05))
-        self.stale_after_s = float(param(self, "stale_after_s", 0.5))
-        self.sampler = str(param(self, "sampler", "streaming"))  # streaming | ddim | ddpm
-        # Empty: the checkpoint's own streaming settings (tuned with it), else these levels.
-        self.denoising_steps = [int(x) for x in param(self, "denoising_steps", [])]
-        self.device = str(param(self, "device", "auto"))
-        self.image_transport = str(param(self, "image_transport", "raw"))
-        # One thread: the U-Net's small convolutions gain nothing from more, and beside the sim and
-        # the safety filter on a few cores extra threads only wait for each other (0: torch's default).
-        self.torch_threads = int(param(self, "torch_threads", 1))
+        p = parameter_values(self, POLICY_NODE)
+        self.checkpoint, self.output_kind, self.sampler = p["checkpoint"], p["output"], p["sampler"]
+        self.sync_tolerance_s, self.stale_after_s = p["sync_tolerance_s"], p["stale_after_s"]
+        self.denoising_steps, self.device = p["denoising_steps"], p["device"]   # [] = the checkpoint's levels
+        self.image_transport, self.torch_threads = p["image_transport"], p["torch_threads"]
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -234,7 +231,7 @@ def main(args=None):
     node = None
     try:
         node = PolicyNode()
-        spin(node, str(param(node, "executor", "events")))
+        spin(node, node.executor_kind)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
