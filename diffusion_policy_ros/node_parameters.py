@@ -49,6 +49,9 @@ POLICY_NODE = NodeSchema("policy_node", (
       "for each other", read_only=False, minimum=0),
     P("start_on_activate", "bool", False, "command at once on activate, without policy/command START"),
     P("status_rate_hz", "double", 5.0, "policy/status and /diagnostics messages per second", **POSITIVE),
+    P("executor", "string", "events", "events: rclpy's EventsExecutor (callbacks queued in C++, no Python wait "
+      "set rebuilt per message); single_threaded where it is missing or misbehaves",
+      choices=("events", "single_threaded")),
 ))
 
 SAFETY_FILTER_NODE = SafetyParams.schema()

@@ -184,6 +184,48 @@ def save_sampler_latency_histogram(path: str, latencies: dict[str, np.ndarray]) 
     plt.close(fig)
 
 
+# --- dpros bench graph: where observation -> command goes ----------------------------------------
+def print_graph_bench_table(result: dict) -> None:
+    from diffusion_policy_ros.evaluation.graph_latency import STAGES
+    print(f"bench graph: {result['checkpoint']} at {result['control_rate_hz']:g} Hz, {result['seconds']:g} s "
+          f"({result['chunks']} chunks); load average {result['load_average_1min']['before']:.2f} -> "
+          f"{result['load_average_1min']['after']:.2f} on {result['cpus']} CPUs")
+    print(f"{'stage':66s} {'p50':>8s} {'p99':>8s} {'max':>8s}   (ms, sim clock)")
+    for key, label in STAGES:
+        ms = result["stages_ms"][key]
+        print(f"{label:66s} {ms['p50']:8.1f} {ms['p99']:8.1f} {ms['max']:8.1f}")
+    print("CPU (% of one core): " + ", ".join(f"{name} {pct:.0f}" for name, pct in result["cpu_percent"].items()))
+    print(f"setpoints per second reaching the controller {result['setpoints_per_s']:.2f} "
+          f"(one per control period covered; target {result['control_rate_hz']:g}); policy trajectories per "
+          f"second {result['policy_trajectories_per_s']:.2f} (one per chunk); controller messages per second "
+          f"{result['controller_messages_per_s']:.2f} (incl. holds)")
+
+
+def save_graph_bench_chart(result: dict, path: str) -> None:
+    """Per stage p50 and p99 (horizontal bars), CPU per process beside it."""
+    from diffusion_policy_ros.evaluation.graph_latency import STAGES
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    labels = [label.strip() for _, label in STAGES][::-1]
+    p50 = [result["stages_ms"][key]["p50"] for key, _ in STAGES][::-1]
+    p99 = [result["stages_ms"][key]["p99"] for key, _ in STAGES][::-1]
+    y = np.arange(len(labels))
+    ax1.barh(y + 0.2, p99, height=0.4, color="tab:orange", label="p99")
+    ax1.barh(y - 0.2, p50, height=0.4, color="tab:blue", label="p50")
+    ax1.set_yticks(y, [label[:48] for label in labels], fontsize=7)
+    ax1.set_xlabel("ms (sim clock)")
+    ax1.set_title(f"observation -> command, {result['control_rate_hz']:g} Hz, {result['seconds']:g} s", fontsize=9)
+    ax1.legend(fontsize=8)
+    names = list(result["cpu_percent"])
+    ax2.bar(names, [result["cpu_percent"][n] for n in names], color="tab:gray")
+    ax2.set_ylabel("CPU (% of one core)")
+    ax2.set_title(f"load {result['load_average_1min']['after']:.1f} on {result['cpus']} CPUs", fontsize=9)
+    ax2.tick_params(axis="x", labelrotation=30, labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # --- dpros eval offline ------------------------------------------------------------------------
 def print_offline_eval(result: dict) -> None:
     print(f"episodes {result['episodes']}, sampler {result['sampler']}, "

@@ -155,3 +155,21 @@ def test_reset_primes_before_start_and_failure_holds_until_start():
     rig.loop.start()
     rig.frame()
     assert len(rig.output.writes) == 2 and rig.loop.state == LoopState.RUNNING
+
+
+def test_a_gap_longer_than_the_horizon_while_running_sends_a_sample_from_noise():
+    rig = Rig(stale_after_s=5.0)
+    rig.frame()
+    rig.loop.start()
+    rig.loop.step()                                   # primed at START
+    rig.frame()
+    assert rig.chunks[-1][2].warm_started
+    rig.frames += 30                                  # 1 s without observations: beyond the 0.8 s horizon
+    calls = rig.policy.denoiser_calls
+    rig.frame()
+    assert not rig.chunks[-1][2].warm_started and len(rig.output.writes) == 2   # sent, not primed
+    assert rig.policy.denoiser_calls == calls + 8
+    rig.frame()
+    rig.frames += 8
+    rig.frame()
+    assert rig.chunks[-1][2].warm_started             # and refined from again

@@ -10,7 +10,7 @@ import pytest
 from catkin_pkg.package import parse_package
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CORE_PACKAGES = ["policy", "sampling", "data", "training", "safety", "sim", "teleop", "gazebo", "evaluation",
+CORE_PACKAGES = ["policy", "sampling", "sync", "data", "training", "safety", "sim", "teleop", "gazebo", "evaluation",
                  "controllers"]
 
 

@@ -32,6 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, SafetyEvent, TactileArray
 from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.nodes.policy_node import PolicyNode
+from diffusion_policy_ros.parameters import ParameterError
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
@@ -241,8 +242,6 @@ def make_graph(rclpy_context, executor):
     ("bimanual", {}, ["joints", "left_joint_1", "joint_1"]),                  # other robot's joints
     ("small_camera", {}, ["obs/scene/rgb", "[96, 96, 3]", "[64, 64, 3]"]),   # image size
     ("20hz", {}, ["control rate 20.0 Hz", "control_rate_hz 10.0"]),          # trained at another rate
-    ("single", {"output": "effort"}, ["output must be one of", "joint_trajectory", "'effort'"]),
-    ("single", {"image_transport": "theora"}, ["image_transport must be raw or compressed", "'theora'"]),
 ])
 def test_configure_rejects_what_does_not_fit(make_graph, checkpoints, which, params, expected):
     g = make_graph(SINGLE, sensors=False)
@@ -255,6 +254,18 @@ def test_configure_rejects_what_does_not_fit(make_graph, checkpoints, which, par
     assert g.listener.status[-1].state == PolicyStatus.STATE_ERROR
     # and it cannot be told to command the robot
     assert not g.listener.policy_command(PolicyCommand.Request.START).success
+
+
+@pytest.mark.parametrize("name, value", [("output", "effort"), ("image_transport", "theora")])
+def test_a_bad_output_or_image_transport_is_refused(make_graph, checkpoints, name, value):
+    g = make_graph(SINGLE, sensors=False)
+    with pytest.raises(ParameterError, match=f"{name} must be one of .*'{value}'"):
+        PolicyNode(context=g.context, cli_args=g.args(), parameter_overrides=[Parameter(name, value=value)])
+    policy = g.make_policy(checkpoints["single"])
+    result = policy.set_parameters([Parameter(name, value=value)])[0]   # ros2 param set, before a configure
+    assert not result.successful and value in result.reason
+    assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS, policy.message   # with its old value
+    assert policy.output_kind == "joint_trajectory" and policy.image_transport == "raw"
 
 
 def test_cleanup_then_configure_again_applies_new_parameters(make_graph, checkpoints):
@@ -351,9 +362,9 @@ def test_bimanual_policy_through_the_safety_filter(make_graph, checkpoints):
     g.start_policy(checkpoints["bimanual"])
     lis = g.listener
     assert wait_for(lambda: all(len(lis.controller[a]) >= 3 for a in ("left", "right")), 30), g.policy.message
-    for arm in g.robot.arms:
-        for messages in (lis.trajectories[arm.name], lis.controller[arm.name]):
-            assert all(list(m.joint_names) == list(arm.joint_names) for _, m in messages)
+    for arm in g.robot.arms:   # the policy commands the arm's joints, the filter its controller's
+        assert all(list(m.joint_names) == list(arm.joint_names) for _, m in lis.trajectories[arm.name])
+        assert all(list(m.joint_names) == list(arm.controller_joint_names) for _, m in lis.controller[arm.name])
     # the policy's two trajectories of one chunk share the observation stamp
     left = {seconds(m.header.stamp) for _, m in lis.trajectories["left"]}
     right = {seconds(m.header.stamp) for _, m in lis.trajectories["right"]}
@@ -366,11 +377,12 @@ def test_bimanual_policy_through_the_safety_filter(make_graph, checkpoints):
     rejects = [(e.arm, e.reason, e.message) for e in lis.safety_events
                if e.action == SafetyEvent.ACTION_REJECT and e.reason not in timing]
     assert not rejects, f"safety filter rejected the policy's commands: {rejects}"
-    for arm, offset in (("left", 0), ("right", 7)):
-        q = np.array(lis.controller[arm][-1][1].points[0].positions)
+    at_home = dict(zip(g.robot.joint_names, home(g.robot)))
+    for arm in g.robot.arms:
+        q = np.array(lis.controller[arm.name][-1][1].points[0].positions)
         # actions are random within +-0.05 of home, chunk to chunk; the acceleration-limited path
         # following them may overshoot a little
-        np.testing.assert_allclose(q, home(g.robot)[offset:offset + 7], atol=0.3)
+        np.testing.assert_allclose(q, [at_home[n] for n in arm.controller_joint_names], atol=0.3)
 
 
 # ---- (f) PolicyCommand and ActionChunk -----------------------------------------------------------------
@@ -412,7 +424,7 @@ def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
     assert lis.policy_command(PolicyCommand.Request.RESET).success
     reset_at = g.sensors.stamps[-1]
     assert lis.policy_command(PolicyCommand.Request.START).success
-    assert wait_for(lambda: lis.sent_after(reset_at), 10)
+    assert wait_for(lambda: any(seconds(c.header.stamp) > reset_at for _, c in lis.chunks), 10)
     restarted = next(c for _, c in lis.chunks if seconds(c.header.stamp) > reset_at)
     # its warm start comes from an observation after the reset, not from before STOP
     warm_start_stamp = seconds(restarted.header.stamp) - restarted.shift_steps * 0.1

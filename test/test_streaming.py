@@ -1,11 +1,15 @@
-"""Streaming warm start: shift by elapsed steps, tail refill, re-noising, reset, gripper methods."""
+"""Streaming warm start: shift by elapsed steps (up to horizon - 1), tail refill, re-noising, reset,
+gripper methods, DDPM steps over skipped levels. Denoiser evaluations are counted from calls."""
 import numpy as np
 import pytest
 import torch
 
+torch.set_num_threads(1)   # small ops: more threads only add contention
+
 from diffusion_policy_ros.policy.configuration import PolicyConfig
 from diffusion_policy_ros.policy.modeling import DiffusionPolicy
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
+from diffusion_policy_ros.sampling.samplers import ddpm_step, denoise
 from diffusion_policy_ros.sampling.schedule import NoiseSchedule
 from diffusion_policy_ros.sampling.streaming import (StreamingSettings, WarmStartSampler, binarize_discrete,
                                                      clip_discrete, elapsed_control_steps, shift_chunk)
@@ -61,7 +65,9 @@ def test_warm_start_uses_shift_from_observation_times_and_falls_back():
     _, report = sampler.step(rec, 0.0, full_sample_of(first))
     assert not report.warm_started and rec.inputs == []
     _, report = sampler.step(rec, 0.2, full_sample_of(first))     # two periods later
-    assert report.warm_started and report.shift_steps == 2 and report.nfe == 3
+    assert report.warm_started and report.shift_steps == 2
+    # the evaluations the denoiser really got, at the configured levels, and the report says so
+    assert [t for _, t in rec.inputs] == [2, 1, 0] and report.nfe == len(rec.inputs)
     assert report.denoising_steps == [2, 1, 0]
     x_in, t_in = rec.inputs[0]
     assert t_in == 2
@@ -81,15 +87,19 @@ def test_reset_forgets_the_warm_start():
     assert not report.warm_started
 
 
-def test_renoise_level_adds_forward_noise():
+def test_renoise_level_takes_the_shifted_chunk_to_that_level():
     sampler = make_sampler(steps=[5, 0], renoise_level=5)
-    chunk = torch.zeros(1, 8, 2)
+    chunk = ramp_chunk() - 0.35                                      # signal of both signs
     sampler.step(Recorder(), 0.0, full_sample_of(chunk))
     rec = Recorder()
     sampler.step(rec, 0.1, full_sample_of(chunk), generator=torch.Generator().manual_seed(0))
     x_in, t_in = rec.inputs[0]
-    expected_std = (1 - NoiseSchedule(100).alpha_bar(5)) ** 0.5
-    assert t_in == 5 and 0.3 * expected_std < float(x_in.std()) < 3 * expected_std
+    # q(x_5 | x_0) with the same noise draw: sqrt(ab_5) x0 + sqrt(1 - ab_5) eps
+    ab = NoiseSchedule(100).alpha_bar(5)
+    noise = torch.randn(chunk.shape, generator=torch.Generator().manual_seed(0))
+    expected = ab ** 0.5 * shift_chunk(chunk, 1) + (1 - ab) ** 0.5 * noise
+    assert t_in == 5
+    torch.testing.assert_close(x_in, expected, rtol=0, atol=1e-6)
 
 
 def test_renoise_level_must_be_where_the_refinement_starts():
@@ -118,7 +128,11 @@ def tiny_policy(**kw):
     data = np.stack([np.linspace(-1, 1, 50), np.linspace(0, 2, 50), np.r_[np.zeros(25), np.full(25, 0.04)]], 1)
     norm = MinMaxNormalizer.fit({"action": data, "obs/joint_pos": data})
     torch.manual_seed(0)
-    return DiffusionPolicy(cfg, norm).to_device("cpu")
+    policy = DiffusionPolicy(cfg, norm).to_device("cpu")
+    policy.denoiser_inputs = []   # (x_t, level) of every U-Net evaluation, counted as it happens
+    policy.unet.register_forward_hook(lambda _m, args, _out: policy.denoiser_inputs.append(
+        (args[0].detach().clone(), int(args[1][0]))))
+    return policy
 
 
 def test_gripper_scale_method_trains_on_scaled_targets_and_outputs_two_states():
@@ -137,18 +151,73 @@ def test_policy_streaming_reports_and_reset():
     policy = tiny_policy(sampler="streaming", stream_denoising_steps=[2, 1, 0], full_sample_steps=8)
     obs = {"obs/joint_pos": np.zeros((2, 3), np.float32)}
     policy.predict_action_chunk(obs, 5.0)
-    assert not policy.last_report.warm_started and policy.last_report.nfe == 8
+    assert not policy.last_report.warm_started and len(policy.denoiser_inputs) == 8 == policy.last_report.nfe
     rows = policy.predict_action_chunk(obs, 5.3)
     r = policy.last_report
-    assert rows.shape == (4, 3) and r.warm_started and r.shift_steps == 3 and r.nfe == 3
+    assert rows.shape == (4, 3) and r.warm_started and r.shift_steps == 3
+    assert [t for _, t in policy.denoiser_inputs[8:]] == [2, 1, 0] and r.nfe == 3
     policy.reset()
     policy.predict_action_chunk(obs, 5.4)
-    assert not policy.last_report.warm_started
+    assert not policy.last_report.warm_started and len(policy.denoiser_inputs) == 8 + 3 + 8
     # select_action refines once per stream_execute_steps control periods
     policy.set_sampler("streaming", stream_denoising_steps=[1], stream_execute_steps=2, full_sample_steps=8)
+    policy.denoiser_inputs.clear()
     for k in range(9):
         policy.select_action({"obs/joint_pos": np.zeros(3, np.float32)}, k * 0.1)
-    assert policy.total_nfe == 8 + 4 * 1 and policy.actions_selected == 9
+    assert len(policy.denoiser_inputs) == 8 + 4 * 1 == policy.total_nfe and policy.actions_selected == 9
+
+
+def test_the_clip_method_gives_the_gripper_of_the_warm_start_a_weak_prior():
+    policy = tiny_policy(sampler="streaming", stream_denoising_steps=[2, 1, 0], stream_renoise_level=None,
+                         full_sample_steps=8, discrete_method="clip", discrete_factor=10.0)
+    obs = {"obs/joint_pos": np.zeros((2, 3), np.float32)}
+    policy.predict_action_chunk(obs, 0.0)
+    previous = policy.streaming.chunk.clone()
+    policy.predict_action_chunk(obs, 0.1)
+    warm_start = policy.denoiser_inputs[8][0]                    # what the refinement started from
+    expected_gripper = torch.where(shift_chunk(previous, 1)[..., 2] >= 0, 1.0, -1.0) / 10.0
+    torch.testing.assert_close(warm_start[..., 2], expected_gripper)
+    torch.testing.assert_close(warm_start[..., :2], shift_chunk(previous, 1)[..., :2])   # joints as they were
+
+
+def test_the_largest_shift_keeps_only_the_last_action():
+    horizon = 8
+    sampler = make_sampler()
+    first = ramp_chunk(horizon)
+    sampler.step(Recorder(), 0.0, full_sample_of(first))
+    rec = Recorder()
+    _, report = sampler.step(rec, (horizon - 1) * 0.1, full_sample_of(first))   # horizon - 1 periods on
+    assert report.warm_started and report.shift_steps == horizon - 1
+    torch.testing.assert_close(rec.inputs[0][0], first[:, -1:].expand(-1, horizon, -1))
+    assert torch.equal(shift_chunk(first, horizon - 1), first[:, -1:].expand(-1, horizon, -1))
+    sampler.step(Recorder(), 0.0, full_sample_of(first))
+    rec = Recorder()
+    _, report = sampler.step(rec, horizon * 0.1, full_sample_of(first))          # nothing of it left
+    assert not report.warm_started and rec.inputs == []
+
+
+def test_ddpm_over_skipped_levels_keeps_the_forward_marginal():
+    """From x_50 ~ q(x_50 | x0) with the exact noise known (a perfect denoiser), one DDPM step to
+    level 25 must give q(x_25 | x0) = N(sqrt(ab_25) x0, 1 - ab_25): the posterior of the skip, not
+    of one step (a one-step beta at level 50 would shrink the variance)."""
+    schedule = NoiseSchedule(100)
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.full((20000, 1, 1), 0.6)
+    eps = torch.randn(x0.shape, generator=generator)
+    x50 = schedule.add_noise(x0, eps, 50)
+    x25 = ddpm_step(schedule, x50, eps, 50, 25, clip_sample=False, noise=torch.randn(x0.shape, generator=generator))
+    ab25 = schedule.alpha_bar(25)
+    assert float(x25.mean()) == pytest.approx(ab25 ** 0.5 * 0.6, abs=0.01)
+    assert float(x25.var()) == pytest.approx(1 - ab25, rel=0.03)
+    # and the whole streaming schedule [50, 25, 0] lands on x0 with that denoiser
+    calls = []
+
+    def perfect(x, t):
+        calls.append(t)
+        return (x - schedule.alpha_bar(t) ** 0.5 * x0) / (1 - schedule.alpha_bar(t)) ** 0.5
+    out = denoise(perfect, x50, [50, 25, 0], schedule, "ddpm", clip_sample=False, generator=generator)
+    assert calls == [50, 25, 0]
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-4)
 
 
 def test_wrong_observation_shape_is_a_clear_error():

@@ -2,20 +2,14 @@
 
     python -m diffusion_policy_ros.nodes.policy_node --ros-args --params-file config/single_arm.yaml
 
-configure: load the checkpoint (`checkpoint`: folder with model.safetensors + config.json), check
-  it against the configured joints, cameras (sizes), tactile pads and control rate, run one sample.
-activate: start the inference thread; commands go out after `policy/command` START (or at once
-  with start_on_activate:=true). STOP / deactivate: no more commands; the safety filter holds.
-Inputs (policy_inputs.py): only the streams the checkpoint uses, aligned by header stamp
-(`sync_tolerance_s`); any input older than `stale_after_s` stops the commands and is named in
-`policy/status`. Inference starts when a new synchronized observation is complete and the standing
-chunk has run its steps (sync/ticker.py). Streaming sampling without a usable warm start (START,
-RESET, a long gap) first samples one from noise and executes nothing of it, so the control loop
-only ever runs the few-step refinement. Outputs (policy_outputs.py): per arm a JointTrajectory on
-`policy_topic` stamped with the observation time (points already past dropped), or with
-output:=float64_multi_array one Float64MultiArray per control period on `<policy_topic's ns>/commands`;
-`policy/action_chunk` (ActionChunk, with the time each stage took), `policy/status`, `/diagnostics`.
-An exception during inference stops the commands (state ERROR) until the next START.
+configure: load `checkpoint` and check it against the robot config (policy/deploy.py). activate:
+start the inference thread; commands go out after `policy/command` START (or start_on_activate).
+STOP / deactivate: no more commands, the safety filter holds. Inputs (policy_inputs.py) are
+aligned by stamp; a newer complete observation wakes the inference thread, which runs the
+ROS-free ControlLoop (policy/control_loop.py: hold on stale inputs, prime a streaming warm start,
+infer when due). Outputs (policy_outputs.py): per arm a JointTrajectory on `policy_topic`, or one
+Float64MultiArray per control period (output:=float64_multi_array); `policy/action_chunk` with
+the time each stage took, `policy/status`, `/diagnostics`.
 """
 from __future__ import annotations
 
@@ -23,7 +17,7 @@ import threading
 import time
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
@@ -32,9 +26,9 @@ from diffusion_policy_ros.msg import ActionChunk, PolicyStatus
 from diffusion_policy_ros.node_parameters import POLICY_NODE
 from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters, parameter_values
 from diffusion_policy_ros.nodes._robot_params import responsive_threads
-from diffusion_policy_ros.nodes._ros_convert import diagnostic_status, to_time
+from diffusion_policy_ros.nodes._ros_convert import to_time
 from diffusion_policy_ros.nodes.policy_inputs import PolicyInputs
-from diffusion_policy_ros.nodes.policy_outputs import action_chunk_msg, check_output, make_output
+from diffusion_policy_ros.nodes.policy_outputs import action_chunk_msg, check_output, diagnostics_msg, make_output
 from diffusion_policy_ros.policy.control_loop import ControlLoop, LoopState
 from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.sync.rates import CommandRates
@@ -48,6 +42,7 @@ class PolicyNode(LifecycleNode):
         self._read_settings()
         self.start_on_activate = declared["start_on_activate"]
         self.status_rate_hz = declared["status_rate_hz"]
+        self.executor_kind = declared["executor"]
         self.period = 1.0 / self.config.control_rate_hz
         self.policy = self.inputs = self.output = self.loop = None
         self._unconfigured = (PolicyStatus.STATE_UNCONFIGURED, "not configured")   # state and message
@@ -65,16 +60,10 @@ class PolicyNode(LifecycleNode):
     def _read_settings(self):
         """Parameters a configure transition applies (read again on every configure)."""
         p = parameter_values(self, POLICY_NODE)
-        self.checkpoint = p["checkpoint"]
-        self.output_kind = p["output"]
-        self.sync_tolerance_s = p["sync_tolerance_s"]
-        self.stale_after_s = p["stale_after_s"]
-        self.sampler = p["sampler"]
-        # Empty: the checkpoint's own streaming settings (tuned with it), else these levels.
-        self.denoising_steps = p["denoising_steps"]
-        self.device = p["device"]
-        self.image_transport = p["image_transport"]
-        self.torch_threads = p["torch_threads"]
+        self.checkpoint, self.output_kind, self.sampler = p["checkpoint"], p["output"], p["sampler"]
+        self.sync_tolerance_s, self.stale_after_s = p["sync_tolerance_s"], p["stale_after_s"]
+        self.denoising_steps, self.device = p["denoising_steps"], p["device"]   # [] = the checkpoint's levels
+        self.image_transport, self.torch_threads = p["image_transport"], p["torch_threads"]
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -214,15 +203,24 @@ class PolicyNode(LifecycleNode):
             msg.observation_stamp = to_time(observed)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status.publish(msg)
-        level = {PolicyStatus.STATE_RUNNING: DiagnosticStatus.OK, PolicyStatus.STATE_IDLE: DiagnosticStatus.OK,
-                 PolicyStatus.STATE_HOLDING: DiagnosticStatus.WARN}.get(msg.state, DiagnosticStatus.ERROR)
-        diag = DiagnosticArray(status=[diagnostic_status(
-            f"{self.get_name()}: policy", level, message,
-            {"state": msg.state, "control_rate": f"{msg.control_rate:.2f}", "trajectory_rate": f"{msg.trajectory_rate:.2f}",
-             "latency_p50": f"{p50:.4f}", "latency_p99": f"{p99:.4f}", "stale_inputs": ",".join(stale),
-             "chunks": msg.chunks_computed})])
-        diag.header.stamp = msg.header.stamp
-        self._diagnostics.publish(diag)
+        self._diagnostics.publish(diagnostics_msg(f"{self.get_name()}: policy", msg))
+
+
+def spin(node, kind: str) -> None:
+    """`events`: rclpy's EventsExecutor, which queues ready callbacks in C++ instead of rebuilding a
+    Python wait set on every wake-up (that was most of this node's CPU; ~230 messages/s come in);
+    `single_threaded` where it is missing (rclpy before Jazzy) or misbehaves."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        kind = "single_threaded"
+    if kind != "events":
+        rclpy.spin(node)
+        return
+    executor = EventsExecutor()
+    executor.add_node(node)
+    while rclpy.ok():   # its spin() never ran a callback with the Jazzy wheels here; spin_once does
+        executor.spin_once(timeout_sec=0.5)
 
 
 def main(args=None):
@@ -233,7 +231,7 @@ def main(args=None):
     node = None
     try:
         node = PolicyNode()
-        rclpy.spin(node)
+        spin(node, node.executor_kind)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -1,4 +1,4 @@
-"""The policy node's outputs, one writer per controller type, and the ActionChunk it publishes.
+"""The policy node's outputs: one writer per controller type, the ActionChunk and /diagnostics.
 
 `joint_trajectory` (joint_trajectory_controller): each chunk goes out at once as one JointTrajectory
 per arm, stamped with its observation time, point i at (i + 1) control periods after it.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.duration import Duration
 from rclpy.qos import QoSProfile
 from rclpy.clock import JumpThreshold
@@ -19,8 +20,8 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.graph import policy_forward_topic
-from diffusion_policy_ros.msg import ActionChunk
-from diffusion_policy_ros.nodes._ros_convert import to_duration, to_time, trajectory_msg
+from diffusion_policy_ros.msg import ActionChunk, PolicyStatus
+from diffusion_policy_ros.nodes._ros_convert import diagnostic_status, to_duration, to_time, trajectory_msg
 from diffusion_policy_ros.sync.rates import CommandRates
 from diffusion_policy_ros.sync.ticker import Ticker
 
@@ -151,3 +152,16 @@ def action_chunk_msg(joint_names, period: float, obs_time: float, rows: np.ndarr
                       shift_steps=int(report.shift_steps), **stages)
     msg.header.stamp = to_time(obs_time)
     return msg
+
+
+def diagnostics_msg(name: str, status: PolicyStatus) -> DiagnosticArray:
+    """/diagnostics from the node's PolicyStatus: OK while idle or running, WARN while holding."""
+    level = {PolicyStatus.STATE_RUNNING: DiagnosticStatus.OK, PolicyStatus.STATE_IDLE: DiagnosticStatus.OK,
+             PolicyStatus.STATE_HOLDING: DiagnosticStatus.WARN}.get(status.state, DiagnosticStatus.ERROR)
+    diag = DiagnosticArray(status=[diagnostic_status(name, level, status.message, {
+        "state": status.state, "control_rate": f"{status.control_rate:.2f}",
+        "trajectory_rate": f"{status.trajectory_rate:.2f}", "latency_p50": f"{status.latency_p50:.4f}",
+        "latency_p99": f"{status.latency_p99:.4f}", "stale_inputs": ",".join(status.stale_inputs),
+        "chunks": status.chunks_computed})])
+    diag.header.stamp = status.header.stamp
+    return diag

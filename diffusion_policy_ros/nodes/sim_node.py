@@ -20,6 +20,7 @@ should run with use_sim_time and follow `/clock`. The clock never jumps back, no
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -48,8 +49,8 @@ from diffusion_policy_ros.sim.trajectory import TrajectoryRejected
 
 
 def to_time(seconds: float) -> Time:
-    sec = int(np.floor(seconds))
-    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+    sec = math.floor(seconds)
+    return Time(sec=sec, nanosec=min(round((seconds - sec) * 1e9), 999_999_999))
 
 
 def image_msg(array: np.ndarray, encoding: str, frame_id: str, stamp: Time) -> Image:
@@ -108,6 +109,7 @@ class SimNode(Node):
                 self.create_publisher(CameraInfo, cam.info_topic, sensor_qos))
         self.tactile_pubs = {t.name: self.create_publisher(TactileArray, t.topic, sensor_qos)
                              for t in self.config.tactile_sensors}
+        self._camera_infos: dict[str, CameraInfo] = {}
         self.status_pub = self.create_publisher(TaskStatus, "/sim/task_status", 10)
         self.object_pub = self.create_publisher(PoseStamped, "/sim/object_pose", 10)
         self.target_pub = self.create_publisher(PoseStamped, "/sim/target_pose", 10)
@@ -239,6 +241,9 @@ class SimNode(Node):
                 self.achieved_rtf = (self.sim_seconds - report_sim) / (wall - report_wall)
                 report_wall, report_sim = wall, self.sim_seconds
 
+    # Publishing runs on the physics thread, 100 times a sim second: a stream nobody subscribes to
+    # (tactile, depth, camera info, poses, often a whole camera) is neither read, rendered nor sent.
+    # The CPU it saves is the policy's on a small machine; a subscriber that comes later gets it.
     def _publish_joints(self, stamp):
         self.clock_pub.publish(Clock(clock=stamp))
         q, v, e = self.env.joint_positions(), self.env.joint_velocities(), self.env.joint_efforts()
@@ -247,16 +252,19 @@ class SimNode(Node):
                 header=Header(stamp=stamp), name=list(arm.joint_names), position=q[cols].tolist(),
                 velocity=v[cols].tolist(), effort=e[cols].tolist()))
         for sensor in self.config.tactile_sensors:
-            grid = self.env.read_tactile(sensor.name)
-            self.tactile_pubs[sensor.name].publish(TactileArray(
-                header=Header(stamp=stamp, frame_id=sensor.frame_id), sensor_name=sensor.name,
-                rows=sensor.rows, cols=sensor.cols, normal_force=grid.reshape(-1).tolist()))
+            if _subscribed(self.tactile_pubs[sensor.name]):
+                grid = self.env.read_tactile(sensor.name)
+                self.tactile_pubs[sensor.name].publish(TactileArray(
+                    header=Header(stamp=stamp, frame_id=sensor.frame_id), sensor_name=sensor.name,
+                    rows=sensor.rows, cols=sensor.cols, normal_force=grid.reshape(-1).tolist()))
 
     def _publish_task(self, stamp):
         # The poses go out before the status that announces their tick.
-        pos, quat = self.env.object_pose()
-        self.object_pub.publish(_pose(stamp, pos, quat))
-        self.target_pub.publish(_pose(stamp, self.env.target_position(), [1.0, 0, 0, 0]))
+        if _subscribed(self.object_pub):
+            pos, quat = self.env.object_pose()
+            self.object_pub.publish(_pose(stamp, pos, quat))
+        if _subscribed(self.target_pub):
+            self.target_pub.publish(_pose(stamp, self.env.target_position(), [1.0, 0, 0, 0]))
         self.status_pub.publish(TaskStatus(
             header=Header(stamp=stamp), task=self.env.task.name, seed=self.env.seed,
             episode=self.env.episode, episode_time=self.env.time, success=self.env.success()))
@@ -264,23 +272,36 @@ class SimNode(Node):
     def _publish_cameras(self, stamp):
         for cam in self.env.cameras:
             rgb_pub, depth_pub, info_pub = self.cam_pubs[cam.name]
-            rgb, depth = self.env.render(cam.name)
-            rgb_pub.publish(image_msg(rgb, "rgb8", cam.frame_id, stamp))
-            if depth_pub is not None and depth is not None:
-                depth_pub.publish(image_msg(depth, "32FC1", cam.frame_id, stamp))
-            info_pub.publish(self._camera_info(cam, stamp))
+            want_depth = depth_pub is not None and _subscribed(depth_pub)
+            if _subscribed(rgb_pub) or want_depth:
+                rgb, depth = self.env.render(cam.name)
+                if _subscribed(rgb_pub):
+                    rgb_pub.publish(image_msg(rgb, "rgb8", cam.frame_id, stamp))
+                if want_depth and depth is not None:
+                    depth_pub.publish(image_msg(depth, "32FC1", cam.frame_id, stamp))
+            if _subscribed(info_pub):
+                info_pub.publish(self._camera_info(cam, stamp))
 
     def _camera_info(self, cam, stamp) -> CameraInfo:
-        k = self.env.renderers[cam.name].intrinsics(self.env.model)
-        p = np.hstack([k, np.zeros((3, 1))])
-        return CameraInfo(header=Header(stamp=stamp, frame_id=cam.frame_id), height=cam.height,
-                          width=cam.width, distortion_model="plumb_bob", d=[0.0] * 5,
-                          k=k.reshape(-1).tolist(), r=np.eye(3).reshape(-1).tolist(),
-                          p=p.reshape(-1).tolist())
+        """The camera's fixed intrinsics, built once, with this frame's stamp."""
+        if cam.name not in self._camera_infos:
+            k = self.env.renderers[cam.name].intrinsics(self.env.model)
+            p = np.hstack([k, np.zeros((3, 1))])
+            self._camera_infos[cam.name] = CameraInfo(
+                header=Header(frame_id=cam.frame_id), height=cam.height, width=cam.width,
+                distortion_model="plumb_bob", d=[0.0] * 5, k=k.reshape(-1).tolist(),
+                r=np.eye(3).reshape(-1).tolist(), p=p.reshape(-1).tolist())
+        info = self._camera_infos[cam.name]
+        info.header.stamp = stamp
+        return info
 
     def shutdown(self):
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+
+def _subscribed(publisher) -> bool:
+    return publisher.get_subscription_count() > 0
 
 
 def _have_control_msgs() -> bool:

@@ -3,9 +3,11 @@
 `ControlLoop.step()` runs on the node's inference thread whenever a newer observation is complete
 (and once a control period without one, to notice stale inputs):
 - a stale or unaligned input: no commands, the output stops, the state says HOLDING and names it;
-- streaming without a usable warm start (after START, RESET or a gap longer than the horizon):
-  a sample from noise is computed from this observation and nothing of it is executed ("priming"),
-  so the running loop only ever runs the few-step refinement;
+- streaming without a usable warm start after START or RESET: a sample from noise is computed
+  from this observation and nothing of it is executed ("priming"), so the running loop only runs
+  the few-step refinement. A gap longer than the horizon while running (inputs stale for that
+  long, an overloaded machine) is bridged by a sample from noise that is sent: priming there
+  could take longer than the horizon again and never send anything;
 - otherwise, once the standing chunk has run its steps (`ChunkSchedule`), a new chunk: its actions
   still in the future go to the output, the chunk and the time each stage took to `on_chunk`.
 `inputs` provides latest(now), history(observation, n, period) and conversion_s; `output`
@@ -49,6 +51,7 @@ class ControlLoop:
     def start(self) -> None:
         self.schedule.reset()   # nothing stands (the safety filter holds): act on the next observation
         self.running = True
+        self.prime_pending = True   # if the warm start is too old to refine
 
     def stop(self) -> None:
         self.running = False
@@ -82,8 +85,8 @@ class ControlLoop:
             self.output.clear()
             return False
         self.stale = ()
-        if self.policy.config.sampler == "streaming" and not self.policy.can_refine(result.stamp) \
-                and (self.running or self.prime_pending):
+        if self.prime_pending and self.policy.config.sampler == "streaming" \
+                and not self.policy.can_refine(result.stamp):
             self._prime(result)
             return True
         if self.running and self.schedule.due(result.stamp):
@@ -116,6 +119,7 @@ class ControlLoop:
         times = stamp + self.period * np.arange(1, len(rows) + 1)
         future = times > ready
         publishing = time.perf_counter()
+        self.prime_pending = False
         if future.any():
             self.output.write(stamp, times[future], rows[future])
             self.state, self.message = LoopState.RUNNING, "commanding"
