@@ -9,7 +9,9 @@ control rate); the true cube pose `/sim/object_pose` and target `/sim/target_pos
 frame `world`, at the control rate; the scripted expert teleop reads them).
 Accepts per arm JointTrajectory on `controller_topic` (joint_trajectory_controller semantics, see
 sim/trajectory.py) and Float64MultiArray on `forward_topic` (forward position controller).
-Service `/sim/reset` (ResetEpisode) re-randomizes the task from a seed.
+Service `/sim/reset` (ResetEpisode) re-randomizes the task from a seed. Parameter `task_variant`
+(static | displaced | drifting | displaced_drifting, sim/perturbations.py) makes the cube or the
+target move during each episode, drawn from the episode's seed; each move is logged.
 
 Clock: stamps are `start wall time + simulated seconds`, so with real_time_factor 1 they track
 the wall clock, and with real_time_factor 0 (as fast as possible) or any other factor nodes
@@ -64,6 +66,7 @@ class SimNode(Node):
         self.joint_rate = float(param(self, "joint_state_rate_hz", 100.0))
         self.rtf = float(param(self, "real_time_factor", 1.0))
         self.seed = int(param(self, "seed", 0))
+        self.task_variant = str(param(self, "task_variant", "static"))
         if self.physics_rate <= 0 or self.publish_rate <= 0 or self.joint_rate <= 0 or self.rtf < 0:
             raise ValueError("sim_node: rates must be positive and real_time_factor >= 0")
         responsive_threads()
@@ -84,8 +87,8 @@ class SimNode(Node):
         self._make_interfaces()
         self._interfaces_ready.set()
         self.get_logger().info(
-            f"sim {self.config.robot}/{self.env.task.name}: physics {self.physics_rate:g} Hz, cameras "
-            f"{[c.name for c in self.env.cameras]} at {self.publish_rate:g} Hz, real_time_factor {self.rtf:g}")
+            f"sim {self.config.robot}/{self.env.task.name} ({self.env.variant}): physics {self.physics_rate:g} Hz, "
+            f"cameras {[c.name for c in self.env.cameras]} at {self.publish_rate:g} Hz, real_time_factor {self.rtf:g}")
 
     # --- ROS interfaces ----------------------------------------------------------------------
     def _make_interfaces(self):
@@ -143,6 +146,7 @@ class SimNode(Node):
         with self._lock:
             try:
                 self.env.reset(int(request.seed), observe=False)   # renders only on the sim thread
+                self._events_logged = 0
             except Exception as e:  # noqa: BLE001 - report any scene failure to the caller
                 response.success, response.message = False, f"reset failed: {e}"
                 return response
@@ -154,7 +158,7 @@ class SimNode(Node):
     # --- simulation thread -------------------------------------------------------------------
     def _run(self):
         try:
-            self.env = SimEnv(self.config, physics_rate_hz=self.physics_rate)
+            self.env = SimEnv(self.config, physics_rate_hz=self.physics_rate, variant=self.task_variant)
             self.env.reset(self.seed, observe=False)
             self.followers = {}
             lo, hi = self.env.robot.position_limits()
@@ -165,6 +169,7 @@ class SimNode(Node):
                 k += n
             self._hold_current()
             self.rejected_trajectories = 0
+            self._events_logged = 0
         except BaseException as e:  # noqa: BLE001 - re-raised in __init__
             self._error = e
             self._ready.set()
@@ -247,6 +252,10 @@ class SimNode(Node):
                 rows=sensor.rows, cols=sensor.cols, normal_force=grid.reshape(-1).tolist()))
 
     def _publish_task(self, stamp):
+        events = self.env.world.events
+        for event in events[self._events_logged:]:
+            self.get_logger().info(f"episode {self.env.episode}: {event}")
+        self._events_logged = len(events)
         # The poses go out before the status that announces their tick.
         pos, quat = self.env.object_pose()
         self.object_pub.publish(_pose(stamp, pos, quat))
