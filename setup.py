@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         "sim": ["mujoco==4.0.0", "mink>=1.3"],
-        "data": ["pyarrow>=15", "av>=12", "rosbags>=0.10", "opencv-python-headless>=4.8"],
+        "data": ["pyarrow>=15", "av>=12", "rosbags>=0.10", "mcap>=1.1", "opencv-python-headless>=4.8"],
         "safety": ["pin>=3", "ruckig>=0.12", "transforms3d>=0.4"],
     },
     entry_points={"console_scripts": ["dpros = diffusion_policy_ros.cli.main:main"]},

@@ -10,7 +10,7 @@ import pytest
 from catkin_pkg.package import parse_package
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CORE_PACKAGES = ["policy", "sampling", "data", "training", "safety", "sim", "teleop"]
+CORE_PACKAGES = ["policy", "sampling", "data", "training", "safety", "sim", "teleop", "gazebo"]
 
 
 def test_package_xml_is_valid_format_3_ament_cmake():

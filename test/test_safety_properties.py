@@ -14,6 +14,7 @@ from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.safety import Band
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.safety.filter import ACTION_CLAMP, ACTION_HOLD, ACTION_REJECT
+from safety_checks import ExecutedPath, check_limits
 
 HOME = np.array([0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04])  # tcp near (0.3, 0, 0.3) in the arm base frame
 # Bimanual: both tcps at the table centre with this pose (the arms would collide).
@@ -31,52 +32,10 @@ def bimanual_config():
     return load_robot_config("config/bimanual.yaml")
 
 
-class ExecutedPath:
-    """What a JTC executes: each new trajectory replaces the old one from its start time on.
-
-    Each knot remembers how long the segment after it was planned to last: a velocity change at
-    a knot is spread over that segment, so |dv| <= a_max * planned duration is the acceleration
-    bound (a later replacement may cut the segment short, which only ends the motion sooner)."""
-
-    def __init__(self, t0, q0):
-        self.t = [t0]
-        self.q = [np.asarray(q0, float)]
-        self.planned = [math.inf]
-
-    def replace(self, plan):
-        keep = [i for i, t in enumerate(self.t) if t < plan.start - 1e-12]
-        q_now, _ = self.state(plan.start)
-        knots = np.concatenate([[plan.start], plan.times])
-        self.t = [self.t[i] for i in keep] + list(knots)
-        self.q = [self.q[i] for i in keep] + [q_now] + list(plan.positions)
-        self.planned = [self.planned[i] for i in keep] + list(np.diff(knots)) + [math.inf]
-
-    def state(self, t):
-        if t >= self.t[-1]:
-            return self.q[-1].copy(), None
-        i = int(np.searchsorted(self.t, t, side="right")) - 1
-        frac = (t - self.t[i]) / (self.t[i + 1] - self.t[i])
-        return self.q[i] + frac * (self.q[i + 1] - self.q[i]), None
-
-
 def check_path(path: ExecutedPath, filt, arm, kinematics=True):
-    lim = filt.limits[arm]
-    p = filt.params
-    t, q = np.array(path.t), np.array(path.q)
-    assert np.all(q >= lim.safe_lower - TOL) and np.all(q <= lim.safe_upper + TOL), "position limit"
-    dt = np.diff(t)
-    keep = dt > 1e-9
-    v = np.diff(q, axis=0)[keep] / dt[keep, None]
-    planned = np.array(path.planned[:-1])[keep]
-    v = np.vstack([np.zeros((1, q.shape[1])), v, np.zeros((1, q.shape[1]))])  # at rest before and after
-    planned = np.append(planned, filt.period)
-    assert np.all(np.abs(v) <= lim.max_velocity + TOL), "velocity limit"
-    step = np.abs(np.diff(q, axis=0))[:, ~lim.is_gripper]
-    assert np.all(step <= p.max_step_rad + TOL), "max step"
-    dv = np.abs(np.diff(v, axis=0))
-    assert np.all(dv <= lim.max_acceleration * planned[:, None] + 1e-6), "acceleration limit"
+    check_limits(path, filt.limits[arm], filt.params.max_step_rad, filt.period, TOL)
     if kinematics:
-        for qi in q:
+        for qi in path.q:
             filt.kinematics.update({arm: qi})
             assert filt.inside_workspace(filt.kinematics.end_effector(arm)), "workspace"
 
@@ -106,6 +65,15 @@ def check_stop(plan, filt, arm, stop_start):
     return len(t)
 
 
+def robot_follows(filt, now):
+    """Joint states from a robot that tracks every arm's plan exactly (they must keep coming:
+    without them the filter holds)."""
+    for arm in filt.limits:
+        plan = filt.plan(arm)
+        if plan is not None:
+            filt.update_joint_state(arm, list(filt.limits[arm].names), plan.state_at(now)[0], now)
+
+
 def command_strategy(n_joints):
     finite = st.floats(-0.8, 0.8)
     wild = st.sampled_from([math.nan, math.inf, -math.inf, 5.0, -5.0, 0.31, -0.31])
@@ -130,11 +98,13 @@ def run_stream(filt, arm, stream, t0=100.0):
     for cmd in stream:
         # the watchdog ticks between commands, as the node's timer does
         for k in range(1, int(cmd["delay"] / 0.02) + 1):
+            robot_follows(filt, now + 0.02 * k)
             for r in filt.tick(now + 0.02 * k):
                 path.replace(r.trajectory)
                 check_stop(r.trajectory, filt, arm, r.trajectory.start)
                 results.append((r, None))
         now += cmd["delay"] + 1e-4
+        robot_follows(filt, now)
         q_now, _ = filt.plan(arm).state_at(now)
         offsets = np.array(cmd["points"], float)
         with np.errstate(invalid="ignore"):  # inf - inf in a wild command stays a NaN command
@@ -207,6 +177,7 @@ def test_hold_from_full_speed_is_a_smooth_jerk_limited_stop(single_config):
     filt.update_joint_state("arm", names, HOME, 0.0)
     now, q = 0.0, HOME.copy()
     for _ in range(6):  # speed joint_1 up as fast as the filter allows
+        robot_follows(filt, now)
         q_now, _ = filt.plan("arm").state_at(now)
         r = filt.filter_command("arm", names, [now + 0.1, now + 0.2],
                                 [q_now + np.r_[0.3, 0, 0, 0, 0, 0, 0], q_now + np.r_[0.6, 0, 0, 0, 0, 0, 0]], now)
@@ -216,6 +187,7 @@ def test_hold_from_full_speed_is_a_smooth_jerk_limited_stop(single_config):
     assert abs(v0[0]) > 1.0, "the arm should be moving fast before the hold"
     bad = q0.copy()
     bad[1] = math.nan
+    robot_follows(filt, now)
     hold = filt.filter_command("arm", names, [now + 0.1], [bad], now).trajectory
     assert filt.holding("arm")
     n = check_stop(hold, filt, "arm", hold.start)
@@ -255,6 +227,7 @@ def test_stale_command_holds_within_timeout(single_config):
     r = filt.filter_command("arm", names, times, np.tile(HOME, (3, 1)) + 0.01, 0.0)
     assert r.band is Band.PASS
     timeout = filt.params.watchdog_timeout_s
+    robot_follows(filt, 0.3)
     assert filt.tick(0.3 + timeout - 0.01) == []
     holds = filt.tick(0.3 + timeout)
     assert len(holds) == 1
@@ -271,6 +244,7 @@ def test_estop_latched_until_released(single_config):
     assert [e.reason for r in results for e in r.events] == ["estop"]
     for k in range(1, 20):  # time passing, watchdog ticks and valid commands do not release it
         now = 0.1 * k
+        robot_follows(filt, now)
         assert filt.tick(now) == []
         r = filt.filter_command("arm", names, [now + 0.1], [HOME], now)
         assert r.band is Band.REJECT and r.events[0].reason == "estop"
@@ -291,6 +265,7 @@ def test_workspace_box_stops_before_the_boundary(single_config):
     now, path = 0.0, ExecutedPath(0.0, HOME)
     reasons = set()
     for _ in range(40):
+        robot_follows(filt, now)
         q, _ = filt.plan("arm").state_at(now)
         target = q + np.r_[0, 0.2, 0, 0, 0, 0, 0]
         r = filt.filter_command("arm", names, [now + 0.1, now + 0.2], [q + (target - q) / 2, target], now)
@@ -316,6 +291,7 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
     for arm, cmd in stream:
         names = list(filt.limits[arm].names)
         now += cmd["delay"] + 1e-4
+        robot_follows(filt, now)
         for r in filt.tick(now):
             paths[r.arm].replace(r.trajectory)
         q_now, _ = filt.plan(arm).state_at(now)

@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("export", "lerobot"): ("export_lerobot", "export a dataset to the LeRobotDataset v3 layout"),
     ("import", "bag"): ("import_bag", "convert a rosbag2 / MCAP recording into a dataset"),
     ("dataset", "info"): ("dataset_info", "episodes, lengths, rates and a thumbnail strip"),
+    ("describe", "gazebo"): ("describe_gazebo", "write the Gazebo URDFs, worlds, controller and bridge files"),
 }
 
 

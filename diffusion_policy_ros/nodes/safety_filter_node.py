@@ -9,31 +9,38 @@ are `diffusion_policy_ros.safety.SafetyFilter` (pass / clamp / reject-and-hold, 
 Publishes `safety/events` (SafetyEvent, one per clamp, reject or hold) and `/diagnostics`.
 E-stop: service `safety/estop` (EStop: engage or release) and topic `safety/estop` (Bool, true
 engages; only the service releases it).
+
+Threads (`diffusion_policy_ros.safety.runner`): the executor only stores each command and joint
+state as it arrives (serialized, so oversized ones are refused unread); a worker filters the
+newest per arm, a watchdog thread wakes at the filter's next deadline, and the e-stop takes the
+filter from the worker between two points of a command. docs/safety.md has the caps and numbers.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.graph import policy_forward_topic
 from diffusion_policy_ros.msg import SafetyEvent
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
-from diffusion_policy_ros.nodes._ros_convert import (diagnostic_status, seconds, to_time,
-                                                     trajectory_msg, trajectory_points)
+from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
+from diffusion_policy_ros.nodes._ros_convert import diagnostic_status, to_time, trajectory_msg
 from diffusion_policy_ros.safety import Band, SafetyParams
 from diffusion_policy_ros.safety.build import build_safety_filter
+from diffusion_policy_ros.safety.runner import JOINT_STATE, TARGETS, TRAJECTORY, FilterRunner
 from diffusion_policy_ros.srv import EStop
 
-WATCHDOG_PERIOD_S = 0.02  # the hold goes out at most this late after the watchdog timeout (a faster
-# Python timer starves the executor: commands then arrive hundreds of ms late)
+MESSAGE_TYPES = {TRAJECTORY: JointTrajectory, TARGETS: Float64MultiArray, JOINT_STATE: JointState}
 
 
 class SafetyFilterNode(Node):
@@ -47,16 +54,21 @@ class SafetyFilterNode(Node):
         self.filter = build_safety_filter(self.config, values)
         self.get_logger().info(f"limits from {self.filter.kinematics.model_path}; input {self.params.input}, "
                                f"output {self.params.output}")
+        responsive_threads()  # the e-stop and watchdog threads get the GIL back from the worker quickly
+        self.runner = FilterRunner(self.filter, self.now, self._apply, decode,
+                                   lambda: self.get_clock().ros_time_is_active)
         reliable = QoSProfile(depth=10)
         self._out = {}
         for arm in self.config.arms:
             source = arm.policy_topic if self.params.input == "policy" else arm.teleop_topic
-            self.create_subscription(JointTrajectory, source, lambda m, a=arm.name: self._on_command(a, m), reliable)
+            self.create_subscription(JointTrajectory, source, lambda m, a=arm.name: self._on_command(a, TRAJECTORY, m),
+                                     reliable, raw=True)
             if self.params.input == "policy":  # the policy's float64_multi_array output: one target per tick
                 self.create_subscription(Float64MultiArray, policy_forward_topic(arm),
-                                         lambda m, a=arm.name: self._on_forward_command(a, m), reliable)
+                                         lambda m, a=arm.name: self._on_command(a, TARGETS, m), reliable, raw=True)
             self.create_subscription(JointState, arm.joint_states_topic,
-                                     lambda m, a=arm.name: self._on_joint_state(a, m), qos_profile_sensor_data)
+                                     lambda m, a=arm.name: self._on_joint_state(a, m), qos_profile_sensor_data,
+                                     raw=True)
             if self.params.output == "joint_trajectory":
                 self._out[arm.name] = self.create_publisher(JointTrajectory, arm.controller_topic, reliable)
             else:
@@ -65,34 +77,26 @@ class SafetyFilterNode(Node):
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.create_service(EStop, "safety/estop", self._on_estop_service)
         self.create_subscription(Bool, "safety/estop", self._on_estop_topic, reliable)
-        self.create_timer(WATCHDOG_PERIOD_S, self._on_watchdog)
         if self.params.output == "float64_multi_array":
             self.create_timer(1.0 / self.config.control_rate_hz, self._on_forward_tick)
         self.create_timer(1.0 / max(self.params.status_rate_hz, 0.1), self._publish_diagnostics)
         self.event_count = 0
+        self._logged: dict[tuple[str, str], float] = {}
+        self.runner.start()
+
+    def destroy_node(self):
+        self.runner.stop()
+        return super().destroy_node()
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_joint_state(self, arm: str, msg: JointState) -> None:
-        hold = self.filter.update_joint_state(arm, msg.name, msg.position, self.now())
-        if hold is not None:
-            self._apply(hold)
+    def _on_joint_state(self, arm: str, data: bytes) -> None:
+        if self.now() > 0:  # under use_sim_time the clock reads 0 until /clock arrives
+            self.runner.submit_joint_state(arm, data)
 
-    def _on_command(self, arm: str, msg: JointTrajectory) -> None:
-        now = self.now()
-        times, positions = trajectory_points(msg, now)
-        self._apply(self.filter.filter_command(arm, msg.joint_names, times, positions, now))
-
-    def _on_forward_command(self, arm: str, msg: Float64MultiArray) -> None:
-        now = self.now()
-        names = self.filter.limits[arm].names
-        positions = [list(msg.data)] if len(msg.data) == len(names) else [[float("nan")] * len(names)]
-        self._apply(self.filter.filter_command(arm, names, [now + self.filter.period], positions, now))
-
-    def _on_watchdog(self) -> None:
-        for result in self.filter.tick(self.now()):
-            self._apply(result)
+    def _on_command(self, arm: str, kind: str, data: bytes) -> None:
+        self.runner.submit_command(arm, kind, data)
 
     def _apply(self, result) -> None:
         for event in result.events:
@@ -120,22 +124,23 @@ class SafetyFilterNode(Node):
                           applied=list(event.applied), message=event.message)
         msg.header.stamp = to_time(event.stamp)
         self._events.publish(msg)
-        log = self.get_logger().warn if event.action != SafetyEvent.ACTION_CLAMP else self.get_logger().debug
-        log(f"{event.arm}: {event.reason}: {event.message}")
+        # One line per arm and reason a second: a flood of bad commands must not become a flood of logs.
+        key, now = (event.arm, event.reason), time.monotonic()
+        if now - self._logged.get(key, -math.inf) >= 1.0:
+            self._logged[key] = now
+            log = self.get_logger().warn if event.action != SafetyEvent.ACTION_CLAMP else self.get_logger().debug
+            log(f"{event.arm}: {event.reason}: {event.message}")
 
     def _on_estop_topic(self, msg: Bool) -> None:
-        if msg.data and not self.filter.estop_engaged:
-            for result in self.filter.engage_estop(self.now(), "safety/estop topic"):
-                self._apply(result)
+        if msg.data:
+            self.runner.engage_estop("safety/estop topic")
 
     def _on_estop_service(self, request, response):
         if request.engage:
-            if not self.filter.estop_engaged:
-                for result in self.filter.engage_estop(self.now(), request.reason or "safety/estop service"):
-                    self._apply(result)
+            self.runner.engage_estop(request.reason or "safety/estop service")
             response.message = "e-stop engaged"
         else:
-            self.filter.release_estop()
+            self.runner.release_estop()
             response.message = "e-stop released"
             self.get_logger().warn(f"e-stop released ({request.reason or 'no reason given'})")
         response.success = True
@@ -151,12 +156,18 @@ class SafetyFilterNode(Node):
         else:
             level, message = DiagnosticStatus.OK, "holding" if all(f.holding(a.name) for a in self.config.arms) \
                 else "forwarding"
+        stats = self.runner.stats
         values = {"pass": f.counts[Band.PASS], "clamp": f.counts[Band.CLAMP], "reject": f.counts[Band.REJECT],
-                  "events": self.event_count, "input": self.params.input, "output": self.params.output}
+                  "events": self.event_count, "superseded": stats.superseded, "late": stats.late,
+                  "input": self.params.input, "output": self.params.output}
         msg = DiagnosticArray(status=[diagnostic_status(f"{self.get_name()}: safety filter", level, message,
                                                         values)])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(msg)
+
+
+def decode(kind: str, data: bytes):
+    return deserialize_message(data, MESSAGE_TYPES[kind])
 
 
 def main(args=None):

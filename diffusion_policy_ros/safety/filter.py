@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from diffusion_policy_ros.safety.limits import JointLimits, SafetyParams
+from diffusion_policy_ros.safety.messages import (InputRejected, joint_positions, names_problem, read_joint_state,
+                                                  read_targets, read_trajectory)
 from diffusion_policy_ros.safety.rotations import rpy_to_matrix
 from diffusion_policy_ros.safety.smoothing import jerk_limited_stop
 from diffusion_policy_ros.safety.trajectory import Trajectory
@@ -68,6 +70,8 @@ class SafetyFilter:
         self._command_end: dict[str, float] = {arm: -math.inf for arm in self.limits}
         self._holding: dict[str, bool] = {arm: True for arm in self.limits}
         self._measured: dict[str, np.ndarray] = {}
+        self._measured_at: dict[str, float] = {}
+        self._joint_state_problem: dict[str, str | None] = {arm: None for arm in self.limits}
         self._other_poses: dict[str, list] = {}
         self.estop_engaged = False
         self.estop_reason = ""
@@ -84,18 +88,39 @@ class SafetyFilter:
         return self._holding[arm]
 
     def update_joint_state(self, arm: str, names: Sequence[str], positions: Sequence[float],
-                           now: float) -> FilterResult | None:
-        """Record the measured positions; re-anchor the plan to them while the arm is at rest, and
-        hold where the arm is when it is far from the plan (moved by hand, a sim reset, a
-        collision): planning on from where it is not would yank it back. A hold is returned."""
+                           now: float, stamp: float = 0.0) -> FilterResult | None:
+        """Measured positions (names may include other joints); see `joint_state`."""
+        return self._use_joint_state(arm, now, joint_positions, names, positions, stamp, now, self.params,
+                                     self.limits[arm].names)
+
+    def joint_state(self, arm: str, msg, now: float) -> FilterResult | None:
+        """A sensor_msgs/JointState (or anything shaped like one) for one arm.
+
+        Records the measured positions; re-anchors the plan to them while the arm is at rest, and
+        holds where the arm is when it is far from the plan (moved by hand, a sim reset, a
+        collision): planning on from where it is not would yank it back (a hold is returned). A
+        malformed or stale message is not used; the first of a run of them returns an event."""
+        return self._use_joint_state(arm, now, read_joint_state, msg, now, self.params, self.limits[arm].names)
+
+    def joint_state_rejected(self, arm: str, problem: InputRejected, now: float) -> FilterResult | None:
+        """A joint state that is not used: an event for the first of a run with the same reason
+        (they come at the driver's rate); the arm holds once they have been missing for
+        joint_state_timeout_s (`tick`)."""
+        if self._joint_state_problem[arm] == problem.reason:
+            return None
+        self._joint_state_problem[arm] = problem.reason
+        return FilterResult(arm, Band.REJECT, None, [SafetyEvent(
+            ACTION_REJECT, problem.reason, arm, (), (), (), f"joint state not used: {problem}", now)])
+
+    def _use_joint_state(self, arm, now, read, *args) -> FilterResult | None:
         lim = self.limits[arm]
-        index = {n: i for i, n in enumerate(names)}
-        if any(n not in index for n in lim.names):
-            return None
-        q = np.array([positions[index[n]] for n in lim.names], dtype=float)
-        if not np.all(np.isfinite(q)):
-            return None
+        try:
+            q = read(*args)
+        except InputRejected as e:
+            return self.joint_state_rejected(arm, e, now)
+        self._joint_state_problem[arm] = None
         self._measured[arm] = q
+        self._measured_at[arm] = now
         plan = self._plans.get(arm)
         if plan is None or (self._holding[arm] and now >= plan.end_time):
             self._plans[arm] = Trajectory.hold(now, q)
@@ -113,54 +138,84 @@ class SafetyFilter:
             f"{joint} is {error.max():.3f} rad from the commanded path (> max_tracking_error_rad "
             f"{self.params.max_tracking_error_rad}); holding where the arm is", now)])
 
+    def joint_state_stale(self, arm: str, now: float) -> bool:
+        return now >= self._measured_at.get(arm, -math.inf) + self.params.joint_state_timeout_s
+
     # ---- commands ----------------------------------------------------------------------------
+    def filter_trajectory(self, arm: str, msg, now: float, interrupt=None) -> FilterResult:
+        """A trajectory_msgs/JointTrajectory (or anything shaped like one) for one arm. Over-cap,
+        malformed and out-of-range messages are rejected before any per-point work
+        (`messages.read_trajectory`); the rest go to `filter_command`."""
+        try:
+            names, times, positions = read_trajectory(msg, now, self.params, self.limits[arm].names,
+                                                      self.max_horizon_s)
+        except InputRejected as e:
+            return self.reject(arm, now, e.reason, str(e))
+        return self.filter_command(arm, names, times, positions, now, interrupt)
+
+    def filter_targets(self, arm: str, values: Sequence[float], now: float, interrupt=None) -> FilterResult:
+        """A Float64MultiArray of targets in the arm's joint order: reached one period from now."""
+        try:
+            target = read_targets(values, self.limits[arm].names)
+        except InputRejected as e:
+            return self.reject(arm, now, e.reason, str(e))
+        return self.filter_command(arm, self.limits[arm].names, [now + self.period], [target], now, interrupt)
+
     def filter_command(self, arm: str, names: Sequence[str], times: Sequence[float],
-                       positions, now: float) -> FilterResult:
-        """Filter one trajectory command (absolute point times) for one arm."""
+                       positions, now: float, interrupt=None) -> FilterResult:
+        """Filter one trajectory command (absolute point times) for one arm.
+
+        `interrupt`, if given, is called between points; when it returns a reason (str) the work
+        is abandoned with `Interrupted(reason)` and the filter's state is left as it was."""
         lim = self.limits[arm]
         if self.estop_engaged:
-            return self._reject(arm, now, "estop", f"e-stop engaged ({self.estop_reason})")
+            return self.reject(arm, now, "estop", f"e-stop engaged ({self.estop_reason})")
         if arm not in self._plans:
-            return self._reject(arm, now, "no_joint_state", "no joint state received for this arm yet")
+            return self.reject(arm, now, "no_joint_state", "no joint state received for this arm yet")
+        if self.joint_state_stale(arm, now):
+            return self.reject(arm, now, "stale_joint_state", self._stale_joint_state_message(arm, now))
+        if len(times) > self.params.max_points:
+            return self.reject(arm, now, "too_many_points", f"{len(times)} points; at most max_points "
+                                                            f"{self.params.max_points} are accepted")
         names = list(names)
-        if len(set(names)) != len(names) or set(names) != set(lim.names):
-            unexpected = sorted(set(names) - set(lim.names))
-            missing = sorted(set(lim.names) - set(names))
-            return self._reject(arm, now, "unknown_joint",
-                                f"joint names must be exactly {list(lim.names)}; unexpected {unexpected}, "
-                                f"missing {missing}")
+        problem = names_problem(names, lim.names)
+        if problem:
+            return self.reject(arm, now, "unknown_joint", problem)
         requested = np.asarray(positions, dtype=float)
         times = np.asarray(times, dtype=float)
         if requested.ndim != 2 or requested.shape != (len(times), len(names)) or len(times) == 0:
-            return self._reject(arm, now, "invalid_trajectory",
+            return self.reject(arm, now, "invalid_trajectory",
                                 f"need N points of {len(names)} positions, got shape {requested.shape}")
         requested = requested[:, [names.index(n) for n in lim.names]]
         if not (np.all(np.isfinite(requested)) and np.all(np.isfinite(times))):
             bad = [lim.names[j] for j in np.flatnonzero(~np.all(np.isfinite(requested), axis=0))]
-            return self._reject(arm, now, "non_finite", f"NaN or Inf in the command (joints {bad})",
+            return self.reject(arm, now, "non_finite", f"NaN or Inf in the command (joints {bad})",
                                 requested=requested[0])
         if np.any(np.diff(times) <= 0):
-            return self._reject(arm, now, "invalid_trajectory", "point times must strictly increase")
+            return self.reject(arm, now, "non_increasing_times", "point times must strictly increase")
         future = times > now + _MIN_FUTURE_S
         if not future.any():
-            return self._reject(arm, now, "past_trajectory",
-                                f"all {len(times)} points are in the past (last {now - times[-1]:.3f} s ago)")
+            return self.reject(arm, now, "past_trajectory",
+                               f"all {len(times)} points are in the past (last {now - times[-1]:.3f} s ago)")
         times, requested = times[future], requested[future]
+        if times[0] > now + self.max_horizon_s:
+            return self.reject(arm, now, "beyond_horizon", f"the first point is {times[0] - now:.3f} s ahead; "
+                                                           f"commands start within max_horizon_s {self.max_horizon_s}")
+        # Commands stay short so that a silent source is noticed quickly: later points are dropped.
         within = times <= now + self.max_horizon_s
-        within[0] = True  # commands stay short so that a silent source is noticed quickly
         times, requested = times[within], requested[within]
 
         beyond = np.maximum(lim.lower - requested, requested - lim.upper).max(axis=0)
         beyond[lim.is_gripper] = 0.0  # gripper targets out of range are clamped (open/close fully)
         if np.any(beyond > self.params.reject_beyond_limit_rad):
             bad = [lim.names[j] for j in np.flatnonzero(beyond > self.params.reject_beyond_limit_rad)]
-            return self._reject(arm, now, "position_limit",
+            return self.reject(arm, now, "position_limit",
                                 f"targets far outside the joint limits (joints {bad})", requested=requested[0])
         ref_q, ref_v = self._plans[arm].state_at(now)
         jump = np.abs(requested[0] - ref_q)
         jump[lim.is_gripper] = 0.0
         if jump.max() > self.params.reject_step_rad:
-            return self._reject(arm, now, "max_step",
+            return self.reject(arm, now, "max_step",
                                 f"first point {jump.max():.3f} rad from the robot "
                                 f"(> reject_step_rad {self.params.reject_step_rad})", requested=requested[0])
 
@@ -173,11 +228,12 @@ class SafetyFilter:
             reasons["gripper_limit"] = "gripper targets clamped to the gripper range"
 
         self._other_poses = self._poses_of_other_arms(arm, now)
-        out_t, out_q, tail_t, tail_q, stopped = self._follow(arm, now, ref_q, ref_v, times, targets, reasons)
+        out_t, out_q, tail_t, tail_q, stopped = self._follow(arm, now, ref_q, ref_v, times, targets, reasons,
+                                                             interrupt or _never)
+        _check(interrupt)  # the last chance to drop the work before the state changes
         if not out_t:
-            result = self._reject(arm, now, stopped or "workspace",
-                                  "no safe step toward the command; holding", requested=requested[0])
-            return result
+            return self.reject(arm, now, stopped or "workspace", "no safe step toward the command; holding",
+                               requested=requested[0])
         plan = Trajectory(now, ref_q, ref_v, np.array(out_t + tail_t), np.array(out_q + tail_q))
         self._plans[arm] = plan
         self._command_end[arm] = out_t[-1]
@@ -187,7 +243,7 @@ class SafetyFilter:
         self.counts[band] += 1
         return FilterResult(arm, band, plan, events)
 
-    def _follow(self, arm, now, q_prev, v_prev, times, targets, reasons):
+    def _follow(self, arm, now, q_prev, v_prev, times, targets, reasons, interrupt):
         """Walk the command point by point, keeping each step stoppable; returns accepted points
         and the braking tail of the last one."""
         lim = self.limits[arm]
@@ -217,6 +273,7 @@ class SafetyFilter:
             accepted = None
             violation = None
             for alpha in (1.0, 0.5, 0.25, 0.0):
+                _check(interrupt)
                 v = v_slow + alpha * (v_new - v_slow)
                 q = q_prev + v * dt
                 cand_t, cand_q = self._brake(t_goal, q, v, lim, (v - v_prev) / dt)
@@ -353,7 +410,8 @@ class SafetyFilter:
         self._holding[arm] = True
         return plan
 
-    def _reject(self, arm, now, reason, message, requested=None) -> FilterResult:
+    def reject(self, arm, now, reason, message, requested=None) -> FilterResult:
+        """Drop a command: an event, and a hold from where the plan is now."""
         lim = self.limits[arm]
         self.counts[Band.REJECT] += 1
         plan = self._hold_plan(arm, now) if arm in self._plans else None
@@ -363,19 +421,35 @@ class SafetyFilter:
         return FilterResult(arm, Band.REJECT, plan, [event])
 
     def tick(self, now: float) -> list[FilterResult]:
-        """Watchdog: hold every arm whose last valid command ran out more than the timeout ago."""
+        """Watchdog: hold every arm whose last valid command ran out more than the timeout ago,
+        or whose joint states stopped coming."""
         results = []
         for arm in self.limits:
-            if arm in self._plans and not self._holding[arm] \
-                    and now >= self._command_end[arm] + self.params.watchdog_timeout_s:
-                plan = self._hold_plan(arm, now)
-                q = plan.final_position
-                event = SafetyEvent(ACTION_HOLD, "stale_command", arm,
-                                    self.limits[arm].names, tuple(q), tuple(q),
-                                    f"no new command {now - self._command_end[arm]:.3f} s after the last "
-                                    "one ran out; holding", now)
-                results.append(FilterResult(arm, Band.REJECT, plan, [event]))
+            if arm not in self._plans or self._holding[arm]:
+                continue
+            if self.joint_state_stale(arm, now):
+                reason, message = "stale_joint_state", self._stale_joint_state_message(arm, now)
+            elif now >= self._command_end[arm] + self.params.watchdog_timeout_s:
+                reason = "stale_command"
+                message = f"no new command {now - self._command_end[arm]:.3f} s after the last one ran out"
+            else:
+                continue
+            plan = self._hold_plan(arm, now)
+            q = tuple(plan.final_position)
+            results.append(FilterResult(arm, Band.REJECT, plan, [SafetyEvent(
+                ACTION_HOLD, reason, arm, self.limits[arm].names, q, q, message + "; holding", now)]))
         return results
+
+    def next_deadline(self) -> float | None:
+        """When `tick` will next hold an arm if nothing arrives before (None: every arm holds)."""
+        deadlines = [min(self._command_end[arm] + self.params.watchdog_timeout_s,
+                         self._measured_at.get(arm, -math.inf) + self.params.joint_state_timeout_s)
+                     for arm in self.limits if arm in self._plans and not self._holding[arm]]
+        return min(deadlines, default=None)
+
+    def _stale_joint_state_message(self, arm: str, now: float) -> str:
+        return (f"no valid joint state for {now - self._measured_at.get(arm, -math.inf):.3f} s "
+                f"(joint_state_timeout_s {self.params.joint_state_timeout_s})")
 
     def engage_estop(self, now: float, reason: str = "") -> list[FilterResult]:
         """Latch the e-stop: every arm stops now; commands are rejected until `release_estop`."""
@@ -394,6 +468,24 @@ class SafetyFilter:
     def release_estop(self) -> None:
         self.estop_engaged = False
         self.estop_reason = ""
+
+
+class Interrupted(Exception):
+    """Filtering a command was abandoned (the reason: what the interrupt callback returned)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _never() -> None:
+    return None
+
+
+def _check(interrupt) -> None:
+    reason = interrupt() if interrupt is not None else None
+    if reason:
+        raise Interrupted(reason)
 
 
 def _subdivide(now, q0, times, targets, period):

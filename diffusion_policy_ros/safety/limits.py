@@ -8,12 +8,17 @@ their own velocity/acceleration/range parameters.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from diffusion_policy_ros.robot_config import ConfigError
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +50,21 @@ class SafetyParams:
     workspace_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)  # box orientation in the model frame
     min_arm_distance_m: float = 0.08
     status_rate_hz: float = 2.0
+    # Bounded work per message: each cap is checked before any per-point work (docs/safety.md).
+    max_points: int = 64                      # a command with more points is rejected (too_many_points)
+    max_message_bytes: int = 65536            # a larger serialized message is rejected unread
+    max_stamp_age_s: float = 2.0              # a command stamped longer ago is rejected (invalid_time)
+    max_processing_s: float = 0.1             # a command not filtered this soon after it was taken up
+                                              # is dropped and the arm holds (late): a plan goes out
+                                              # only while the robot is still where it was planned from
+    joint_state_timeout_s: float = 0.25       # no valid joint state for this long: hold, reject commands
+
+    def __post_init__(self):
+        positive = ("watchdog_timeout_s", "max_horizon_s", "brake_sample_s", "max_processing_s",
+                    "joint_state_timeout_s", "max_stamp_age_s", "max_points", "max_message_bytes")
+        bad = [name for name in positive if not getattr(self, name) > 0]
+        if bad:
+            raise ConfigError(f"safety_filter_node: {', '.join(bad)} must be > 0")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "SafetyParams":
@@ -55,13 +75,18 @@ class SafetyParams:
                 continue  # other nodes' or ROS's own parameters (use_sim_time, ...)
             default = fields[key].default
             if isinstance(default, tuple):
-                if not isinstance(value, (list, tuple)) or len(value) != len(default):
+                if not isinstance(value, (list, tuple)) or len(value) != len(default) \
+                        or not all(_is_number(v) for v in value):
                     raise ConfigError(f"safety_filter_node.{key} must be a list of {len(default)} numbers")
                 kwargs[key] = tuple(float(v) for v in value)
             elif isinstance(default, str):
                 kwargs[key] = str(value)
+            elif isinstance(default, int):
+                if not _is_number(value) or value != int(value) or value < 0:
+                    raise ConfigError(f"safety_filter_node.{key} must be a whole number >= 0, got {value!r}")
+                kwargs[key] = int(value)
             else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                if not _is_number(value) or value < 0:
                     raise ConfigError(f"safety_filter_node.{key} must be a number >= 0, got {value!r}")
                 kwargs[key] = float(value)
         params = cls(**kwargs)

@@ -1,0 +1,63 @@
+"""What a joint_trajectory_controller executes from the safety filter's outputs, and the limit
+checks on that path (shared by the safety filter's property, node and hostile-input tests)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class ExecutedPath:
+    """Each new trajectory replaces the old one from its start time on (positions only, linear
+    in between: the filter's model of a position-controlled JTC).
+
+    Each knot remembers how long the segment after it was planned to last: a velocity change at
+    a knot is spread over that segment, so |dv| <= a_max * planned duration is the acceleration
+    bound (a later replacement may cut the segment short, which only ends the motion sooner)."""
+
+    def __init__(self, t0, q0):
+        self.t = [float(t0)]
+        self.q = [np.asarray(q0, float)]
+        self.planned = [math.inf]
+
+    def replace(self, plan):
+        self.replace_points(plan.start, plan.times, plan.positions)
+
+    def replace_points(self, start, times, positions):
+        keep = [i for i, t in enumerate(self.t) if t < start - 1e-12]
+        q_now, _ = self.state(start)
+        knots = np.concatenate([[start], np.asarray(times, float)])
+        self.t = [self.t[i] for i in keep] + list(knots)
+        self.q = [self.q[i] for i in keep] + [q_now] + [np.asarray(p, float) for p in positions]
+        self.planned = [self.planned[i] for i in keep] + list(np.diff(knots)) + [math.inf]
+
+    def state(self, t):
+        if t >= self.t[-1]:
+            return self.q[-1].copy(), None
+        if t <= self.t[0]:
+            return self.q[0].copy(), None
+        i = int(np.searchsorted(self.t, t, side="right")) - 1
+        frac = (t - self.t[i]) / (self.t[i + 1] - self.t[i])
+        return self.q[i] + frac * (self.q[i + 1] - self.q[i]), None
+
+
+def check_limits(path: ExecutedPath, lim, max_step_rad: float, period: float, tol: float = 1e-6,
+                 rel: float = 0.0) -> None:
+    """Positions inside the limits minus margin, velocities, per-point steps and velocity changes
+    within their bounds, along the whole path (at rest before its first knot and after its last).
+    `rel` loosens the rate bounds relatively, for paths rebuilt from message stamps (a float of
+    seconds since 1970 resolves about 0.2 us)."""
+    t, q = np.array(path.t), np.array(path.q)
+    assert np.all(q >= lim.safe_lower - tol) and np.all(q <= lim.safe_upper + tol), "position limit"
+    dt = np.diff(t)
+    keep = dt > 1e-9
+    v = np.diff(q, axis=0)[keep] / dt[keep, None]
+    planned = np.array(path.planned[:-1])[keep]
+    v = np.vstack([np.zeros((1, q.shape[1])), v, np.zeros((1, q.shape[1]))])  # at rest before and after
+    planned = np.append(planned, period)
+    assert np.all(np.abs(v) <= lim.max_velocity * (1 + rel) + tol), "velocity limit"
+    step = np.abs(np.diff(q, axis=0))[:, ~lim.is_gripper]
+    assert np.all(step <= max_step_rad + tol), "max step"
+    dv = np.abs(np.diff(v, axis=0))
+    assert np.all(dv <= lim.max_acceleration * planned[:, None] * (1 + rel) + max(tol, 1e-6)), \
+        "acceleration limit"
