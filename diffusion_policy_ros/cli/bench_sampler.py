@@ -1,5 +1,6 @@
 """`dpros bench sampler`: DDPM-100 and DDIM-16 (replanning every n_action_steps) against streaming
-warm start with 1, 2 and 3 denoising steps, on one checkpoint and one observation stream.
+warm start as the checkpoint configures it and with 1, 2 and 3 denoising steps every control step,
+on one checkpoint and one observation stream.
 
 Per method: function evaluations (NFE) per executed action, per-control-step latency of
 select_action (p50 / p99 / max over steady-state steps; the cold start of each episode, a full
@@ -96,14 +97,24 @@ def run(args) -> int:
     if args.autocast != "none":
         policy.set_sampler(policy.config.sampler, autocast=args.autocast)
     dataset = args.dataset or info.get("dataset")
+    if not args.dataset and dataset and not os.path.isdir(dataset):
+        print(f"the checkpoint's dataset {dataset} is not here: random observations instead (--dataset DIR "
+              "for real ones)")
+        dataset = None
     stream = observation_stream(policy, dataset, info.get("held_out_episodes", []) if not args.dataset else [],
                                 args.steps, args.seed)
     cfg = policy.config
-    methods = [("ddpm-100", "ddpm", {}), (f"ddim-{cfg.ddim_steps}", "ddim", {})]
+    # The checkpoint's own streaming setting (its levels, refining every stream_execute_steps), then
+    # the --stream-steps lists refining every step; a re-noising checkpoint re-noises to each list's
+    # first level.
+    methods = [("ddpm-100", "ddpm", {}), (f"ddim-{cfg.ddim_steps}", "ddim", {}),
+               (f"streaming-own-{len(cfg.stream_denoising_steps)}", "streaming", {})]
     for text in args.stream_steps.split(";"):
         steps = [int(s) for s in text.split(",")]
-        methods.append((f"streaming-{len(steps)}", "streaming",
-                        {"stream_denoising_steps": steps, "stream_execute_steps": 1}))
+        overrides = {"stream_denoising_steps": steps, "stream_execute_steps": 1}
+        if cfg.stream_renoise_level is not None:
+            overrides["stream_renoise_level"] = steps[0]
+        methods.append((f"streaming-{len(steps)}", "streaming", overrides))
     print(f"checkpoint {checkpoint}; device {policy.device}; {len(stream)} control steps "
           f"({sum(s[0] for s in stream)} episodes); stream from {dataset or 'random observations'}")
 
@@ -119,7 +130,8 @@ def run(args) -> int:
             reference = norm
         entry = {
             "method": name, "sampler": sampler,
-            "denoising_steps": overrides.get("stream_denoising_steps"),
+            "denoising_steps": policy.config.stream_denoising_steps if sampler == "streaming" else None,
+            "refines_every": policy.steps_per_inference,
             "nfe_per_action": policy.nfe_per_action,
             "step_latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                                 "max": float(lat.max()), "mean": float(lat.mean())},
@@ -155,14 +167,14 @@ def run(args) -> int:
 
 
 def _print_table(results) -> None:
-    header = (f"{'method':<14}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
+    header = (f"{'method':<18}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
               f"{'err':>8}{'grip':>7}{'xDDPM':>7}{'xDDIM':>7}")
     print(header)
     print("-" * len(header))
     for r in results:
         lat = r["step_latency_ms"]
         grip = "" if r["gripper_mismatch"] is None else f"{r['gripper_mismatch']:.3f}"
-        print(f"{r['method']:<14}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
+        print(f"{r['method']:<18}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
               f"{r['cold_start_ms'] or 0:>9.1f}{r['action_error']:>8.4f}{grip:>7}"
               f"{r['max_latency_ratio_vs_ddpm']:>7.1f}{r['max_latency_ratio_vs_ddim']:>7.1f}")
 
