@@ -118,6 +118,14 @@ class RobotConfig:
         names = self.joint_names
         return tuple(names.index(j) for arm in self.arms for j in arm.gripper_joints)
 
+    def arm_slices(self) -> tuple[tuple[ArmConfig, slice], ...]:
+        """Each arm with its columns in a vector of all arms' joints (actions, joint positions)."""
+        out, start = [], 0
+        for arm in self.arms:
+            out.append((arm, slice(start, start + len(arm.joint_names))))
+            start += len(arm.joint_names)
+        return tuple(out)
+
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:
             if arm.name == name:

@@ -14,7 +14,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from diffusion_policy_ros.cli.up import manage_lifecycle, start_graph, stop_graph
+from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.msg import PolicyStatus
 from diffusion_policy_ros.robot_config import load_robot_config

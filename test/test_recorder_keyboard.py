@@ -30,6 +30,7 @@ def test_status_line_shows_every_key_and_dashes_for_missing_ones():
     old = status_line({"state": "idle", "saved_episodes": 2})   # a recorder without the new keys
     assert "IDLE" in old and "frames -" in old and "episode -" in old and "last safety event: -" in old
     assert status_line(None) == "recorder: no status yet"
+    assert "episode -  " in status_line({"state": "idle", "episode_index": -1})   # none recorded yet
     ours = status_line(FULL_STATUS, SafetyNote("arm", "max_step", 2, stamp=10.0), now=13.0)
     assert "arm: max_step (reject, 3 s ago)" in ours              # the console's own event wins
 
@@ -142,3 +143,36 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
     from PIL import Image
     with Image.open(png) as img:
         assert img.height == 2 * 96 and img.width >= 6 * 96 - 6
+
+
+def test_dpros_up_record_gives_the_terminal_to_the_console(tmp_path, ros_env):
+    """`dpros up record --teleop joy` in the foreground: the nodes log to files, the terminal shows
+    only the console; the reset key resets the sim through the graph."""
+    logs = tmp_path / "logs"
+    up = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.cli.main", "up", "record", "--teleop", "joy",
+                           "--config", "config/single_arm.yaml", "--log-dir", str(logs),
+                           "--set", f"record_dataset_root:={tmp_path}", "--set", "sim_publish_rate_hz:=5"],
+                          env=ros_env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(up.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: any("recorder ready" in line for line in lines), 180), "".join(lines)
+        up.stdin.write("r\n")
+        up.stdin.flush()
+        assert wait_for(lambda: any("ok: reset" in line for line in lines), 120), "".join(lines)
+        joy_log = logs / "joy_teleop_node.log"
+        assert wait_for(lambda: "limits from /safety_filter_node" in joy_log.read_text(), 120), joy_log.read_text()
+        up.stdin.write("q\n")
+        up.stdin.flush()
+        assert up.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if up.poll() is None:
+            up.kill()
+        reader.join(timeout=10)
+    out = "".join(lines)
+    assert f"node logs in {logs}" in out and "[c] start" in out
+    assert not any(level in out for level in ("[INFO]", "[WARN]", "[ERROR]")), out   # no node log in the console
+    for node in ("sim_node", "joy_teleop_node", "safety_filter_node", "demo_recorder_node"):
+        assert f"[{node}]" in (logs / f"{node}.log").read_text(), node

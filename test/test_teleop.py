@@ -233,7 +233,17 @@ def test_jog_seeded_from_a_robot_that_does_not_follow_stays_within_a_step(bounds
         assert np.abs(q - stuck).max() <= bounds.max_step + 1e-9
 
 
-def test_teleop_nodes_publish_the_action_topic(rclpy_context):
+def node_args(tmp_path, config, **params):
+    """--ros-args for the teleop nodes: the config plus an overlay (a node section in the config
+    beats `-p`). No safety filter runs in these tests: bounds come from the nodes' own parameters."""
+    import yaml
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({f"/**/{node}": {"ros__parameters": {"safety_filter_node": "", **params}}
+                                       for node in ("joy_teleop_node", "leader_follower_teleop_node")}))
+    return ["--ros-args", "--params-file", config, "--params-file", str(overlay)]
+
+
+def test_teleop_nodes_publish_the_action_topic(rclpy_context, tmp_path):
     """Both sources over real topics: the leader ramps from the follower to the leader's pose, the
     jog moves the arm while the stick is held and holds still once Joy goes stale."""
     import rclpy
@@ -244,11 +254,9 @@ def test_teleop_nodes_publish_the_action_topic(rclpy_context):
     from diffusion_policy_ros.nodes.joy_teleop_node import JoyTeleop
     from diffusion_policy_ros.nodes.leader_follower_teleop_node import LeaderFollowerTeleop
 
-    # No safety filter runs here: the bounds come from the nodes' own (default) parameters.
-    params = ["--ros-args", "--params-file", CONFIG, "-p", "safety_filter_node:=''"]
+    params = node_args(tmp_path, CONFIG, joy_topic="/joy_test")
     leader_node = LeaderFollowerTeleop(context=rclpy_context, cli_args=params)
-    joy_node = JoyTeleop(context=rclpy_context, cli_args=params + ["-p", "joy_topic:=/joy_test",
-                                                                        "-r", "/teleop/joint_trajectory:=/teleop_joy"])
+    joy_node = JoyTeleop(context=rclpy_context, cli_args=params + ["-r", "/teleop/joint_trajectory:=/teleop_joy"])
     probe = rclpy.create_node("teleop_probe", context=rclpy_context)
     got = {"/teleop/joint_trajectory": [], "/teleop_joy": []}
     for topic in got:
@@ -306,3 +314,126 @@ def test_teleop_nodes_publish_the_action_topic(rclpy_context):
 def _same_last(messages, n):
     last = [np.array(m.points[0].positions) for m in messages[-n:]]
     return all(np.allclose(q, last[0], atol=1e-9) for q in last)
+
+
+def test_bimanual_leader_with_one_stale_leader_commands_only_the_other_arm(rclpy_context, tmp_path):
+    """The right leader's readings are 2 s old on arrival: while the left arm gets command after
+    command (so the node ticked), the right gets none; fresh readings then start its ramp from
+    the follower's pose."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from diffusion_policy_ros.nodes._ros_convert import to_time
+    from diffusion_policy_ros.nodes.leader_follower_teleop_node import LeaderFollowerTeleop
+
+    config = load_robot_config(os.path.join(ROOT, "config/bimanual.yaml"))
+    node = LeaderFollowerTeleop(context=rclpy_context,
+                                cli_args=node_args(tmp_path, os.path.join(ROOT, "config/bimanual.yaml")))
+    probe = rclpy.create_node("bimanual_leader_probe", context=rclpy_context)
+    got = {arm.name: [] for arm in config.arms}
+    pubs = {}
+    for arm in config.arms:
+        probe.create_subscription(JointTrajectory, arm.teleop_topic, got[arm.name].append, 50)
+        pubs[arm.name] = (probe.create_publisher(JointState, arm.joint_states_topic, 10),
+                          probe.create_publisher(JointState, f"/{arm.namespace}/leader/joint_states", 10))
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    for n in (node, probe):
+        executor.add_node(n)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    follower_q = [0.0, 0.3, 0.8, 0.0, 0.5, 0.0, 0.01]
+    leader_q = [0.3, 0.3, 0.8, 0.0, 0.5, 0.0, 0.7]
+    right_age = {"s": 2.0}
+    stop = threading.Event()
+
+    def devices():
+        while not stop.wait(0.05):
+            now = probe.get_clock().now().nanoseconds * 1e-9
+            for arm in config.arms:
+                follower, leader = pubs[arm.name]
+                js = JointState(name=list(arm.joint_names), position=follower_q)
+                js.header.stamp = to_time(now)
+                follower.publish(js)
+                lj = JointState(name=list(arm.joint_names), position=leader_q)
+                lj.header.stamp = to_time(now - (right_age["s"] if arm.name == "right" else 0.0))
+                leader.publish(lj)
+    publisher = threading.Thread(target=devices, daemon=True)
+    publisher.start()
+    try:
+        assert wait_for(lambda: len(got["left"]) >= 5, 60)
+        assert got["right"] == []                       # five ticks of the node, none for the stale arm
+        right_age["s"] = 0.0
+        assert wait_for(lambda: len(got["right"]) >= 3, 60)
+    finally:
+        stop.set()
+        publisher.join(timeout=5)
+        executor.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+    first = np.array(got["right"][0].points[0].positions)
+    assert np.abs(first - follower_q)[:6].max() <= 0.1 + 1e-6      # a ramp step from the follower
+
+
+def test_leader_against_a_robot_that_does_not_follow_never_drifts_into_rejects(rclpy_context, tmp_path):
+    """A real safety filter between the leader node and a robot that stays where it is (its
+    joint states never change): the filter holds on the tracking error, the leader node starts
+    again from the follower each time, so no command ever gets far enough for a max_step reject.
+    Before re-anchoring the ramp walked on to the leader's pose and every command was rejected."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from diffusion_policy_ros.msg import SafetyEvent
+    from diffusion_policy_ros.nodes._ros_convert import to_time
+    from diffusion_policy_ros.nodes.leader_follower_teleop_node import LeaderFollowerTeleop
+    from diffusion_policy_ros.nodes.safety_filter_node import SafetyFilterNode
+
+    import yaml
+    overlay = tmp_path / "filter.yaml"
+    overlay.write_text(yaml.safe_dump({"/**/safety_filter_node": {"ros__parameters": {"input": "teleop"}}}))
+    safety = SafetyFilterNode(context=rclpy_context,
+                              cli_args=["--ros-args", "--params-file", CONFIG, "--params-file", str(overlay)])
+    leader_node = LeaderFollowerTeleop(context=rclpy_context, cli_args=["--ros-args", "--params-file", CONFIG])
+    probe = rclpy.create_node("frozen_robot_probe", context=rclpy_context)
+    commands, events = [], []
+    probe.create_subscription(JointTrajectory, "/teleop/joint_trajectory", commands.append, 100)
+    probe.create_subscription(SafetyEvent, "/safety/events", events.append, 100)
+    follower = probe.create_publisher(JointState, "/joint_states", 10)
+    leader = probe.create_publisher(JointState, "/leader/joint_states", 10)
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    for n in (safety, leader_node, probe):
+        executor.add_node(n)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    frozen = HOME + [0.04]
+    far = [HOME[0] + 1.5] + HOME[1:] + [0.5]            # joint_1 1.5 rad away: a long walk
+    stop = threading.Event()
+
+    def devices():
+        while not stop.wait(0.02):
+            stamp = to_time(probe.get_clock().now().nanoseconds * 1e-9)
+            js = JointState(name=JOINTS, position=frozen)
+            js.header.stamp = stamp
+            follower.publish(js)
+            lj = JointState(name=JOINTS, position=far)
+            lj.header.stamp = stamp
+            leader.publish(lj)
+    publisher = threading.Thread(target=devices, daemon=True)
+    publisher.start()
+    try:
+        # 30 commands: without re-anchoring the walk would be 1.5 rad out after 15 of them.
+        assert wait_for(lambda: len(commands) >= 30, 120), len(commands)
+    finally:
+        stop.set()
+        publisher.join(timeout=5)
+        executor.shutdown()
+        for n in (safety, leader_node, probe):
+            n.destroy_node()
+    offsets = [abs(m.points[0].positions[0] - frozen[0]) for m in commands]
+    holds = [e for e in events if e.action == SafetyEvent.ACTION_HOLD and e.reason == "tracking_error"]
+    assert holds, [(e.action, e.reason) for e in events]       # the filter noticed the robot did not move
+    assert max(offsets) < 1.0, offsets                        # the filter's reject_step_rad
+    assert not [e for e in events if e.action == SafetyEvent.ACTION_REJECT and e.reason == "max_step"]

@@ -21,11 +21,12 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from diffusion_policy_ros.cli.errors import UsageError
     from diffusion_policy_ros.cli.sim_common import config_for, write_json
     from diffusion_policy_ros.sim.env import SimEnv, run_expert_episode
 
     if args.episodes <= 0:
-        raise SystemExit("--episodes must be positive")
+        raise UsageError("--episodes must be positive")
     config = config_for(args.task, args.config)
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
     results, frames = {}, []
@@ -33,8 +34,8 @@ def run(args) -> int:
     try:
         env = SimEnv(config, task=args.task, render=bool(args.png), variant=args.variant,
                      expert_mode=args.expert, cameras=[config.cameras[0].name] if args.png else None)
-    except ValueError as e:   # ConfigError is one too
-        raise SystemExit(f"dpros sim expert: {e}") from e
+    except ValueError as e:   # an expert mode or variant this task does not have
+        raise UsageError(str(e)) from e
     with env:
         for seed in tqdm(seeds, desc=f"expert {args.task}", unit="episode"):
             results[seed] = run_expert_episode(env, seed)

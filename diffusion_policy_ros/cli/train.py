@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from diffusion_policy_ros.cli.errors import UsageError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder (zarr)")
@@ -31,14 +33,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+    from diffusion_policy_ros.obs_keys import is_obs
     from diffusion_policy_ros.data.sequence_dataset import SequenceDataset
     from diffusion_policy_ros.policy.configuration import PolicyConfig
     from diffusion_policy_ros.training.trainer import TrainConfig, Trainer
 
     buf = ReplayBuffer.open(args.dataset)
     if buf.n_episodes <= args.val_episodes:
-        print(f"error: dataset has {buf.n_episodes} episodes, need more than --val-episodes {args.val_episodes}")
-        return 2
+        raise UsageError(f"dataset has {buf.n_episodes} episodes, need more than --val-episodes {args.val_episodes}")
     meta = buf.episode_meta(0)
     joint_names, grippers = meta.get("joint_names"), []
     rate = float(meta.get("fps", 10.0))
@@ -49,12 +51,19 @@ def run(args) -> int:
     action_dim = buf.key_spec("action")["shape"][0]
     joint_names = list(joint_names or [f"joint_{i}" for i in range(action_dim)])
     if len(joint_names) != action_dim:
-        print(f"error: {len(joint_names)} joint names but actions have {action_dim} dims")
-        return 2
+        raise UsageError(f"{len(joint_names)} joint names but the dataset's actions have {action_dim} dims")
     if not args.config:
         grippers = [i for i, n in enumerate(joint_names) if n.endswith("gripper")]
-    obs_keys = args.obs_keys or [k for k in buf.keys if k.startswith("obs/")]
-    overrides = json.loads(args.policy)
+    obs_keys = args.obs_keys or [k for k in buf.keys if is_obs(k)]
+    unknown = [k for k in obs_keys if k not in buf.keys]
+    if unknown:
+        raise UsageError(f"--obs-keys {unknown} are not in the dataset (it has {buf.keys})")
+    try:
+        overrides = json.loads(args.policy)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--policy is not a JSON object: {e}") from e
+    if not isinstance(overrides, dict):
+        raise UsageError(f"--policy must be a JSON object of PolicyConfig fields, got {args.policy!r}")
     config = PolicyConfig(obs_shapes={k: buf.key_spec(k)["shape"] for k in obs_keys}, joint_names=joint_names,
                           gripper_dims=grippers, control_rate_hz=rate, **overrides).validate()
     train_eps = list(range(buf.n_episodes - args.val_episodes))

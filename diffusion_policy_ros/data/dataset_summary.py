@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
+
 
 def summarize(dataset) -> dict:
     episodes = []
@@ -30,7 +32,7 @@ def thumbnail_strip(dataset, path: str, *, per_episode: int = 6, max_episodes: i
     used (None when the dataset has no camera)."""
     from PIL import Image, ImageDraw
 
-    rgb_keys = sorted(k for k in dataset.keys if k.endswith("/rgb"))
+    rgb_keys = sorted(k for k in dataset.keys if obs_keys.is_obs(k) and obs_keys.parse(k).modality == "rgb")
     if not rgb_keys:
         return None
     key = camera_key or rgb_keys[0]

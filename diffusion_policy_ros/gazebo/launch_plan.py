@@ -15,7 +15,7 @@ from diffusion_policy_ros.gazebo.model_source import ModelSource
 from diffusion_policy_ros.gazebo.ros_interfaces import arm_controllers, controller_manager
 from diffusion_policy_ros.gazebo.urdf import robot_name
 from diffusion_policy_ros.resources import package_share_path
-from diffusion_policy_ros.robot_config import ConfigError, load_robot_config
+from diffusion_policy_ros.robot_config import ConfigError, config_path, load_robot_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +45,12 @@ def default_path(pattern: str) -> str:
     return os.path.join(os.path.abspath(package_share_path()), pattern)
 
 
-def plan(config_path: str, description: str = "", world: str = "", bridge: str = "",
+def plan(config: str, description: str = "", world: str = "", bridge: str = "",
          seed: str = "") -> GazeboLaunch:
-    """`description`, `world`, `bridge`: patterns (empty: the shipped ones); `seed`: the episode
-    whose cube and target poses the shipped world gets (empty: the config's sim_node seed)."""
-    source = ModelSource(load_robot_config(config_path))
+    """`config`: a config file or a shipped config's name; `description`, `world`, `bridge`:
+    patterns (empty: the shipped ones); `seed`: the episode whose cube and target poses the
+    shipped world gets (empty: the config's sim_node seed)."""
+    source = ModelSource(load_robot_config(config_path(config)))
     names = {"config": source.name, "task": source.task.name}
     if world and _resolve(world, names) != _resolve(default_path(shipped.WORLD_PATTERN), names):
         world_file = _existing(_resolve(world, names), "world")

@@ -13,13 +13,14 @@ import mujoco
 import numpy as np
 
 from diffusion_policy_ros.gazebo.frames import Transform
-from diffusion_policy_ros.robot_config import ArmConfig, ConfigError, RobotConfig, load_robot_config
+from diffusion_policy_ros.robot_config import ArmConfig, ConfigError, RobotConfig
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.safety.limits import JointLimits
 from diffusion_policy_ros.sim.expert import make_expert
 from diffusion_policy_ros.sim.robot_model import ArmIndex
 from diffusion_policy_ros.sim.tasks import TaskState, make_task
 
+# sim_node's defaults, for configs that leave its section out.
 SIM_DEFAULTS = {"physics_rate_hz": 500.0, "publish_rate_hz": 30.0, "joint_state_rate_hz": 100.0, "seed": 0}
 
 
@@ -39,9 +40,9 @@ class ArmSource:
 class ModelSource:
     """A robot config and the MuJoCo model, task and limits that go with it."""
 
-    def __init__(self, config: RobotConfig, name: str | None = None):
+    def __init__(self, config: RobotConfig):
         self.config = config
-        self.name = name or _config_name(config)
+        self.name = _config_name(config)
         safety = build_safety_filter(config)
         self.model_path = safety.kinematics.model_path
         self.model: mujoco.MjModel = safety.kinematics.model
@@ -61,16 +62,6 @@ class ModelSource:
         self.camera_rate_hz = float(sim["publish_rate_hz"])
         self.joint_state_rate_hz = float(sim["joint_state_rate_hz"])
         self.default_seed = int(sim["seed"])
-
-    @classmethod
-    def load(cls, path: str) -> "ModelSource":
-        return cls(load_robot_config(path))
-
-    def arm(self, name: str) -> ArmSource:
-        for arm in self.arms:
-            if arm.config.name == name:
-                return arm
-        raise ConfigError(f"unknown arm {name!r}; configured arms: {[a.config.name for a in self.arms]}")
 
     # --- the task ----------------------------------------------------------------------------
     def task_state(self, seed: int) -> TaskState:
@@ -113,9 +104,6 @@ class ModelSource:
             if int(self.model.body_parentid[body]) in inside:
                 inside.add(body)
         return sorted(inside)
-
-    def camera_ids(self) -> list[int]:
-        return list(range(self.model.ncam))
 
     def camera_name(self, cam: int) -> str:
         return mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, cam)

@@ -14,14 +14,13 @@ camera and tcp frames (massless) become poses on the links they are fixed to.
 """
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 
 from diffusion_policy_ros.gazebo.frames import OPTICAL_IN_CAMERA_LINK, Transform, camera_body_frame, fmt
 from diffusion_policy_ros.gazebo.model_source import ArmSource, ModelSource
 from diffusion_policy_ros.gazebo.sensors import rgbd_camera_sensor
 from diffusion_policy_ros.robot_config import ConfigError
-
-import mujoco
 
 HIDDEN_GEOM_GROUP = 3          # MuJoCo renders groups 0-2 by default; 3+ are not in the images
 MIMIC_MULTIPLIER = 0.5         # each finger slides half the gap
@@ -202,7 +201,7 @@ class _UrdfWriter:
         return lines + self.fixed_frame(site_name, self.name(int(m.site_bodyid[site])), site_pose)
 
     def camera_ids(self) -> list[int]:
-        return [c for c in self.source.camera_ids() if int(self.model.cam_bodyid[c]) in self.bodies]
+        return [c for c in range(self.model.ncam) if int(self.model.cam_bodyid[c]) in self.bodies]
 
     @staticmethod
     def fixed_frame(name: str, parent: str, pose: Transform) -> list[str]:

@@ -6,8 +6,8 @@ The robot is not in the world: gazebo.launch.py spawns each arm from its URDF.
 """
 from __future__ import annotations
 
-import numpy as np
 import mujoco
+import numpy as np
 
 from diffusion_policy_ros.gazebo.frames import Transform, camera_body_frame, fmt
 from diffusion_policy_ros.gazebo.model_source import ModelSource

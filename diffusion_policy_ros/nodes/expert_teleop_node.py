@@ -98,13 +98,10 @@ class ExpertTeleopNode(Node):
             self.get_logger().info(f"episode {status.episode} (seed {status.seed}): planned")
         self.expert.observe(self._joint_vector(), *self._world())
         action = self.expert.action(status.episode_time - self.plan_start + self.period)
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
-            point = JointTrajectoryPoint(positions=action[k:k + n].tolist(),
+        for arm, cols in self.config.arm_slices():
+            point = JointTrajectoryPoint(positions=action[cols].tolist(),
                                          time_from_start=Duration(sec=0, nanosec=int(self.period * 1e9)))
             self.pubs[arm.name].publish(JointTrajectory(joint_names=list(arm.joint_names), points=[point]))
-            k += n
 
 
 def main(args=None):

@@ -31,6 +31,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.graph import policy_forward_topic
 from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, TactileArray
 from diffusion_policy_ros.nodes._image_convert import depth_from_msg, rgb_from_msg
@@ -133,7 +134,7 @@ class PolicyNode(LifecycleNode):
         else:
             policy.set_sampler(self.sampler)
         shapes = policy.config.obs_shapes
-        dummy = {k: np.zeros((policy.config.n_obs_steps, *s), dtype=np.uint8 if k.endswith("/rgb") else np.float32)
+        dummy = {k: np.zeros((policy.config.n_obs_steps, *s), dtype=np.uint8 if obs_keys.parse(k).modality == "rgb" else np.float32)
                  for k, s in shapes.items()}
         started = time.perf_counter()
         policy.reset()
@@ -149,15 +150,15 @@ class PolicyNode(LifecycleNode):
         self._builders = {}   # obs key -> function(values by topic) -> array
         topics = []
         qos = qos_profile_sensor_data
-        if "obs/joint_pos" in keys:
+        if obs_keys.JOINT_POS in keys:
             for arm in self.config.arms:
                 topics.append(arm.joint_states_topic)
                 self._subs.append(self.create_subscription(
                     JointState, arm.joint_states_topic, lambda m, a=arm: self._on_joint_state(a, m), qos))
             arm_topics = [a.joint_states_topic for a in self.config.arms]
-            self._builders["obs/joint_pos"] = lambda v, t=arm_topics: np.concatenate([v[x] for x in t])
+            self._builders[obs_keys.JOINT_POS] = lambda v, t=arm_topics: np.concatenate([v[x] for x in t])
         for cam in self.config.cameras:
-            if f"obs/{cam.name}/rgb" in keys:
+            if obs_keys.rgb(cam.name) in keys:
                 compressed = self.image_transport == "compressed"
                 topic = cam.rgb_topic + ("/compressed" if compressed else "")
                 topics.append(topic)
@@ -165,20 +166,20 @@ class PolicyNode(LifecycleNode):
                     CompressedImage if compressed else Image, topic,
                     lambda m, c=cam, t=topic, z=compressed: self._add(t, m.header.stamp,
                                                                        rgb_from_msg(m, c.width, c.height, z)), qos))
-                self._builders[f"obs/{cam.name}/rgb"] = lambda v, t=topic: v[t]
-            if f"obs/{cam.name}/depth" in keys:
+                self._builders[obs_keys.rgb(cam.name)] = lambda v, t=topic: v[t]
+            if obs_keys.depth(cam.name) in keys:
                 topics.append(cam.depth_topic)
                 self._subs.append(self.create_subscription(
                     Image, cam.depth_topic,
                     lambda m, c=cam: self._add(c.depth_topic, m.header.stamp, depth_from_msg(m, c.width, c.height)),
                     qos))
-                self._builders[f"obs/{cam.name}/depth"] = lambda v, t=cam.depth_topic: v[t]
+                self._builders[obs_keys.depth(cam.name)] = lambda v, t=cam.depth_topic: v[t]
         for pad in self.config.tactile_sensors:
-            if f"obs/{pad.name}/tactile" in keys:
+            if obs_keys.tactile(pad.name) in keys:
                 topics.append(pad.topic)
                 self._subs.append(self.create_subscription(
                     TactileArray, pad.topic, lambda m, p=pad: self._on_tactile(p, m), qos))
-                self._builders[f"obs/{pad.name}/tactile"] = lambda v, t=pad.topic: v[t]
+                self._builders[obs_keys.tactile(pad.name)] = lambda v, t=pad.topic: v[t]
         self.sync = ObservationSync(topics, self.sync_tolerance_s, self.stale_after_s)
         self._last_obs_stamp: float | None = None   # the observation the standing chunk came from
 
@@ -353,10 +354,7 @@ class PolicyNode(LifecycleNode):
         if self.output == "float64_multi_array":
             self._forward_chunk = (times, np.asarray(rows))
             return
-        start = 0
-        for arm in self.config.arms:
-            cols = slice(start, start + len(arm.joint_names))
-            start += len(arm.joint_names)
+        for arm, cols in self.config.arm_slices():
             msg = trajectory_msg(arm.joint_names, obs_time, times[future], np.asarray(rows)[future][:, cols])
             self._outputs[arm.name].publish(msg)
         self._publish_times.append(self.now())
@@ -369,10 +367,8 @@ class PolicyNode(LifecycleNode):
         i = int(np.searchsorted(times, self.now()))
         if i >= len(times):
             return
-        start = 0
-        for arm in self.config.arms:
-            values = rows[i, start:start + len(arm.joint_names)]
-            start += len(arm.joint_names)
+        for arm, cols in self.config.arm_slices():
+            values = rows[i, cols]
             self._outputs[arm.name].publish(Float64MultiArray(data=[float(x) for x in values]))
         self._publish_times.append(self.now())
 

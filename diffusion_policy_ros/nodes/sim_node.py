@@ -162,11 +162,9 @@ class SimNode(Node):
             self.env.reset(self.seed, observe=False)
             self.followers = {}
             lo, hi = self.env.robot.position_limits()
-            k = 0
-            for arm in self.config.arms:
-                n = len(arm.joint_names)
-                self.followers[arm.name] = TrajectoryFollower(arm.joint_names, np.zeros(n), lo[k:k + n], hi[k:k + n])
-                k += n
+            for arm, cols in self.config.arm_slices():
+                self.followers[arm.name] = TrajectoryFollower(arm.joint_names, np.zeros(len(arm.joint_names)),
+                                                              lo[cols], hi[cols])
             self._hold_current()
             self.rejected_trajectories = 0
             self._events_logged = 0
@@ -186,11 +184,8 @@ class SimNode(Node):
 
     def _hold_current(self):
         q = self.env.joint_positions()
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
-            self.followers[arm.name].hold(q[k:k + n])
-            k += n
+        for arm, cols in self.config.arm_slices():
+            self.followers[arm.name].hold(q[cols])
 
     def _loop(self):
         while not self._interfaces_ready.wait(0.05):
@@ -238,13 +233,10 @@ class SimNode(Node):
     def _publish_joints(self, stamp):
         self.clock_pub.publish(Clock(clock=stamp))
         q, v, e = self.env.joint_positions(), self.env.joint_velocities(), self.env.joint_efforts()
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
+        for arm, cols in self.config.arm_slices():
             self.joint_pubs[arm.name].publish(JointState(
-                header=Header(stamp=stamp), name=list(arm.joint_names), position=q[k:k + n].tolist(),
-                velocity=v[k:k + n].tolist(), effort=e[k:k + n].tolist()))
-            k += n
+                header=Header(stamp=stamp), name=list(arm.joint_names), position=q[cols].tolist(),
+                velocity=v[cols].tolist(), effort=e[cols].tolist()))
         for sensor in self.config.tactile_sensors:
             grid = self.env.read_tactile(sensor.name)
             self.tactile_pubs[sensor.name].publish(TactileArray(

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.policy.configuration import PolicyConfig, PolicyConfigError
 from diffusion_policy_ros.policy.encoders import ObservationEncoder
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
@@ -47,8 +48,7 @@ class DiffusionPolicy(nn.Module):
     def __init__(self, config: PolicyConfig, normalizer: MinMaxNormalizer):
         super().__init__()
         self.config = config.validate()
-        needed = [ACTION_KEY] + [k for k in config.obs_shapes
-                                 if not k.endswith("/rgb") and not k.endswith("/depth")]
+        needed = [ACTION_KEY] + [k for k in config.obs_shapes if not obs_keys.is_image(k)]
         missing = [k for k in needed if k not in normalizer]
         if missing:
             raise PolicyConfigError(f"normalizer has no stats for {missing}")

@@ -33,6 +33,12 @@ def _value(status: Mapping, key: str, fmt: str = "{}") -> str:
         return str(value)
 
 
+def _episode(status: Mapping) -> str:
+    value = status.get("episode_index")
+    # The recorder says -1 before its first episode.
+    return "-" if isinstance(value, int) and not isinstance(value, bool) and value < 0 else _value(status, "episode_index")
+
+
 def _elapsed(status: Mapping) -> str:
     value = status.get("elapsed_s")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -69,7 +75,7 @@ def status_line(status: Mapping | None, safety: SafetyNote | None = None, now: f
         return "recorder: no status yet"
     state = _value(status, "state").upper()
     last = safety.describe(now) if safety is not None else _recorder_safety(status)
-    return (f"{state:<10} episode {_value(status, 'episode_index')}  {_elapsed(status)}  "
+    return (f"{state:<10} episode {_episode(status)}  {_elapsed(status)}  "
             f"frames {_value(status, 'frames')}  dropped {_value(status, 'dropped')}  "
             f"duplicated {_value(status, 'duplicated')}  safety-affected {_value(status, 'safety_affected_frames')}"
             f"  | last safety event: {last}")
