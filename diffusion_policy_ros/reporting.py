@@ -15,6 +15,11 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str) -> None:
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
 # --- dpros eval sim: samplers through the node graph -------------------------------------------
 def _factor(name: str, result: dict, real_time_factors: dict) -> float:
     """The sim speed a result was measured at (results of several variants name their sampler)."""
@@ -40,21 +45,26 @@ def print_graph_eval_table(results: dict, real_time_factors: dict) -> None:
 
 
 def save_graph_eval_chart(results: dict, real_time_factors: dict, path: str) -> None:
+    _save(graph_eval_figure(results, real_time_factors), path)
+
+
+def graph_eval_figure(results: dict, real_time_factors: dict):
     plt = _pyplot()
     names = list(results)
     labels = [graph_label(n, results[n], real_time_factors, separator="\n") for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.bar(labels, [100 * results[n]["success_rate"] for n in names], color="tab:green")
+    bars = ax1.bar(labels, [100 * results[n]["success_rate"] for n in names], color="tab:green")
+    _label_success_bars(ax1, bars, [(results[n]["successes"], results[n]["episodes"]) for n in names])
     ax1.set_ylabel("success (%)")
-    ax1.set_ylim(0, 100)
+    ax1.set_ylim(0, 110)   # room for the labels above a 100 % bar
+    ax1.set_yticks(range(0, 101, 20))
     ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
     ax2.bar(labels, [results[n]["inference_latency_ms"]["p99"] for n in names], color="tab:blue")
     ax2.set_ylabel("inference latency p99 (sim ms)")
     ax2.set_yscale("log")
     ax2.set_title("worst-case latency per inference, in sim time")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def save_graph_latency_histogram(results: dict, real_time_factors: dict, path: str) -> None:
@@ -80,11 +90,32 @@ def save_graph_latency_histogram(results: dict, real_time_factors: dict, path: s
     plt.close(fig)
 
 
-def save_frame_strip(frames: list[np.ndarray], path: str) -> None:
-    from PIL import Image
-    strip = np.concatenate(frames[:12], axis=1)
+def save_frame_strip(frames: list[tuple[float, np.ndarray]], path: str, title: str = "", limit: int = 12) -> None:
+    """Frames side by side, each labelled with its time (seconds) under a title line."""
+    from PIL import Image, ImageDraw
+    shown = frames[:limit]
+    strip = np.concatenate([frame for _, frame in shown], axis=1)
     scale = max(1, 256 // strip.shape[0])
-    Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST).save(path)
+    width, height = strip.shape[1] * scale, strip.shape[0] * scale
+    picture = Image.fromarray(strip).resize((width, height), Image.NEAREST)
+    sheet = Image.new("RGB", (width, height + _CAPTION_PX), "white")
+    sheet.paste(picture, (0, _CAPTION_PX))
+    draw = ImageDraw.Draw(sheet)
+    more = f" (first {limit} of {len(frames)})" if len(frames) > limit else ""
+    draw.text((4, 4), title + more, fill="black")
+    frame_width = width // len(shown)
+    for i, (seconds, _) in enumerate(shown):
+        draw.text((i * frame_width + 4, _CAPTION_PX + 4), f"t={seconds:.0f} s", fill=(255, 255, 0),
+                  stroke_width=1, stroke_fill="black")
+    sheet.save(path)
+
+
+_CAPTION_PX = 18
+
+
+def _label_success_bars(ax, bars, counts: list[tuple[int, int]]) -> None:
+    """'k/n' on every bar, so a 0 % bar (no height) still shows its result."""
+    ax.bar_label(bars, labels=[f"{k}/{n}" for k, n in counts], padding=2, fontsize=8)
 
 
 # --- dpros eval policy: samplers in the sim without ROS ----------------------------------------
@@ -101,16 +132,23 @@ def print_policy_eval_table(results: dict, hold_s: float) -> None:
 
 
 def save_policy_eval_chart(results: dict, hold_s: float, path: str) -> None:
+    _save(policy_eval_figure(results, hold_s), path)
+
+
+def policy_eval_figure(results: dict, hold_s: float):
     plt = _pyplot()
     names = list(results)
     x = np.arange(len(names))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.bar(x - 0.2, [100 * results[n]["success_rate"] for n in names], 0.4, label="reached", color="tab:green")
-    ax1.bar(x + 0.2, [100 * results[n]["held_success_rate"] for n in names], 0.4,
-            label=f"held {hold_s:g} s", color="tab:olive")
+    reached = ax1.bar(x - 0.2, [100 * results[n]["success_rate"] for n in names], 0.4, label="reached",
+                      color="tab:green")
+    held = ax1.bar(x + 0.2, [100 * results[n]["held_success_rate"] for n in names], 0.4,
+                   label=f"held {hold_s:g} s", color="tab:olive")
+    _label_success_bars(ax1, reached, [(results[n]["successes"], results[n]["episodes"]) for n in names])
+    _label_success_bars(ax1, held, [(results[n]["held_successes"], results[n]["episodes"]) for n in names])
     ax1.set_xticks(x, names)
     ax1.set_ylabel("success (%)")
-    ax1.set_ylim(0, 120)  # room for the legend above the 100 % bars
+    ax1.set_ylim(0, 130)  # room for the labels and the legend above the 100 % bars
     ax1.set_yticks(range(0, 101, 20))
     ax1.legend(loc="upper center", ncol=2)
     ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
@@ -119,8 +157,7 @@ def save_policy_eval_chart(results: dict, hold_s: float, path: str) -> None:
     ax2.set_yscale("log")
     ax2.set_title("policy time per inference (no ROS)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def save_variant_success_chart(results: dict, path: str, held_label: str | None = None) -> None:
@@ -154,8 +191,7 @@ def save_variant_success_chart(results: dict, path: str, held_label: str | None 
     kinds = f": pale reached, dark {held_label}" if held_label else ""
     ax.set_title(f"success over {episodes} seeded episodes per bar{kinds}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def save_episode_strip(frames: list[tuple[float, np.ndarray]], events: list[dict], path: str, title: str,
@@ -187,20 +223,19 @@ def save_episode_strip(frames: list[tuple[float, np.ndarray]], events: list[dict
             ax.set_xlabel(marks[i], fontsize=7, color="red")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --- dpros bench sampler ------------------------------------------------------------------------
 def print_sampler_table(results: list[dict]) -> None:
-    header = (f"{'method':<18}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
+    header = (f"{'method':<22}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
               f"{'err':>8}{'grip':>7}{'xDDPM':>7}{'xDDIM':>7}")
     print(header)
     print("-" * len(header))
     for r in results:
         lat = r["step_latency_ms"]
         grip = "" if r["gripper_mismatch"] is None else f"{r['gripper_mismatch']:.3f}"
-        print(f"{r['method']:<18}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
+        print(f"{r['method']:<22}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
               f"{r['cold_start_ms'] or 0:>9.1f}{r['action_error']:>8.4f}{grip:>7}"
               f"{r['max_latency_ratio_vs_ddpm']:>7.1f}{r['max_latency_ratio_vs_ddim']:>7.1f}")
 
@@ -220,6 +255,17 @@ def save_sampler_latency_histogram(path: str, latencies: dict[str, np.ndarray]) 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# --- dpros eval offline ------------------------------------------------------------------------
+def print_offline_eval(result: dict) -> None:
+    print(f"episodes {result['episodes']}, sampler {result['sampler']}, "
+          f"{result['nfe_per_action']:.2f} denoiser evaluations per action")
+    print(f"mean |policy - demonstration|: {result['normalized_mae']:.4f} in normalized action units "
+          "(each joint's range scaled to [-1, 1])")
+    for joint, error in result["mae_per_joint"].items():
+        unit = "m (finger opening)" if joint.endswith("gripper") else "rad"
+        print(f"  {joint:16s} {error:.4f} {unit}")
 
 
 # --- dpros dataset info -------------------------------------------------------------------------

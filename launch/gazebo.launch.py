@@ -26,7 +26,7 @@ from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
 from diffusion_policy_ros.gazebo import launch_plan, shipped
-from diffusion_policy_ros.graph import PACKAGE, build_graph, launch_arguments
+from diffusion_policy_ros.graph import PACKAGE, argument_description, build_graph, launch_arguments
 from diffusion_policy_ros.resources import package_share_path
 
 ARGUMENTS = {
@@ -91,6 +91,6 @@ def _transition(node, transition_id):
 def generate_launch_description():
     args = [DeclareLaunchArgument(name, default_value=default, description=text)
             for name, (default, text) in ARGUMENTS.items()]
-    args += [DeclareLaunchArgument(name, default_value="", description=f"{node} parameter {param} ('' keeps the config's)")
+    args += [DeclareLaunchArgument(name, default_value="", description=argument_description(node, param))
              for name, (node, param) in launch_arguments("robot").items()]
     return LaunchDescription(args + [OpaqueFunction(function=_gazebo)])

@@ -12,6 +12,7 @@ from rclpy.node import Node
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE = "/demo_recorder_node/episode"
 STATUS = "/demo_recorder_node/status"
+HARMLESS_COMMAND = 99      # not START, SAVE nor DISCARD: the recorder refuses it and changes nothing
 
 
 def start_recorder(env, config, params: dict, *, log_path=None, cwd=None, preexec_fn=None):
@@ -55,11 +56,12 @@ class Operator:
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                # A harmless request (DISCARD while idle) until one is answered: a ready service
-                # only means our requests reach it; its answers can still be lost while discovery
-                # of the way back is under way (slow on a loaded machine).
+                # A harmless request (an unknown command, refused whatever the state) until one is
+                # answered: a ready service only means our requests reach it; its answers can
+                # still be lost while discovery of the way back is under way (slow on a loaded
+                # machine), and a request left unanswered may still arrive later.
                 if heard.wait(0.2) and self.client.wait_for_service(timeout_sec=1.0) \
-                        and answer(self.client, self.srv.Request(command=self.srv.Request.DISCARD), 5.0):
+                        and answer(self.client, self.srv.Request(command=HARMLESS_COMMAND), 5.0):
                     return
                 if proc is not None and proc.poll() is not None:
                     raise AssertionError(f"recorder exited with {proc.returncode}")

@@ -195,7 +195,7 @@ def test_launch_plan_for_the_bimanual_config_defaults():
     assert [(a.namespace, a.model_name, a.controller_manager, a.description_topic) for a in plan.arms] == [
         ("left", "bimanual_left", "/left/controller_manager", "/left/robot_description"),
         ("right", "bimanual_right", "/right/controller_manager", "/right/robot_description")]
-    assert all(a.controllers == ("joint_state_broadcaster", "arm_controller") for a in plan.arms)
+    assert all(a.controllers == ("joint_state_broadcaster", "arm_controller", "gripper_controller") for a in plan.arms)
     assert plan.world.endswith("resource/worlds/handover.sdf") and plan.bridge.endswith("gazebo_bimanual_bridge.yaml")
     for arm in plan.arms:
         parameters = ET.fromstring(arm.description).find(".//plugin/parameters").text

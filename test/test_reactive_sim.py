@@ -148,3 +148,11 @@ def test_unknown_variant_and_mode_are_refused_clearly():
         SimEnv(bimanual, render=False, variant="displaced")
     with pytest.raises(ValueError, match="no continuous scripted expert for task 'handover'"):
         SimEnv(bimanual, render=False, expert_mode="continuous")
+
+
+def test_the_nodes_accept_exactly_the_variants_and_expert_modes():
+    from diffusion_policy_ros.node_parameters import EXPERT_TELEOP_NODE, SIM_NODE
+    from diffusion_policy_ros.sim.expert import EXPERT_MODES
+    from diffusion_policy_ros.sim.perturbations import VARIANTS
+    assert SIM_NODE.match("task_variant").choices == VARIANTS
+    assert EXPERT_TELEOP_NODE.match("expert_mode").choices == EXPERT_MODES

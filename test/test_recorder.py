@@ -1,5 +1,6 @@
 """demo_recorder_node as a real process, fed by real topics: saved episodes are complete and
 match what was published, discarded and killed ones leave no trace, errors are clear."""
+import fcntl
 import os
 import resource
 import signal
@@ -13,6 +14,7 @@ from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors, synthetic_joints, synthetic_rgb
 from diffusion_policy_ros.robot_config import load_robot_config
 from recorder_helpers import REPO_ROOT, Operator, start_recorder, stop, wait_for_dataset
+from waiting import wait_for
 
 RATE = 10.0
 
@@ -123,7 +125,10 @@ def small_file_size_limit():
 
 
 def test_full_disk_keeps_earlier_episodes(tmp_path, ros_env, operator, sensors):
-    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d"},
+    # UDP only: under the file-size limit the recorder must not create Fast DDS shared-memory
+    # segments, which other processes of this domain would go on to use.
+    env = dict(ros_env, FASTDDS_BUILTIN_TRANSPORTS="UDPv4")
+    proc = start_recorder(env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d"},
                           log_path=tmp_path / "recorder.log", preexec_fn=small_file_size_limit)
     try:
         operator.wait_for_recorder(proc=proc)
@@ -151,3 +156,97 @@ def test_full_disk_keeps_earlier_episodes(tmp_path, ros_env, operator, sensors):
     assert [dataset.episode_meta(i)["task"] for i in range(2)] == ["fits", "fits again"]
     assert len(dataset.get_episode(0)["timestamp"]) == first.num_frames
     assert len(dataset.get_episode(1)["timestamp"]) == again.num_frames
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_killed_during_conversion_converts_on_next_start(tmp_path, ros_env, operator, sensors):
+    """SIGKILL the recorder and its converter while two saved episodes wait for conversion (the
+    first already committed, as if killed just after its commit) and a third is recording: the
+    next start drops the third, converts the second, and does not commit the first twice."""
+    from diffusion_policy_ros.data.episode_conversion import LOCK_FILE, convert_episode
+    from diffusion_policy_ros.data.raw_episode import SPOOL_DIR, episode_folders
+    dataset_path = tmp_path / "d"
+    spool = dataset_path / SPOOL_DIR
+    spool.mkdir(parents=True)
+    log = tmp_path / "recorder.log"
+    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d"},
+                          log_path=log)
+    lock = open(spool / LOCK_FILE, "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)          # the converter waits for it: conversion held up
+    saved = []
+    try:
+        operator.wait_for_recorder(proc=proc)
+        for task in ("first", "second"):
+            assert operator.call("START", task).success
+            operator.record_frames(5)
+            res = operator.call("SAVE")
+            assert res.success, res.message
+            saved.append(res.num_frames)
+        operator.wait_status(lambda s: s["state"] == "converting" and s["pending_conversions"] == 2)
+        assert operator.call("START", "in progress").success
+        operator.record_frames(3)
+        converters = _children(proc.pid)
+        assert converters, "no conversion process"
+        proc.send_signal(signal.SIGKILL)
+        for pid in converters:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop(proc)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    folders = episode_folders(str(spool))
+    assert len(folders) == 3
+    convert_episode(folders[0], str(dataset_path))       # committed; its raw folder not yet deleted
+    restarted = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d"},
+                               log_path=tmp_path / "restarted.log")
+    try:
+        dataset = wait_for_dataset(dataset_path, 2)
+        assert wait_for(lambda: not episode_folders(str(spool)), 60), episode_folders(str(spool))
+    finally:
+        stop(restarted)
+    assert ReplayBuffer.open(str(dataset_path)).n_episodes == 2
+    assert [dataset.episode_meta(i)["task"] for i in range(2)] == ["first", "second"]
+    assert [dataset.episode_length(i) for i in range(2)] == saved
+    text = (tmp_path / "restarted.log").read_text()
+    assert "dropped 1 unsaved episode" in text and "converting 2 saved episode" in text, text
+
+
+def test_raw_episode_is_a_bag_ros_tools_read(tmp_path, ros_env, operator, sensors, config):
+    """With keep_raw_episodes the MCAP episode stays: the mcap packages and the project's bag
+    import read it, message for message."""
+    from mcap_ros2.reader import read_ros2_messages
+
+    from diffusion_policy_ros.data.bag_import import bag_topics, read_bag_episode
+    from diffusion_policy_ros.data.raw_episode import SPOOL_DIR, episode_folders
+    proc = start_recorder(ros_env, "config/single_arm.yaml", {"dataset_root": str(tmp_path), "dataset_name": "d",
+                                                               "keep_raw_episodes": True})
+    try:
+        operator.wait_for_recorder(proc=proc)
+        assert operator.call("START", "kept raw").success
+        operator.record_frames(10)
+        res = operator.call("SAVE")
+        assert res.success, res.message
+        dataset = wait_for_dataset(tmp_path / "d", 1)
+    finally:
+        stop(proc)
+    (folder,) = episode_folders(str(tmp_path / "d" / SPOOL_DIR))
+    meta = dataset.episode_meta(0)
+    counts = {}
+    for message in read_ros2_messages(os.path.join(folder, os.path.basename(folder) + "_0.mcap")):
+        counts[message.channel.topic] = counts.get(message.channel.topic, 0) + 1
+        if message.channel.topic == "/camera/scene/image_raw":
+            assert message.ros_msg.encoding == "rgb8" and message.ros_msg.width == 96
+    assert counts["/camera/scene/image_raw"] == meta["stream_messages"]["rgb/scene"]["written"]
+    assert counts["/joint_states"] == meta["stream_messages"]["joints/arm"]["written"]
+    assert bag_topics(folder)["/camera/scene/image_raw"] == "sensor_msgs/msg/Image"
+    data, _meta = read_bag_episode(folder, config, task="kept raw", rate_hz=RATE, action_source="next_state")
+    assert len(data["timestamp"]) >= res.num_frames - 1
+    assert data["obs/scene/rgb"].shape[1:] == (96, 96, 3)

@@ -63,8 +63,9 @@ class Robot(Node):
 @pytest.fixture(scope="module")
 def graph(ros_domain_id):
     context = rclpy.Context()
+    # The gripper in the arm's JTC (all seven joints on one topic); the split: test_controller_outputs.py
     rclpy.init(context=context, domain_id=ros_domain_id,
-               args=["--ros-args", "--params-file", "config/single_arm.yaml"])
+               args=["--ros-args", "--params-file", "config/single_arm.yaml", "-p", "arm.gripper_controller:=none"])
     node = SafetyFilterNode(context=context)
     robot = Robot(context)
     executor = MultiThreadedExecutor(context=context)
@@ -110,12 +111,15 @@ def test_valid_command_passes_and_stale_holds(graph):
                      if e.action in (SafetyEvent.ACTION_CLAMP, SafetyEvent.ACTION_REJECT)]
     assert not interventions, "a valid, gentle command must pass without a clamp or reject"
     # no more commands: the last point is 0.4 s after sending; a hold follows within the timeout
-    assert wait_for(lambda: any(e.reason == "stale_command" for e in robot.events[events_before:]), 10.0)
+    stale = lambda: [e for e in robot.events[events_before:] if e.reason == "stale_command"]  # noqa: E731
+    assert wait_for(lambda: stale(), 10.0)
+    # the hold: a stop that starts when the controller receives it (stamp 0)
+    assert wait_for(lambda: seconds(robot.commands[-1][1].header.stamp) == 0.0)
     hold = robot.commands[-1][1]
     # In the filter's clock: the hold starts within the timeout after the command's last point.
     last = first.points[-1].time_from_start
     command_end = seconds(first.header.stamp) + last.sec + last.nanosec * 1e-9
-    assert seconds(hold.header.stamp) - command_end <= node.params.watchdog_timeout_s + 0.05
+    assert seconds(stale()[0].header.stamp) - command_end <= node.params.watchdog_timeout_s + 0.05
     # the arm stops just past the last point: a jerk-limited stop from v = 0.01 rad per 0.05 s
     # carries it on by v * t_stop / 2 = v * sqrt(v / max_jerk) (about 12 mrad at 60 rad/s^3)
     v = 0.01 / 0.05
@@ -130,15 +134,15 @@ def test_nan_is_rejected_with_an_event_and_a_hold(graph):
     n_cmd = len(robot.commands)
     robot.send([[0.01, 0, 0, 0, 0, 0, 0]] * 2)
     assert wait_for(lambda: len(robot.commands) > n_cmd)  # a valid plan to hold from
-    n_ev = len(robot.events)
+    n_ev, n_cmd = len(robot.events), len(robot.commands)
     robot.send([[0.02, math.nan, 0, 0, 0, 0, 0]])
     # Events and commands are two topics: an earlier command's clamp event may still arrive after
-    # this point, so find the event by its reason and the hold by its stamp (the reject's time).
+    # this point, so find the event by its reason and the hold by its stamp (0: start on receipt).
     rejects = lambda: [e for e in robot.events[n_ev:] if e.reason == "non_finite"]  # noqa: E731
     assert wait_for(lambda: rejects())
     event = rejects()[0]
     assert event.action == SafetyEvent.ACTION_REJECT
-    holds = lambda: [m for _, m in robot.commands if m.header.stamp == event.header.stamp]  # noqa: E731
+    holds = lambda: [m for _, m in robot.commands[n_cmd:] if seconds(m.header.stamp) == 0.0]  # noqa: E731
     assert wait_for(lambda: holds()), "no hold went out with the reject"
     hold = holds()[0]
     assert hold.points and all(math.isfinite(x) for p in hold.points for x in p.positions)

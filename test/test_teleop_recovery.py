@@ -39,6 +39,9 @@ NEUTRAL = [0.0] * 8
 DOWN = [0, 0, 0, 0, -1.0, 0, 0, 0]
 UP = [0, 0, 0, 0, 1.0, 0, 0, 0]
 FORWARD = [0, 1.0, 0, 0, 0, 0, 0, 0]
+# Rejects a command earns by what it asks for. The filter also rejects for the machine's sake (a
+# command not filtered in time, joint states late on a busy machine): the jog cannot avoid those.
+COMMAND_REJECTS = ("max_step", "workspace", "position_limit", "past_trajectory", "non_finite")
 
 
 class Operator:
@@ -132,9 +135,8 @@ class Operator:
         assert self.call(self.reset, ResetEpisode.Request(seed=seed)).success
         self.hold_stick(NEUTRAL, 1.0)
 
-    def rejects(self, since: int, reason: str | None = None) -> list[SafetyEvent]:
-        return [e for e in self.events[since:] if e.action == SafetyEvent.ACTION_REJECT
-                and (reason is None or e.reason == reason)]
+    def rejects(self, since: int, reasons=COMMAND_REJECTS) -> list[SafetyEvent]:
+        return [e for e in self.events[since:] if e.action == SafetyEvent.ACTION_REJECT and e.reason in reasons]
 
     def close(self):
         self._stop.set()
@@ -188,7 +190,7 @@ def test_full_down_jog_for_3_s_then_the_arm_moves_up_within_1_s(graph):
     op.axes = list(NEUTRAL)
     print(f"full-down jog: tool stopped at z={bottom[2]:.3f} m; up again {delay:.2f} s (sim) after the stick")
     assert delay <= RESPOND_S, log.read_text()[-3000:]
-    assert not op.rejects(events, "max_step"), [e.message for e in op.rejects(events)]
+    assert not op.rejects(events), [e.message for e in op.rejects(events)]
     assert min(p[2] for _, p in op.tool_since(0.0)) >= -0.005     # never through the workspace floor
 
 
@@ -216,7 +218,7 @@ def test_after_an_estop_reject_the_next_command_is_accepted_within_1_s(graph):
     events = len(op.events)
     assert op.call(op.estop, EStop.Request(engage=True, reason="test")).engaged
     op.hold_stick(FORWARD, 1.5)                  # the operator keeps pushing: every command is rejected
-    assert op.rejects(events, "estop"), "the e-stop rejected nothing"
+    assert op.rejects(events, ("estop",)), "the e-stop rejected nothing"
     frozen = op.tool()
     forwarded = len(op.forwarded)
     released_at = op.sim_time

@@ -41,6 +41,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--reliable", action="store_true",
                         help="publish and subscribe sensors RELIABLE (default: best effort, sensor-data QoS)")
+    parser.add_argument("--receive-threads", type=int, default=None,
+                        help="the recorder's executor threads (default: its parameter's default)")
+    parser.add_argument("--dds-profile", nargs="?", const="config/fastdds_large_messages.xml", default=None,
+                        help="Fast DDS profile for recorder and publishers (FASTRTPS_DEFAULT_PROFILES_FILE; "
+                             "without a value: the package's large-message profile)")
     parser.add_argument("--root", default=None, help="dataset folder (default: a temporary one, deleted)")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a free-ish one)")
 
@@ -58,7 +63,8 @@ def bench_config(base_path: str, args, root: str) -> str:
                         for i, n in enumerate(names)}
     doc["/**/demo_recorder_node"] = {"ros__parameters": {
         "dataset_root": root, "dataset_name": "bench", "record_rate_hz": args.rate, "qos_depth": 20,
-        "sensor_reliability": "reliable" if args.reliable else "best_effort", "sim_status_topic": ""}}
+        "sensor_reliability": "reliable" if args.reliable else "best_effort", "sim_status_topic": "",
+        **({"receive_threads": args.receive_threads} if args.receive_threads else {})}}
     path = os.path.join(root, "bench_config.yaml")
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(doc, f)
@@ -88,10 +94,15 @@ def _bench(args, root: str) -> dict:
     from std_msgs.msg import String
 
     from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
+    from diffusion_policy_ros.resources import package_share_path
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
     from diffusion_policy_ros.srv import EpisodeControl
 
     domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 80
+    if args.dds_profile:
+        profile = args.dds_profile if os.path.isfile(args.dds_profile) else package_share_path(
+            "config", os.path.basename(args.dds_profile))
+        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = os.path.abspath(profile)   # this process's publishers too
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     params = bench_config(config_path(args.config), args, root)
     config = load_robot_config(params)
@@ -191,7 +202,7 @@ def _bench(args, root: str) -> dict:
         problems.append(f"publishers late: {late}")
     return {
         "cameras": args.cameras, "width": args.width, "height": args.height, "rate_hz": args.rate,
-        "depth": args.depth, "joint_rate_hz": rates["joints"], "tactile_rate_hz": rates.get("tactile"),
+        "depth": args.depth, "dds_profile": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"), "joint_rate_hz": rates["joints"], "tactile_rate_hz": rates.get("tactile"),
         "seconds": args.seconds, "episodes": episodes, "reliable": args.reliable,
         "megabytes_per_s": megabytes, "publisher_late_ticks": late,
         "recorder_cpu_percent": None if cpu is None else 100.0 * cpu / recording_s,

@@ -1,17 +1,22 @@
-"""`dpros bench sampler`: DDPM-100 and DDIM-16 (replanning every n_action_steps) against streaming
-warm start as the checkpoint configures it and with 1, 2 and 3 denoising steps every control step,
-on one checkpoint and one observation stream.
+"""`dpros bench sampler`: DDPM-100 and DDIM (replanning every n_action_steps) against streaming
+warm start with the checkpoint's own settings and a cheaper and a dearer neighbour of them, on one
+checkpoint and one observation stream.
 
-Per method: function evaluations (NFE) per executed action, per-control-step latency of
-select_action (p50 / p99 / max over steady-state steps; the cold start of each episode, a full
-sample for every method, is reported separately as cold_start_ms) and action error against the
-DDPM-100 stream (mean |a - a_ddpm| in normalized action units, non-gripper dims; gripper state
+The stream: `--dataset`, else the checkpoint's held-out episodes when its dataset is here, else the
+scripted expert's episodes recorded in the sim on the spot (a fresh clone ships the checkpoint but
+not its dataset). Per method: function evaluations (NFE) per executed action, per-control-step
+latency of select_action (p50 / p99 / max over steady-state steps; the cold start of each episode,
+a full sample for every method, is reported separately as cold_start_ms) and action error against
+the DDPM-100 stream (mean |a - a_ddpm| in normalized action units, non-gripper dims; gripper state
 mismatch as a fraction). Writes build/bench/sampler.json and sampler_latency.png beside it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+
+from diffusion_policy_ros.cli.errors import UsageError
 
 DEFAULT_JSON = os.path.join("build", "bench", "sampler.json")
 
@@ -26,8 +31,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--train-steps", type=int, default=200, help="training steps of the synthetic model")
-    parser.add_argument("--stream-steps", default="1;1,0;2,1,0",
-                        help="denoising step lists of the streaming variants, ';' separated")
+    parser.add_argument("--stream-steps", default=None,
+                        help="denoising level lists of the streaming variants, ';' separated, e.g. '50,0;50,25,0' "
+                             "(default: the checkpoint's and one step fewer and one more)")
+    parser.add_argument("--config", default=None,
+                        help="robot config of the sim stream when there is no dataset (default: the shipped "
+                             "config the checkpoint fits)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -35,7 +44,9 @@ def run(args) -> int:
     import torch
 
     from diffusion_policy_ros import reporting
-    from diffusion_policy_ros.evaluation.sampler_benchmark import compare, default_methods, observation_stream
+    from diffusion_policy_ros.evaluation.sampler_benchmark import (compare, default_methods, observation_stream,
+                                                                   sim_observation_stream, streaming_neighbours,
+                                                                   streaming_settings)
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint, read_config
     from diffusion_policy_ros.training.quick import quick_checkpoint
 
@@ -54,24 +65,34 @@ def run(args) -> int:
     policy = load_checkpoint(checkpoint, device=args.device)
     if args.autocast != "none":
         policy.set_sampler(policy.config.sampler, autocast=args.autocast)
-    dataset = args.dataset or info.get("dataset")
-    if not args.dataset and dataset and not os.path.isdir(dataset):
-        print(f"the checkpoint's dataset {dataset} is not here: random observations instead (--dataset DIR "
-              "for real ones)")
-        dataset = None
-    stream = observation_stream(policy, dataset, info.get("held_out_episodes", []) if not args.dataset else [],
-                                args.steps, args.seed)
     cfg = policy.config
-    methods = default_methods(policy, [[int(s) for s in text.split(",")] for text in args.stream_steps.split(";")])
+    streaming = (streaming_neighbours(cfg) if args.stream_steps is None else
+                 [streaming_settings(cfg, levels) for levels in parse_stream_steps(args.stream_steps)])
+    methods = default_methods(policy, streaming)
+    for _, sampler, overrides in methods:   # refuse a variant the checkpoint cannot run before measuring
+        dataclasses.replace(cfg, sampler=sampler, **overrides).validate()
+    dataset = args.dataset or info.get("dataset")
+    if synthetic or args.dataset or (dataset and os.path.isdir(dataset)):
+        stream = observation_stream(policy, dataset, info.get("held_out_episodes", []) if not args.dataset else [],
+                                    args.steps, args.seed)
+        source = dataset or "random observations"
+    else:
+        robot = robot_for(policy, args.config)
+        print(f"the checkpoint's dataset {dataset!r} is not here: recording {args.steps} control steps of the "
+              f"scripted expert in the sim ({robot.robot}) as the observation stream", flush=True)
+        stream, seeds = sim_observation_stream(policy, robot, args.steps, args.seed)
+        source = f"the sim's scripted expert ({robot.robot}, seeds {seeds[0]}..{seeds[-1]})"
     print(f"checkpoint {checkpoint}; device {policy.device}; {len(stream)} control steps "
-          f"({sum(s[0] for s in stream)} episodes); stream from {dataset or 'random observations'}")
+          f"({sum(s[0] for s in stream)} episodes); stream from {source}")
     results, latencies = compare(policy, stream, methods, args.seed)
     doc = {"checkpoint": checkpoint, "synthetic_checkpoint": synthetic, "device": str(policy.device),
            "torch_threads": torch.get_num_threads(), "control_steps": len(stream),
            "reference": "ddpm-100", "action_error_units": "mean |a - a_ref|, normalized [-1,1] action units",
            "latency_note": "steady-state steps; each episode's first step (full sample) is cold_start_ms",
-           "default_streaming": {"stream_denoising_steps": info.get("stream_denoising_steps",
-                                                                     cfg.stream_denoising_steps)},
+           "stream_source": source,
+           "checkpoint_streaming": {"stream_denoising_steps": cfg.stream_denoising_steps,
+                                    "stream_renoise_level": cfg.stream_renoise_level,
+                                    "stream_execute_steps": cfg.stream_execute_steps},
            "methods": results}
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
@@ -81,3 +102,32 @@ def run(args) -> int:
     print(f"wrote {args.json} and {png}")
     return 0
 
+
+def parse_stream_steps(text: str) -> list[list[int]]:
+    """'50,0;50,25,0' -> [[50, 0], [50, 25, 0]]"""
+    try:
+        variants = [[int(s) for s in part.split(",")] for part in text.split(";") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--stream-steps expects ';'-separated lists of integers, got {text!r}") from None
+    if not variants:
+        raise UsageError("--stream-steps names no variant")
+    return variants
+
+
+def robot_for(policy, config: str | None):
+    """The robot config the sim stream is recorded with: --config, else the shipped config whose
+    robot provides what the checkpoint observes."""
+    from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
+    from diffusion_policy_ros.robot_config import config_path, load_robot_config
+
+    candidates = [config] if config else ["single_arm", "bimanual"]
+    problems = []
+    for name in candidates:
+        robot = load_robot_config(config_path(name))
+        try:
+            policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
+            return robot
+        except PolicyConfigError as e:
+            problems.append(f"{name}: {e}")
+    raise UsageError("no robot config to record a sim stream for this checkpoint (pass --dataset or --config): "
+                     + "; ".join(problems))

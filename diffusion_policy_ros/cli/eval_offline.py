@@ -21,6 +21,7 @@ def run(args) -> int:
     from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
     from diffusion_policy_ros.evaluation.offline import action_error
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint, read_config
+    from diffusion_policy_ros.reporting import print_offline_eval
 
     _, _, info = read_config(args.checkpoint)
     dataset = args.dataset or info.get("dataset")
@@ -31,7 +32,7 @@ def run(args) -> int:
     episodes = args.episodes if args.episodes else info.get("held_out_episodes") or [buf.n_episodes - 1]
     policy = load_checkpoint(args.checkpoint, device=args.device)
     result = action_error(policy, buf, episodes, args.sampler)
-    print(json.dumps(result, indent=2))
+    print_offline_eval(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

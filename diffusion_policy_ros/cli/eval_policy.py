@@ -69,16 +69,20 @@ def run(args) -> int:
                 policy.set_sampler(sampler)
                 runner = PolicyEpisodeRunner(env, policy, keys, record_frames=args.frames and sampler == samplers[0])
                 label = method_label(sampler, variant, variants)
-                progress = tqdm(seeds, desc=f"eval {label}", unit="episode")
-                for seed in progress:
+                progress = tqdm(total=len(seeds), desc=f"eval {label}", unit="episode")
+                for seed in seeds:
                     runner.episode(seed, args.timeout_s, args.hold_s)
+                    # the count and the rates move together: both over the episodes finished
                     progress.set_postfix({"success": f"{runner.rate('success'):.0%}",
-                                          "held": f"{runner.rate('held'):.0%}"})
+                                          "held": f"{runner.rate('held'):.0%}"}, refresh=False)
+                    progress.update(1)
+                progress.close()
                 results[label] = {**runner.summary(), "sampler": sampler, "variant": variant}
                 if runner.frames:
-                    reporting.save_episode_strip(runner.frames, runner.frame_events,
-                                                 os.path.join(args.out, f"strip_{variant}.png"),
+                    strip = os.path.join(args.out, f"strip_{variant}.png")
+                    reporting.save_episode_strip(runner.frames, runner.frame_events, strip,
                                                  f"{sampler}, {variant}, seed {seeds[0]}")
+                    print(f"wrote {strip}")
     report = {"checkpoint": os.path.abspath(args.checkpoint), "config": args.config, "seeds": seeds,
               "variants": variants, "timeout_s": args.timeout_s, "hold_s": args.hold_s,
               "device": str(policy.device), "methods": results}
@@ -91,5 +95,5 @@ def run(args) -> int:
         reporting.save_variant_success_chart(results, chart, f"held {args.hold_s:g} s")
     else:
         reporting.save_policy_eval_chart(results, args.hold_s, chart)
-    print(f"wrote {path}")
+    print(f"wrote {path} and {chart}")
     return 0

@@ -48,7 +48,7 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     logs = tempfile.mkdtemp(prefix="dpros_eval_sim_")
     seeds = list(range(args.seed, args.seed + args.episodes))
-    results = {}
+    results, written = {}, []
     for variant in variants:
         for sampler in samplers:
             label = method_label(sampler, variant, variants)
@@ -64,18 +64,23 @@ def run(args) -> int:
                     return 1
                 with spinning_node("dpros_eval_sim") as node:
                     client = GraphEpisodeClient(node, robot, record_frames=args.frames and sampler == samplers[0])
-                    progress = tqdm(seeds, desc=f"eval {label}", unit="episode")
-                    for seed in progress:
+                    progress = tqdm(total=len(seeds), desc=f"eval {label}", unit="episode")
+                    for seed in seeds:
                         dead = exited_nodes(specs, procs)
                         if dead:
                             print(f"eval sim: {', '.join(dead)} exited (logs in {logs})")
                             return 1
                         client.episode(seed, args.timeout_s)
-                        progress.set_postfix(success=f"{client.success_rate():.0%}")
+                        progress.set_postfix(success=f"{client.success_rate():.0%}", refresh=False)
+                        progress.update(1)
+                    progress.close()
                     results[label] = {**client.summary(), "sampler": sampler, "variant": variant}
                     if client.frames:
-                        strip = "scene_strip.png" if len(variants) == 1 else f"scene_strip_{variant}.png"
-                        reporting.save_frame_strip(client.frames, os.path.join(args.out, strip))
+                        name = "scene_strip.png" if len(variants) == 1 else f"scene_strip_{variant}.png"
+                        strip = os.path.join(args.out, name)
+                        reporting.save_frame_strip(client.frames, strip, title=f"{sampler}, {variant}, seed "
+                                                   f"{seeds[0]}: scene camera once per sim second")
+                        written.append(strip)
             finally:
                 stop_graph(procs)
     report = {"checkpoint": os.path.abspath(args.checkpoint), "config": args.config, "seeds": seeds,
@@ -85,10 +90,16 @@ def run(args) -> int:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     reporting.print_graph_eval_table(results, real_time_factors)
-    reporting.save_graph_eval_chart(results, real_time_factors, os.path.join(args.out, "sim_eval.png"))
+    chart = os.path.join(args.out, "sim_eval.png")
+    reporting.save_graph_eval_chart(results, real_time_factors, chart)
+    written = [path, chart, *written]
     if len(variants) > 1:
-        reporting.save_variant_success_chart(results, os.path.join(args.out, "sim_eval_variants.png"))
+        by_variant = os.path.join(args.out, "sim_eval_variants.png")
+        reporting.save_variant_success_chart(results, by_variant)
+        written.append(by_variant)
     if args.frames:
-        reporting.save_graph_latency_histogram(results, real_time_factors, os.path.join(args.out, "latency.png"))
-    print(f"wrote {path}")
+        histogram = os.path.join(args.out, "latency.png")
+        reporting.save_graph_latency_histogram(results, real_time_factors, histogram)
+        written.append(histogram)
+    print("wrote " + ", ".join(written))
     return 0

@@ -93,6 +93,21 @@ def keyboard_control(specs, procs, log_dir: str) -> int:
     return keyboard.returncode
 
 
+def recorded_summary(status: dict, indices: list[int]) -> str:
+    """What the dataset holds of the episodes recorded now: frames, drops, safety marks."""
+    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+
+    dataset = ReplayBuffer.open(status["dataset"])
+    metas = [dataset.episode_meta(i) for i in indices if i < dataset.n_episodes]
+    frames = sum(m["length"] for m in metas)
+    line = (f"dpros up record: {len(metas)} episodes in {status['dataset']}: {frames} frames, "
+            f"{sum(m['dropped_frames'] for m in metas)} dropped, {sum(m['duplicated_frames'] for m in metas)} "
+            f"duplicated, {sum(m.get('safety_affected_frames', 0) for m in metas)} with safety events")
+    if status["state"] == "error":
+        line += f"; recorder: {status['message']}"
+    return line
+
+
 def record_episodes(args, specs, procs) -> int:
     """The scripted expert records `--episodes` episodes from seeds `--seed`, `--seed + 1`, ..."""
     from tqdm import tqdm
@@ -101,7 +116,7 @@ def record_episodes(args, specs, procs) -> int:
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
     task = load_robot_config(config_path(args.config)).task
-    saved = 0
+    saved, indices = 0, []
     with spinning_node("dpros_expert_episodes") as node:
         driver = ExpertEpisodeDriver(node)
         driver.wait_until_ready(timeout_s=120.0)
@@ -118,10 +133,13 @@ def record_episodes(args, specs, procs) -> int:
             outcome = driver.record(seed, task)
             seed += 1
             saved += outcome.saved
+            if outcome.saved:
+                indices.append(outcome.episode_index)
             progress.update(int(outcome.saved))
-            progress.set_postfix(seed=seed - 1, tried=seed - args.seed,
+            progress.set_postfix(seed=seed - 1, saved=saved, discarded=seed - args.seed - saved,
                                  last=f"{outcome.frames} frames" if outcome.saved else "discarded")
         progress.close()
-    print(f"dpros up record: saved {saved} of {args.episodes} episodes "
-          f"(seeds {args.seed}..{seed - 1}, {seed - args.seed - saved} discarded)", flush=True)
+        print(f"dpros up record: saved {saved} of {args.episodes} episodes "
+              f"(seeds {args.seed}..{seed - 1}, {seed - args.seed - saved} discarded); converting...", flush=True)
+        print(recorded_summary(driver.wait_for_conversions(timeout_s=600.0), indices), flush=True)
     return 0 if saved == args.episodes else 1

@@ -16,6 +16,7 @@ import argparse
 import fcntl
 import os
 import shutil
+import struct
 import sys
 import time
 import traceback
@@ -26,7 +27,7 @@ from diffusion_policy_ros.data.episode_builder import reorder_joints
 from diffusion_policy_ros.data.image_codec import ImageDecodeError, depth_from_raw, rgb_from_compressed, rgb_from_raw
 from diffusion_policy_ros.data.raw_episode import (CONVERTED_MARK, RawEpisode, episode_folders, is_converted, is_saved,
                                                    write_json_atomic)
-from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, commanded_setpoints, describe_flags,
+from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, controller_setpoints, describe_flags,
                                                        safety_flags, sensor_frames)
 
 FAILED_MARK = "conversion_failed.json"
@@ -39,16 +40,30 @@ class ConversionError(RuntimeError):
     """A saved raw episode that cannot become a dataset episode (its folder is kept)."""
 
 
-def _typestore():
+def message_typestore():
     from diffusion_policy_ros.data.bag_import import typestore_with_package_msgs
     return typestore_with_package_msgs()
 
 
-def _decoder(stream: dict, store):
+def deserialize(store, data: bytes, msgtype: str):
+    """A CDR message as received (rmw buffers may carry a few trailing bytes past the message,
+    which rosbags' own size check rejects)."""
+    if len(data) < 4 or data[1] not in (0, 1):
+        raise ValueError(f"not a CDR-encoded {msgtype}")
+    msgdef = store.get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if data[1] == 1 else msgdef.deserialize_cdr_be
+    try:
+        message, _end = func(data[4:], 0, msgdef.cls, store)
+    except (struct.error, UnicodeDecodeError, IndexError) as e:
+        raise ValueError(f"cannot deserialize {msgtype}: {e}") from e
+    return message
+
+
+def stream_decoder(stream: dict, store):
     kind, msgtype = stream["kind"], stream["msgtype"]
 
     def msg(data):
-        return store.deserialize_cdr(data, msgtype)
+        return deserialize(store, data, msgtype)
 
     if kind == "joints":
         return lambda d: reorder_joints(list((m := msg(d)).name), m.position, stream["joint_names"])
@@ -90,17 +105,20 @@ def _rows(episode: RawEpisode, stream: dict, indices: np.ndarray, decode, start:
     return out
 
 
-def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> list[Command]:
+def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> list[list[Command]]:
+    """The arm's forwarded commands, one list per controller topic."""
     joints = arm["joint_names"]
     position = {n: j for j, n in enumerate(joints)}
-    commands = []
+    per_topic = []
     for source in arm["topics"]:
+        commands = []
+        per_topic.append(commands)
         topic, msgtype = source["topic"], source["msgtype"]
         stamps = episode.stamps_ns(topic) * 1e-9
         for i, stamp in enumerate(stamps):
             if since is not None and stamp < since:
                 continue               # before this episode: the robot was reset since
-            m = store.deserialize_cdr(episode.message(topic, i), msgtype)
+            m = deserialize(store, episode.message(topic, i), msgtype)
             if "joint_names" in source:          # Float64MultiArray: positions in this joint order
                 values = np.asarray(m.data, dtype=np.float64)
                 if values.shape != (len(source["joint_names"]),):
@@ -122,7 +140,7 @@ def _commands(episode: RawEpisode, arm: dict, store, since: float | None) -> lis
                     if c is not None:
                         rows[p, c] = value
             commands.append(Command(stamp, times, rows))
-    return commands
+    return per_topic
 
 
 def _safety_events(episode: RawEpisode, topic: str | None, store) -> tuple[list[float], list[int], str]:
@@ -130,7 +148,7 @@ def _safety_events(episode: RawEpisode, topic: str | None, store) -> tuple[list[
         return [], [], ""
     stamps, actions, last = [], [], ""
     for i, stamp in enumerate(episode.stamps_ns(topic) * 1e-9):
-        m = store.deserialize_cdr(episode.message(topic, i), "diffusion_policy_ros/msg/SafetyEvent")
+        m = deserialize(store, episode.message(topic, i), "diffusion_policy_ros/msg/SafetyEvent")
         stamps.append(float(stamp))
         actions.append(int(m.action))
         last = f"{m.arm}: {m.reason}"
@@ -156,7 +174,7 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
         except FrameError as e:
             raise ConversionError(str(e)) from e
         ticks, n = frames.ticks, frames.num_frames
-        store = _typestore()
+        store = message_typestore()
         joints = [s for s in streams if s["kind"] == "joints"]
         others = [s for s in streams if s["kind"] != "joints"]
         joint_width = sum(s["shape"][0] for s in joints)
@@ -169,7 +187,7 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
             specs[SAFETY_KEY] = ("uint8", ())
         writer = dataset.episode_writer(n, specs)
 
-        joint_pos = np.concatenate([_rows(episode, s, frames.indices[s["name"]], _decoder(s, store), 0, n)
+        joint_pos = np.concatenate([_rows(episode, s, frames.indices[s["name"]], stream_decoder(s, store), 0, n)
                                     for s in joints], axis=1)
         writer.write("obs/joint_pos", 0, joint_pos)
         writer.write("timestamp", 0, ticks)
@@ -181,16 +199,19 @@ def convert_episode(folder: str, dataset_path: str, log=print) -> int:
         for arm, s in zip(doc["commands"], joints):
             width = s["shape"][0]
             commands = _commands(episode, arm, store, doc["start"])
-            actions.append(commanded_setpoints(commands, ticks + period, next_measured[:, col:col + width]))
+            actions.append(controller_setpoints(commands, ticks + period, next_measured[:, col:col + width]))
             col += width
         writer.write("action", 0, np.concatenate(actions, axis=1))
         stamps, kinds, last_event = _safety_events(episode, doc.get("safety_topic"), store)
-        flags = safety_flags(ticks, rate, stamps, kinds)
+        topics = [c["topic"] for arm in doc["commands"] for c in arm["topics"]]
+        command_ns = np.concatenate([episode.stamps_ns(t) for t in topics])
+        command_logs = np.concatenate([episode.log_times_ns(t) for t in topics])
+        flags = safety_flags(ticks, rate, stamps, kinds, command_ns * 1e-9, command_ns != command_logs)
         if safety_key:
             writer.write(SAFETY_KEY, 0, flags)
 
         for s in others:
-            decode = _decoder(s, store)
+            decode = stream_decoder(s, store)
             block = IMAGE_BLOCK if len(s["shape"]) >= 2 else n
             for start in range(0, n, block):
                 stop = min(n, start + block)
@@ -230,17 +251,23 @@ def clear_failures(spool: str) -> None:
             pass
 
 
-def convert_pending(spool: str, dataset_path: str, *, keep_raw: bool = False, log=print) -> int:
-    """Convert until no saved episode is left (also those saved meanwhile); one converter at a
-    time per spool (a second waits for the first). Returns the number converted."""
+def convert_pending(spool: str, dataset_path: str, *, keep_raw: bool = False, linger_s: float = 0.0,
+                    log=print) -> int:
+    """Convert until no saved episode is left (also those saved meanwhile) and none came for
+    `linger_s`; one converter at a time per spool (a second waits for the first). Returns the
+    number converted."""
     os.makedirs(spool, exist_ok=True)
     converted = 0
     with open(os.path.join(spool, LOCK_FILE), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        idle_since = time.monotonic()
         while True:
             todo = pending(spool)
             if not todo:
-                return converted
+                if time.monotonic() - idle_since >= linger_s:
+                    return converted
+                time.sleep(0.2)       # an episode saved just now is picked up by this process
+                continue
             folder = todo[0]
             try:
                 index = convert_episode(folder, dataset_path, log=log)
@@ -252,6 +279,7 @@ def convert_pending(spool: str, dataset_path: str, *, keep_raw: bool = False, lo
                 write_json_atomic(os.path.join(folder, FAILED_MARK), {"error": why})
                 continue
             converted += 1
+            idle_since = time.monotonic()
             if keep_raw:
                 write_json_atomic(os.path.join(folder, CONVERTED_MARK), {"episode_index": index})
             else:
@@ -264,10 +292,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--keep-raw", action="store_true", help="keep each raw episode folder after converting")
     parser.add_argument("--nice", type=int, default=10, help="lower this process's priority by this much")
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="wait this long (s) for more saved episodes before exiting")
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)
-    convert_pending(args.spool, args.dataset, keep_raw=args.keep_raw)
+    convert_pending(args.spool, args.dataset, keep_raw=args.keep_raw, linger_s=args.linger)
     return 0
 
 

@@ -146,6 +146,11 @@ class RawEpisodeWriter:
             return np.fromiter((row[0] for row in self._index[topic]), dtype=np.int64,
                                count=len(self._index[topic]))
 
+    def log_times(self, topic: str) -> np.ndarray:
+        with self._lock:
+            return np.fromiter((row[1] for row in self._index[topic]), dtype=np.int64,
+                               count=len(self._index[topic]))
+
     def count(self, topic: str) -> int:
         return len(self._index[topic])
 

@@ -12,7 +12,9 @@ conversion to the dataset (which then reads only the messages the frames use).
   setpoint in force when the command arrived to its first point, holding the last point). Where
   no command was forwarded since the episode started, the robot held still: the measured joint
   position.
-- Every frame whose interval (t_k, t_k + 1/rate] contains a safety event is marked with its kind.
+- A frame is marked with the kind of every safety event in its interval (t_k, t_k + 1/rate], a
+  clamp of the command its action comes from, and a reject or stop until the filter forwards a
+  new command.
 """
 from __future__ import annotations
 
@@ -80,33 +82,80 @@ def _evaluate(cmd: Command, t: float, before: np.ndarray) -> np.ndarray:
 
 def commanded_setpoints(commands: Sequence[Command], at: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """Setpoints (len(at), J) at times `at`; `measured` (len(at), J): where the robot was there
-    (used before the first command and for joints a command leaves out)."""
+    (used before the first command). A joint a command leaves out keeps its previous setpoint."""
     commands = sorted(commands, key=lambda c: c.stamp)
     stamps = np.array([c.stamp for c in commands])
     out = np.array(measured, dtype=np.float64, copy=True)
+    if not commands:
+        return out
+    # Where each command takes over: the previous command's setpoint at its stamp (the first
+    # command starts from where the robot is measured).
+    first = int(np.searchsorted(at, stamps[0], side="left"))
+    starts = [np.asarray(measured[min(first, len(at) - 1)], dtype=np.float64)]
+    for prev, cmd in zip(commands, commands[1:]):
+        starts.append(_evaluate(prev, cmd.stamp, starts[-1]))
     for k, t in enumerate(at):
         i = int(np.searchsorted(stamps, t + STAMP_TOLERANCE_S, side="right")) - 1
-        if i < 0:
+        if i >= 0:
+            out[k] = np.where(np.isnan(value := _evaluate(commands[i], t, starts[i])), measured[k], value)
+    return out
+
+
+def controller_setpoints(per_controller: Sequence[Sequence[Command]], at: np.ndarray,
+                         measured: np.ndarray) -> np.ndarray:
+    """Setpoints of an arm commanded through several controllers (e.g. a JTC for the arm and one
+    for the gripper): each controller runs its own commands; a joint takes its setpoint from the
+    controller that commanded it last, the measured position before any did."""
+    out = np.array(measured, dtype=np.float64, copy=True)
+    newest = np.full(out.shape, -np.inf)
+    for commands in per_controller:
+        if not commands:
             continue
-        before = measured[k]
-        if i > 0:
-            before = _evaluate(commands[i - 1], commands[i].stamp, measured[k])
-        out[k] = _evaluate(commands[i], t, before)
+        values = commanded_setpoints(commands, at, measured)
+        covered = ~np.all(np.isnan(np.concatenate([c.positions for c in commands])), axis=0)
+        stamps = np.sort([c.stamp for c in commands])
+        last = np.searchsorted(stamps, at + STAMP_TOLERANCE_S, side="right") - 1
+        last_stamp = np.where(last >= 0, stamps[np.maximum(last, 0)], -np.inf)[:, None]
+        use = covered[None, :] & (last_stamp > newest)
+        out[use] = values[use]
+        newest = np.where(use, last_stamp, newest)
     return out
 
 
 def safety_flags(ticks: np.ndarray, rate_hz: float, event_stamps: Sequence[float],
-                 event_actions: Sequence[int]) -> np.ndarray:
-    """uint8 per frame: bit 1 clamp, 2 reject, 4 hold, for events in (t_k, t_k + 1/rate]."""
+                 event_actions: Sequence[int], command_stamps: Sequence[float] = (),
+                 command_stamped: Sequence[bool] | None = None) -> np.ndarray:
+    """uint8 per frame (bit 1 clamp, 2 reject, 4 hold), for the frame's action (the setpoint at
+    t_k + 1/rate): events in (t_k, t_k + 1/rate]; a clamp of the command in force then (the
+    filter stamps a clamped command with its event's stamp); and a reject or a stop from its
+    event until the filter forwards a stamped command again (its holds are sent unstamped,
+    "start on receipt", or with the event's stamp), so a whole held stretch is marked.
+    `command_stamped[i]`: whether command i carried a header stamp (default: all)."""
     flags = np.zeros(len(ticks), dtype=np.uint8)
+    if not len(ticks):
+        return flags
     period = 1.0 / rate_hz
-    for stamp, action in zip(event_stamps, event_actions):
-        bit = SAFETY_BITS.get(int(action))
-        if bit is None:
-            continue
-        k = int(np.ceil((stamp - ticks[0]) * rate_hz - 1e-9)) - 1 if len(ticks) else -1
+    event_stamps = np.asarray(event_stamps, dtype=np.float64)
+    bits = np.array([SAFETY_BITS.get(int(a), 0) for a in event_actions], dtype=np.uint8)
+    for stamp, bit in zip(event_stamps, bits):
+        k = int(np.ceil((stamp - ticks[0]) * rate_hz - 1e-9)) - 1
         if 0 <= k < len(ticks) and ticks[k] < stamp <= ticks[k] + period + STAMP_TOLERANCE_S:
             flags[k] |= bit
+    commands = np.asarray(command_stamps, dtype=np.float64)
+    stamped = np.ones(commands.size, bool) if command_stamped is None else np.asarray(command_stamped, bool)
+    forwarded = np.sort(commands[stamped])
+    at = ticks + period
+    clamp = SAFETY_BITS[1]
+    for stamp, bit in zip(event_stamps, bits):
+        if bit == clamp:
+            if forwarded.size:
+                i = np.searchsorted(forwarded, at + STAMP_TOLERANCE_S, side="right") - 1
+                in_force = np.where(i >= 0, forwarded[np.maximum(i, 0)], -np.inf)
+                flags[np.abs(in_force - stamp) <= STAMP_TOLERANCE_S] |= bit
+        elif bit:
+            later = forwarded[forwarded > stamp + STAMP_TOLERANCE_S]
+            end = later[0] if later.size else np.inf
+            flags[(at >= stamp - STAMP_TOLERANCE_S) & (at < end)] |= bit
     return flags
 
 

@@ -31,7 +31,8 @@ from diffusion_policy_ros.data.recorded_frames import (FrameError, describe_flag
                                                        sensor_frames)
 
 IDLE, RECORDING, SAVING, CONVERTING, ERROR = "idle", "recording", "saving", "converting", "error"
-STALLED_AFTER_S = 1.0     # a stream silent this long no longer holds back the end of the episode
+STALLED_AFTER_S = 1.0
+CONVERTER_LINGER_S = 10.0     # a stream silent this long no longer holds back the end of the episode
 
 
 @dataclasses.dataclass
@@ -85,15 +86,14 @@ class Converter:
     def ensure_running(self) -> None:
         if self.running():
             return
+        # It stays a while after its last episode: an episode saved just as it would exit (when
+        # this process still sees it running) is converted too.
         cmd = [sys.executable, "-m", "diffusion_policy_ros.data.episode_conversion", "--spool", self.spool,
-               "--dataset", self.dataset_path, *(["--keep-raw"] if self.keep_raw else [])]
+               "--dataset", self.dataset_path, "--linger", str(CONVERTER_LINGER_S),
+               *(["--keep-raw"] if self.keep_raw else [])]
         # Its own session: Ctrl-C in the recorder's terminal does not cut a conversion short.
         self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT if self._log_file else None,
                                       start_new_session=True)
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running() else None
 
 
 class RecorderSession:
@@ -122,6 +122,7 @@ class RecorderSession:
         self._latest_stamp: dict[str, float] = {}
         self._validated: set[str] = set()
         self._received: dict[str, int] = {}
+        self._last_receive: dict[str, float] = {}
         self._invalid: dict[str, str] = {}
         self._episode_start: float | None = None
         self._start_now: float | None = None
@@ -138,6 +139,7 @@ class RecorderSession:
         self.error = ""
         self.converter = Converter(self.spool, dataset_path, keep_raw=keep_raw) if start_converter else None
         self._decoders: dict[str, Callable] = {}
+        self._store = None
 
     @property
     def topics(self) -> list[Topic]:
@@ -176,6 +178,7 @@ class RecorderSession:
         if streams and streams[0]["kind"] == "joints" and not self._joints_ok(streams, data):
             return
         self._latest_stamp[topic] = stamp * 1e-9
+        self._last_receive[topic] = log_time_ns * 1e-9
         writer = self.writer
         if writer is None or self.state != RECORDING:
             return
@@ -218,10 +221,10 @@ class RecorderSession:
     def _decoder(self, stream: dict):
         decode = self._decoders.get(stream["name"])
         if decode is None:
-            from diffusion_policy_ros.data.episode_conversion import _decoder, _typestore
-            if not hasattr(self, "_store"):
-                self._store = _typestore()
-            decode = self._decoders[stream["name"]] = _decoder(stream, self._store)
+            from diffusion_policy_ros.data.episode_conversion import message_typestore, stream_decoder
+            if self._store is None:
+                self._store = message_typestore()
+            decode = self._decoders[stream["name"]] = stream_decoder(stream, self._store)
         return decode
 
     def safety_event(self, stamp: float, action: int, text: str) -> None:
@@ -330,10 +333,25 @@ class RecorderSession:
                 self.converter.ensure_running()
             n, affected = frames.num_frames, int(np.count_nonzero(flags))
             kinds = ", ".join(f"{v} {k}" for k, v in describe_flags(flags).items() if v)
+            lossy = ", ".join(f"{name} {s['dropped']}/{s['duplicated']}" for name, s in stats.items()
+                              if s["dropped"] or s["duplicated"])
             return self._ok(f"saved episode {index}: {n} frames, {meta['dropped_frames']} dropped, "
-                            f"{meta['duplicated_frames']} duplicated, {affected} with safety events"
-                            f"{' (' + kinds + ')' if kinds else ''}; converting to the dataset in the background",
+                            f"{meta['duplicated_frames']} duplicated{' (' + lossy + ')' if lossy else ''}, "
+                            f"{affected} with safety events{' (' + kinds + ')' if kinds else ''}; "
+                            "converting to the dataset in the background",
                             episode_index=index, num_frames=n)
+
+    def caught_up(self, stop: float | None) -> bool:
+        """Whether every stream of the episode has delivered its messages up to `stop` (SAVE
+        waits a little for this: a busy recorder may still have messages of the end queued)."""
+        writer = self.writer
+        if writer is None or stop is None or not self._clock_ok or self.state != RECORDING:
+            return True
+        for s in self.plan.streams:
+            stamps = writer.stamps(s["topic"])
+            if stamps.size and stamps[-1] * 1e-9 < stop - 1e-6:
+                return False
+        return True
 
     def discard(self) -> Outcome:
         with self._lock:
@@ -353,23 +371,37 @@ class RecorderSession:
         return sensor_frames(stamps, self.rate_hz, start=self._episode_start, stop=self._stop_time(stamps, now))
 
     def _stop_time(self, stamps: dict[str, np.ndarray], now: float | None) -> float | None:
-        """End of the grid: now, but not past the newest message of the streams still publishing
-        (messages stamped before `now` may be in flight); a stalled stream does not cut the episode."""
+        """End of the grid: now, but not past the newest message of each stream still delivering
+        (a busy recorder may still have messages stamped before `now` queued); a stream that
+        delivered nothing for STALLED_AFTER_S (by the receive time) no longer holds it back."""
         now = now if self._clock_ok else None
-        last = [float(s.max()) for s in stamps.values() if s.size]
+        last = {name: float(s.max()) for name, s in stamps.items() if s.size}
         if not last:
             return now
-        newest = max(last)
-        stop = min(t for t in last if t >= newest - STALLED_AFTER_S)
+        if now is not None:
+            topics = {s["name"]: s["topic"] for s in self.plan.streams}
+            alive = [t for name, t in last.items()
+                     if self._last_receive.get(topics[name], -np.inf) >= now - STALLED_AFTER_S]
+        else:
+            newest = max(last.values())
+            alive = [t for t in last.values() if t >= newest - STALLED_AFTER_S]
+        stop = min(alive) if alive else max(last.values())
         if now is not None:
             stop = min(stop, now)
             if self._episode_start is not None:
                 stop = min(stop, self._episode_start + self.max_episode_s)
         return stop
 
-    def _event_columns(self) -> tuple[list[float], list[int]]:
+    def _event_columns(self) -> tuple[list[float], list[int], np.ndarray, np.ndarray]:
+        """safety_flags' inputs: event stamps and kinds, the forwarded commands' stamps and whether
+        each carried a header stamp (an unstamped one is indexed by its receive time)."""
         events = list(self._events)
-        return [e[0] for e in events], [e[1] for e in events]
+        topics = [c["topic"] for arm in self.plan.commands for c in arm["topics"]]
+        stamps = [self.writer.stamps(t) for t in topics]
+        logs = [self.writer.log_times(t) for t in topics]
+        stamps_ns = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
+        logs_ns = np.concatenate(logs) if logs else np.zeros(0, np.int64)
+        return [e[0] for e in events], [e[1] for e in events], stamps_ns * 1e-9, stamps_ns != logs_ns
 
     def _next_index(self) -> int:
         """The dataset index the next saved episode gets: committed + saved and waiting."""

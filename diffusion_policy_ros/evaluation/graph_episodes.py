@@ -41,7 +41,7 @@ class GraphEpisodeClient:
         self.command_times: list[float] = []
         self._pending_obs: list[float] = []
         self._commanding = False
-        self.frames: list[np.ndarray] = []
+        self.frames: list[tuple[float, np.ndarray]] = []   # (sim seconds into the episode, RGB)
         node.create_subscription(TaskStatus, "/sim/task_status", self._on_status, 10)
         node.create_subscription(PolicyStatus, "policy/status", self._on_policy_status, 10)
         node.create_subscription(ActionChunk, "policy/action_chunk", self._on_chunk, 10)
@@ -51,6 +51,7 @@ class GraphEpisodeClient:
         if record_frames and robot.cameras:
             node.create_subscription(Image, robot.cameras[0].rgb_topic, self._on_image, 2)
         self._last_frame_time = -1.0
+        self._episode_started: float | None = None   # stamp of the first frame of the episode
         for client in (self.reset_client, self.command_client):
             if not client.wait_for_service(timeout_sec=ready_timeout_s):
                 raise TimeoutError(f"{client.srv_name} is not available")
@@ -93,8 +94,11 @@ class GraphEpisodeClient:
             if not self._commanding or len(self.outcomes) > 0 or stamp - self._last_frame_time < 1.0:
                 return
             self._last_frame_time = stamp
+            if self._episode_started is None:
+                self._episode_started = stamp
+            started = self._episode_started
         frame = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
-        self.frames.append(frame.copy())
+        self.frames.append((stamp - started, frame.copy()))
 
     # --- episode control (caller's thread)
     def _command(self, command):

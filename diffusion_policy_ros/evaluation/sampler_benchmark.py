@@ -40,19 +40,58 @@ def observation_stream(policy, dataset_path: str | None, held_out, steps: int, s
     return stream
 
 
-def default_methods(policy, stream_steps: list[list[int]]) -> list[tuple[str, str, dict]]:
-    """(name, sampler, overrides): DDPM-100 (the reference), DDIM, streaming as the checkpoint
-    configures it (its levels, refining every stream_execute_steps), then one streaming variant per
-    denoising-step list, refining every step; a re-noising checkpoint re-noises each list to its
-    first level."""
+def sim_observation_stream(policy, robot, steps: int, seed: int, after_success: int = 8):
+    """The scripted expert's episodes in the sim (seeds seed, seed + 1, ...) as an observation
+    stream with the expert's actions as demonstrations, for a checkpoint whose dataset is absent.
+    Returns (stream, seeds used)."""
+    from diffusion_policy_ros.sim.env import SimEnv
+
     cfg = policy.config
-    methods = [("ddpm-100", "ddpm", {}), (f"ddim-{cfg.ddim_steps}", "ddim", {}),
-               (f"streaming-own-{len(cfg.stream_denoising_steps)}", "streaming", {})]
-    for steps in stream_steps:
-        overrides = {"stream_denoising_steps": steps, "stream_execute_steps": 1}
-        if cfg.stream_renoise_level is not None:
-            overrides["stream_renoise_level"] = steps[0]
-        methods.append((f"streaming-{len(steps)}", "streaming", overrides))
+    stream, seeds = [], []
+    with SimEnv(robot, cameras=obs_keys.cameras(cfg.obs_shapes)) as env:
+        while len(stream) < steps:
+            seeds.append(seed + len(seeds))
+            obs, tick, success_tick = env.reset(seeds[-1]), 0, None
+            while len(stream) < steps and not env.done:
+                action = env.expert_action()
+                stream.append((tick == 0, {k: obs[k] for k in cfg.obs_shapes}, tick / cfg.control_rate_hz, action))
+                obs = env.step(action)
+                tick += 1
+                if success_tick is None and env.success():
+                    success_tick = tick
+                if success_tick is not None and tick >= success_tick + after_success:
+                    break
+    return stream, seeds
+
+
+def streaming_neighbours(config) -> list[dict]:
+    """The checkpoint's streaming settings, then one cheaper (one denoising step fewer) and one
+    dearer (one more) variant over the same range of levels, each valid for it: the re-noise level,
+    when the checkpoint re-noises, is the first level, and the executed steps are its own."""
+    own = list(config.stream_denoising_steps)
+    first, last = own[0], own[-1] if len(own) > 1 else 0
+    variants = [own]
+    for count in (len(own) - 1, len(own) + 1):
+        levels = [int(round(x)) for x in np.linspace(first, last, count)] if count > 0 else []
+        if levels and len(set(levels)) == count and levels != own:
+            variants.append(levels)
+    return [streaming_settings(config, steps) for steps in variants]
+
+
+def streaming_settings(config, steps: list[int]) -> dict:
+    """set_sampler overrides for streaming with these denoising levels, valid for `config`."""
+    renoise = None if config.stream_renoise_level is None else steps[0]
+    return {"stream_denoising_steps": list(steps), "stream_renoise_level": renoise,
+            "stream_execute_steps": config.stream_execute_steps}
+
+
+def default_methods(policy, streaming: list[dict]) -> list[tuple[str, str, dict]]:
+    """(name, sampler, overrides): DDPM-100 (the reference), DDIM, then one streaming variant per
+    settings dict (see streaming_neighbours)."""
+    methods = [("ddpm-100", "ddpm", {}), (f"ddim-{policy.config.ddim_steps}", "ddim", {})]
+    for settings in streaming:
+        levels = settings["stream_denoising_steps"]
+        methods.append((f"streaming[{','.join(map(str, levels))}]", "streaming", settings))
     return methods
 
 
@@ -88,8 +127,7 @@ def compare(policy, stream, methods, seed: int) -> tuple[list[dict], dict[str, n
             reference = norm
         entry = {
             "method": name, "sampler": sampler,
-            "denoising_steps": policy.config.stream_denoising_steps if sampler == "streaming" else None,
-            "refines_every": policy.steps_per_inference,
+            "denoising_steps": overrides.get("stream_denoising_steps"),
             "nfe_per_action": policy.nfe_per_action,
             "step_latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                                 "max": float(lat.max()), "mean": float(lat.mean())},

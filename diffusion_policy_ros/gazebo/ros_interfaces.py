@@ -73,19 +73,17 @@ def arm_controllers(source: ModelSource, arm: ArmConfig) -> list[ControllerSpec]
     """The controllers of one arm, in the order they are spawned."""
     states = {"joints": list(arm.joint_names), "interfaces": ["position", "velocity"]}
     specs = [ControllerSpec(JOINT_STATE_BROADCASTER, "joint_state_broadcaster/JointStateBroadcaster", states)]
-    trajectory = {"command_interfaces": ["position"], "state_interfaces": ["position", "velocity"],
-                  "allow_nonzero_velocity_at_trajectory_end": True, "cmd_timeout": COMMAND_TIMEOUT_S}
     joints = list(arm.controller_joint_names)
     if _safety_output(source) == "joint_trajectory":
         specs.append(ControllerSpec(ARM_CONTROLLER, "joint_trajectory_controller/JointTrajectoryController",
-                                    {"joints": joints, **trajectory}))
+                                    _trajectory_parameters(joints)))
     else:
         specs.append(ControllerSpec(FORWARD_CONTROLLER, "position_controllers/JointGroupPositionController",
                                     {"joints": joints}))
     grippers = list(arm.gripper_joints)
     if arm.gripper_controller == "joint_trajectory":
         specs.append(ControllerSpec(GRIPPER_CONTROLLER, "joint_trajectory_controller/JointTrajectoryController",
-                                    {"joints": grippers, **trajectory}))
+                                    _trajectory_parameters(grippers)))
     elif arm.gripper_controller == "gripper_action":
         if len(grippers) != 1:
             raise ConfigError(f"arm {arm.name}: a gripper action controller drives one joint, got {grippers}")
@@ -96,6 +94,11 @@ def arm_controllers(source: ModelSource, arm: ArmConfig) -> list[ControllerSpec]
         specs.append(ControllerSpec(GRIPPER_CONTROLLER, "position_controllers/JointGroupPositionController",
                                     {"joints": grippers}))
     return specs
+
+
+def _trajectory_parameters(joints: list[str]) -> dict[str, Any]:
+    return {"joints": joints, "command_interfaces": ["position"], "state_interfaces": ["position", "velocity"],
+            "allow_nonzero_velocity_at_trajectory_end": True, "cmd_timeout": COMMAND_TIMEOUT_S}
 
 
 def controllers_parameters(source: ModelSource) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from rclpy.parameter import parameter_value_to_python
 from rclpy.qos import QoSProfile
 
 from diffusion_policy_ros.msg import SafetyEvent, TaskStatus
-from diffusion_policy_ros.nodes._robot_params import param
 from diffusion_policy_ros.safety.limits import SafetyParams
 from diffusion_policy_ros.teleop.bounds import CommandBounds
 from diffusion_policy_ros.teleop.recovery import Reanchor
@@ -55,14 +54,14 @@ class FilterFeedback:
         reliable = QoSProfile(depth=50)
         node.create_subscription(SafetyEvent, "safety/events", self._on_event, reliable)
         node.create_subscription(TaskStatus, "/sim/task_status", self._on_task_status, 10)
-        self.filter_node = str(param(node, "safety_filter_node", "/safety_filter_node"))
+        self.filter_node = str(node.get_parameter("safety_filter_node").value)
         self._client = self._request = None
         if self.filter_node:
             from rclpy.parameter_client import AsyncParameterClient
             self._client = AsyncParameterClient(node, self.filter_node)
             self._timer = node.create_timer(0.5, self._ask_filter)
         else:
-            own = {name: p.value for name, p in node.get_parameters_by_prefix("").items()}
+            own = {name: node.get_parameter(name).value for name in SAFETY_PARAMETERS}
             self._set_bounds(own, "this node's parameters")
 
     def ready(self) -> bool:

@@ -22,20 +22,32 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
+import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.task import Future
 from std_msgs.msg import String
 
 from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writable_dir, resolve_dataset_path
+from diffusion_policy_ros.data.raw_episode import header_stamp_ns
 from diffusion_policy_ros.data.recording_plan import recording_plan
 from diffusion_policy_ros.data.recorder_session import RecorderSession
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, now_seconds, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import DEMO_RECORDER_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.robot_config import ConfigError
+
+SMALL_MESSAGE_DEPTH = 500
+SAVE_CATCH_UP_S = 3.0
+IMAGE_QUEUE_BYTES = 64 << 20
+MAX_IMAGE_DEPTH = 300
 
 
 def _message_class(msgtype: str):
@@ -47,25 +59,21 @@ def _message_class(msgtype: str):
 
 class DemoRecorder(Node):
     def __init__(self, **kwargs):
-        super().__init__("demo_recorder_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        root = param(self, "dataset_root", "data")
-        name = param(self, "dataset_name", f"{self.config.robot}_demos")
-        rate = float(param(self, "record_rate_hz", 10.0))
-        qos_depth = int(param(self, "qos_depth", 20))
-        self.dataset_path = resolve_dataset_path(root, name)   # raises on names escaping the root
+        super().__init__("demo_recorder_node", **PARAMETER_OPTIONS, **kwargs)
+        self.parameters = p = declare_node_parameters(self, DEMO_RECORDER_NODE)
+        self.config = p.robot
+        rate = p["record_rate_hz"]
+        qos_depth = p["qos_depth"]
+        # raises on names escaping the root
+        self.dataset_path = resolve_dataset_path(p["dataset_root"], p["dataset_name"] or f"{self.config.robot}_demos")
         plan = recording_plan(
-            self.config, cameras=param(self, "record_cameras", []) or None,
-            compressed=param(self, "compressed_cameras", []), depth=bool(param(self, "record_depth", True)),
-            tactile=bool(param(self, "record_tactile", True)),
-            safety_topic=str(param(self, "safety_events_topic", "/safety/events")),
-            sim_status_topic=str(param(self, "sim_status_topic", "/sim/task_status")))
+            self.config, cameras=p["record_cameras"] or None, compressed=p["compressed_cameras"],
+            depth=p["record_depth"], tactile=p["record_tactile"], safety_topic=p["safety_events_topic"],
+            sim_status_topic=p["sim_status_topic"])
         self._warned: set[str] = set()
         self.session = RecorderSession(self.config, plan, rate_hz=rate, dataset_path=self.dataset_path,
-                                       open_dataset=self._open_dataset,
-                                       max_episode_s=float(param(self, "max_episode_s", 900.0)),
-                                       keep_raw=bool(param(self, "keep_raw_episodes", False)),
-                                       warn=self._warn_once)
+                                       open_dataset=self._open_dataset, max_episode_s=p["max_episode_s"],
+                                       keep_raw=p["keep_raw_episodes"], warn=self._warn_once)
         try:
             dataset = self.session.dataset()
             self.get_logger().info(f"dataset {self.dataset_path}: {dataset.n_episodes} episodes already recorded")
@@ -77,16 +85,22 @@ class DemoRecorder(Node):
 
         # best_effort matches every publisher (sensor-data QoS); reliable only matches reliable
         # publishers, but then large frames are re-sent instead of lost.
-        reliability = str(param(self, "sensor_reliability", "best_effort"))
-        if reliability not in ("best_effort", "reliable"):
-            raise ConfigError(f"sensor_reliability must be best_effort or reliable, got {reliability!r}")
-        sensor_qos = QoSProfile(depth=qos_depth, history=qos_profile_sensor_data.history,
-                                reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                                else ReliabilityPolicy.BEST_EFFORT)
+        reliability = p["sensor_reliability"]
+        sensor_reliability = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        image_bytes = {s["topic"]: int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in plan.streams
+                       if s["kind"] in ("rgb", "rgb_compressed", "depth")}
         sensor_topics = {s["topic"] for s in plan.streams}
         self._subs = []
         for topic in self.session.topics:
-            qos = sensor_qos if topic.name in sensor_topics else QoSProfile(depth=qos_depth)
+            # Queues that ride out the recorder being descheduled for a few seconds on a busy
+            # machine: at least qos_depth frames of a camera, more of small ones (up to
+            # IMAGE_QUEUE_BYTES each), SMALL_MESSAGE_DEPTH of each small, fast stream.
+            if topic.name in image_bytes:
+                depth = min(MAX_IMAGE_DEPTH, max(qos_depth, IMAGE_QUEUE_BYTES // max(1, image_bytes[topic.name])))
+            else:
+                depth = max(qos_depth, SMALL_MESSAGE_DEPTH)
+            qos = QoSProfile(depth=depth, reliability=sensor_reliability) if topic.name in sensor_topics \
+                else QoSProfile(depth=depth)
             self._subs.append(self.create_subscription(
                 _message_class(topic.msgtype), topic.name, self._receiver(topic), qos, raw=True,
                 callback_group=MutuallyExclusiveCallbackGroup()))
@@ -96,7 +110,9 @@ class DemoRecorder(Node):
         self._service = self.create_service(EpisodeControl, "~/episode", self._on_episode,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._status_pub = self.create_publisher(String, "~/status", 10)
-        self._status_timer = self.create_timer(0.5, self._publish_status,
+        # On the steady clock: the operator sees the status before a sim publishes /clock.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._status_timer = self.create_timer(0.5, self._publish_status, clock=self._steady,
                                                callback_group=MutuallyExclusiveCallbackGroup())
         cameras = sorted({s["name"].split("/", 1)[1] for s in plan.streams if s["kind"].startswith("rgb")})
         self.get_logger().info(
@@ -116,10 +132,12 @@ class DemoRecorder(Node):
             from diffusion_policy_ros.msg import SafetyEvent
 
             def on_event(data: bytes):
-                session.receive(name, data, clock.now().nanoseconds)
+                now_ns = clock.now().nanoseconds
+                session.receive(name, data, now_ns)
                 m = deserialize_message(data, SafetyEvent)
-                session.safety_event(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, int(m.action),
-                                     f"{m.arm}: {m.reason}" if m.arm else m.reason)
+                # The stamp exactly as the conversion reads it back from the raw episode.
+                stamp = (header_stamp_ns(data) or now_ns) * 1e-9
+                session.safety_event(stamp, int(m.action), f"{m.arm}: {m.reason}" if m.arm else m.reason)
             return on_event
         if topic.msgtype.endswith("/TaskStatus"):
             from diffusion_policy_ros.msg import TaskStatus
@@ -137,12 +155,17 @@ class DemoRecorder(Node):
             self.get_logger().warning(text)
 
     # -- episode control -----------------------------------------------------------------------
-    def _on_episode(self, request, response):
+    async def _on_episode(self, request, response):
         req = self._srv_type.Request
         now = now_seconds(self)
         if request.command == req.START:
             outcome = self.session.start(request.task, now)
         elif request.command == req.SAVE:
+            # Messages stamped before SAVE may still be queued on a busy machine: receive them
+            # first (the executor goes on meanwhile), for at most SAVE_CATCH_UP_S.
+            deadline = time.monotonic() + SAVE_CATCH_UP_S
+            while not self.session.caught_up(now) and time.monotonic() < deadline:
+                await self._sleep(0.01)
             outcome = self.session.save(now)
         elif request.command == req.DISCARD:
             outcome = self.session.discard()
@@ -159,6 +182,20 @@ class DemoRecorder(Node):
         self._publish_status()
         return response
 
+    async def _sleep(self, seconds: float) -> None:
+        """Yield to the executor for `seconds` (steady clock)."""
+        done = Future()
+        timer = None
+
+        def wake():
+            timer.cancel()
+            done.set_result(None)
+        timer = self.create_timer(seconds, wake, clock=self._steady)
+        try:
+            await done
+        finally:
+            self.destroy_timer(timer)
+
     def _publish_status(self):
         self._status_pub.publish(String(data=json.dumps(self.session.status(now_seconds(self)))))
 
@@ -171,8 +208,8 @@ def main(args=None):
         except (ConfigError, DatasetPathError) as e:
             print(f"demo_recorder_node: {e}", file=sys.stderr)
             return 2
-        # A thread per subscription (up to 8): a large frame being written never holds up others.
-        executor = MultiThreadedExecutor(num_threads=min(8, len(node._subs) + 2))
+        threads = node.parameters["receive_threads"]
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

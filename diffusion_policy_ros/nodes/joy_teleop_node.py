@@ -24,22 +24,25 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, now_seconds, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import JOY_TELEOP_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.nodes._teleop_output import MeasuredJoints, TeleopOutput
 from diffusion_policy_ros.nodes._teleop_safety import FilterFeedback, OnceLog
-from diffusion_policy_ros.teleop.cartesian_jog import DEFAULT_LAYOUT, JOY_LAYOUTS, CartesianJog, JogMapping
+from diffusion_policy_ros.teleop.cartesian_jog import CartesianJog, JogMapping
 
 
 class JoyTeleop(Node):
     def __init__(self, **kwargs):
-        super().__init__("joy_teleop_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        self.arm = self.config.arm(param(self, "arm", self.config.arms[0].name))
-        self.mapping = self._mapping()
+        super().__init__("joy_teleop_node", **PARAMETER_OPTIONS, **kwargs)
+        p = declare_node_parameters(self, JOY_TELEOP_NODE)
+        self.config = p.robot
+        self.arm = self.config.arm(p["arm"] or self.config.arms[0].name)
+        self.mapping = self._mapping(p)
         self.arm_joints = [j for j in self.arm.joint_names if j not in self.arm.gripper_joints]
         self.gripper = self.arm.gripper_joints[0] if self.arm.gripper_joints else None
-        self.stale_after = float(param(self, "stale_after_s", 0.5))
-        self.joy_topic = str(param(self, "joy_topic", "/joy"))
+        self.stale_after = p["stale_after_s"]
+        self.joy_topic = p["joy_topic"]
         self.joy: Joy | None = None
         self.joy_time = -1e9
         self.jog: CartesianJog | None = None
@@ -55,21 +58,18 @@ class JoyTeleop(Node):
                                f"gripper open/close buttons {self.mapping.gripper_open_button}/"
                                f"{self.mapping.gripper_close_button}")
 
-    def _mapping(self) -> JogMapping:
-        self.layout = str(param(self, "joy_layout", DEFAULT_LAYOUT))
-        if self.layout not in JOY_LAYOUTS:
-            raise ValueError(f"joy_teleop_node: unknown joy_layout {self.layout!r}; choose from {sorted(JOY_LAYOUTS)}")
+    def _mapping(self, p) -> JogMapping:
+        """The layout's mapping; an empty list or a -1 button keeps the layout's value."""
+        self.layout = p["joy_layout"]
         preset = JogMapping.for_layout(self.layout)
         return JogMapping(
-            axes=[int(a) for a in param(self, "axes", list(preset.axes))],
-            signs=[float(s) for s in param(self, "signs", [float(s) for s in preset.signs])],
-            twist_buttons=[int(b) for b in param(self, "twist_buttons", list(preset.twist_buttons))],
-            deadzone=float(param(self, "deadzone", preset.deadzone)),
-            linear_speed=float(param(self, "linear_speed", preset.linear_speed)),
-            angular_speed=float(param(self, "angular_speed", preset.angular_speed)),
-            gripper_open_button=int(param(self, "gripper_open_button", preset.gripper_open_button)),
-            gripper_close_button=int(param(self, "gripper_close_button", preset.gripper_close_button)),
-            gripper_speed=float(param(self, "gripper_speed", preset.gripper_speed)))
+            axes=p["axes"] or list(preset.axes), signs=p["signs"],
+            twist_buttons=p["twist_buttons"] or list(preset.twist_buttons), deadzone=p["deadzone"],
+            linear_speed=p["linear_speed"], angular_speed=p["angular_speed"],
+            gripper_open_button=preset.gripper_open_button if p["gripper_open_button"] < 0 else p["gripper_open_button"],
+            gripper_close_button=preset.gripper_close_button if p["gripper_close_button"] < 0
+            else p["gripper_close_button"],
+            gripper_speed=p["gripper_speed"])
 
     def _make_jog(self) -> CartesianJog:
         from diffusion_policy_ros.sim.robot_model import scene_path

@@ -26,7 +26,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String
 
-from diffusion_policy_ros.nodes._robot_params import now_seconds, param
+from diffusion_policy_ros.node_parameters import KEYBOARD_EPISODE_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.teleop.console import KEYS_HELP, SafetyNote, changed, parse_status, status_line
 
 KEYS = {"c": "START", " ": "START", "s": "SAVE", "d": "DISCARD", "\x7f": "DISCARD", "\b": "DISCARD"}
@@ -36,16 +38,17 @@ REFRESH_S = 0.5
 
 class KeyboardEpisodeNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("keyboard_episode_node", **kwargs)
+        super().__init__("keyboard_episode_node", **PARAMETER_OPTIONS, **kwargs)
+        p = declare_node_parameters(self, KEYBOARD_EPISODE_NODE)
         from diffusion_policy_ros.msg import SafetyEvent
         from diffusion_policy_ros.srv import EpisodeControl, ResetEpisode
         self.srv = EpisodeControl
         self.reset_srv = ResetEpisode
-        self.task = str(param(self, "task", ""))
-        recorder = str(param(self, "recorder", "/demo_recorder_node"))
+        self.task = p["task"]
+        recorder = p["recorder"]
         self.client = self.create_client(EpisodeControl, f"{recorder}/episode")
-        self.reset_client = self.create_client(ResetEpisode, str(param(self, "reset_service", "/sim/reset")))
-        self.next_seed = int(param(self, "reset_seed", 0))
+        self.reset_client = self.create_client(ResetEpisode, p["reset_service"])
+        self.next_seed = p["reset_seed"]
         self.status: dict | None = None
         self.safety: SafetyNote | None = None
         self.create_subscription(String, f"{recorder}/status", self._on_status, 10)

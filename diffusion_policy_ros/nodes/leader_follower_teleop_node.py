@@ -23,8 +23,9 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from diffusion_policy_ros.nodes._robot_params import (node_kwargs, now_seconds, param,
-                                                      robot_config_from_node)
+from diffusion_policy_ros.node_parameters import LEADER_FOLLOWER_TELEOP_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.nodes._teleop_output import MeasuredJoints, TeleopOutput
 from diffusion_policy_ros.nodes._teleop_safety import FilterFeedback, OnceLog
@@ -33,11 +34,12 @@ from diffusion_policy_ros.teleop.leader_follower import LeaderFollowerMap, Leade
 
 class LeaderFollowerTeleop(Node):
     def __init__(self, **kwargs):
-        super().__init__("leader_follower_teleop_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        self.gripper_range = tuple(param(self, "leader.gripper_range", [0.0, 1.0]))
-        self.max_velocity = float(param(self, "max_velocity", 1.0))
-        self.stale_after = float(param(self, "stale_after_s", 0.5))
+        super().__init__("leader_follower_teleop_node", **PARAMETER_OPTIONS, **kwargs)
+        self.parameters = declare_node_parameters(self, LEADER_FOLLOWER_TELEOP_NODE)
+        self.config = self.parameters.robot
+        self.gripper_range = tuple(self.parameters["leader.gripper_range"])
+        self.max_velocity = self.parameters["max_velocity"]
+        self.stale_after = self.parameters["stale_after_s"]
         self.maps: dict[str, LeaderFollowerMap] = {}
         self.leader: dict[str, JointState] = {}
         self.topics: dict[str, str] = {}
@@ -47,7 +49,7 @@ class LeaderFollowerTeleop(Node):
         self.kinematics = None
         for arm in self.config.arms:
             default_topic = f"/{arm.namespace}/leader/joint_states" if arm.namespace else "/leader/joint_states"
-            self.topics[arm.name] = param(self, f"leader.{arm.name}.topic", default_topic)
+            self.topics[arm.name] = self.parameters[f"leader.{arm.name}.topic"] or default_topic
             self.create_subscription(JointState, self.topics[arm.name],
                                      lambda m, a=arm.name: self._on_leader(a, m), 10)
         self.output = TeleopOutput(self, self.config)
@@ -61,10 +63,10 @@ class LeaderFollowerTeleop(Node):
         prefix = f"leader.{arm.name}"
         return LeaderFollowerMap(
             follower_joints=arm.joint_names,
-            leader_joints=param(self, f"{prefix}.joint_names", list(arm.joint_names)),
+            leader_joints=self.parameters[f"{prefix}.joint_names"] or list(arm.joint_names),
             lower=bounds.lower, upper=bounds.upper,
-            scale=param(self, f"{prefix}.scale", [1.0] * n),
-            offset=param(self, f"{prefix}.offset", [0.0] * n),
+            scale=self.parameters[f"{prefix}.scale"] or [1.0] * n,
+            offset=self.parameters[f"{prefix}.offset"] or [0.0] * n,
             gripper_joints=arm.gripper_joints, leader_gripper_range=self.gripper_range,
             max_velocity=min(self.max_velocity, bounds.max_step / self.output.period),
             stale_after_s=self.stale_after)

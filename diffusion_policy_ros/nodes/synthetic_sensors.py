@@ -18,6 +18,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from diffusion_policy_ros.node_parameters import SYNTHETIC_SENSORS
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+
 
 def synthetic_rgb(k: int, height: int, width: int, camera_index: int = 0) -> np.ndarray:
     img = np.empty((height, width, 3), np.uint8)
@@ -51,7 +54,8 @@ class SyntheticSensors(Node):
     def __init__(self, robot_config, rate_hz: float, *, distinct_frames: int | None = None,
                  reliable: bool = False, joint_rate_hz: float | None = None,
                  tactile_rate_hz: float | None = None, depth_encoding: str = "32FC1", **kwargs):
-        super().__init__("synthetic_sensors", **kwargs)
+        super().__init__("synthetic_sensors", **PARAMETER_OPTIONS, **kwargs)
+        declare_node_parameters(self, SYNTHETIC_SENSORS)  # none of its own: refuses stray ones
         if depth_encoding not in ("32FC1", "16UC1"):
             raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {depth_encoding!r}")
         self.config = robot_config
