@@ -67,10 +67,11 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
     expert = None
     try:
         assert reset.wait_for_service(timeout_sec=10.0)
+        assert wait_for(lambda: statuses, 30.0), "sim_node publishes no task status"
+        with lock:
+            episode = max(s.episode for s in statuses)   # the reset starts the next one
         future = reset.call_async(ResetEpisode.Request(seed=SEED))
         assert wait_for(future.done, 10.0) and future.result().success
-        with lock:
-            episode = max(s.episode for s in statuses) if statuses else None
         expert = ExpertTeleopNode(context=rclpy_context, cli_args=PARAMS,
                                   parameter_overrides=[Parameter("output", value="controller")])
         assert expert.expert_mode == "continuous"
@@ -78,7 +79,7 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
 
         def solved():
             with lock:
-                return any(s.success and s.seed == SEED and s.episode != episode for s in statuses)
+                return any(s.success and s.seed == SEED and s.episode > episode for s in statuses)
         if not wait_for(solved, 90.0):
             with lock:
                 last, cube = statuses[-1], poses[-1].pose.position
@@ -94,7 +95,7 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
         sim.destroy_node()
         probe.destroy_node()
     with lock:
-        start = min(stamp_s(s.header.stamp) for s in statuses if s.episode != episode)
+        start = min(stamp_s(s.header.stamp) for s in statuses if s.episode > episode)
         xy = np.array([[p.pose.position.x, p.pose.position.y] for p in poses if stamp_s(p.header.stamp) >= start])
     jumps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
     assert np.count_nonzero(jumps > 0.03) == 1, "the cube did not jump once"

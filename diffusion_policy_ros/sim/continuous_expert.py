@@ -99,8 +99,12 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
     def _decide(self, t: float):
         tcp, gap = self._measured()
         grasp = self.cube + np.array([0, 0, self.grasp_offset])
-        holding = (self.grip == CLOSED and np.linalg.norm(self.cube - tcp) < 0.03
-                   and self.holding_gap[0] < gap < self.holding_gap[1])
+        # A cube in the air between closed fingers is held; on the table it must also be at the
+        # tcp. (Through ROS the joint states can trail the cube's pose by a few ticks: while
+        # carrying, the measured tcp may then be centimetres behind the cube it holds.)
+        lifted = self.cube[2] > CUBE_HALF + 0.01
+        holding = (self.grip == CLOSED and self.holding_gap[0] < gap < self.holding_gap[1]
+                   and (lifted or np.linalg.norm(self.cube - tcp) < 0.03))
         closing = self.grip == CLOSED and self.closed_at is not None and t - self.closed_at < self.close_time_s
         if self.grip == CLOSED and not holding and not closing:
             self.grip, self.closed_at = OPEN, None      # closed on air, or the cube was taken: retry
