@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["diffusion_policy_ros", "diffusion_policy_ros.*"]),
     data_files=[
-        (f"{SHARE}/config", ["config/single_arm.yaml", "config/bimanual.yaml", "config/fastdds_large_messages.xml"]),
+        (f"{SHARE}/config", ["config/single_arm.yaml", "config/single_arm_reactive.yaml", "config/bimanual.yaml", "config/fastdds_large_messages.xml"]),
         (f"{SHARE}/resource/mjcf", ["resource/mjcf/single_arm.xml", "resource/mjcf/bimanual.xml"]),
     ],
     install_requires=[

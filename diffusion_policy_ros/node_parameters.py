@@ -25,6 +25,8 @@ SIM_NODE = NodeSchema("sim_node", (
     P("real_time_factor", "double", 1.0, "simulated seconds per wall second; 0 = as fast as possible "
       "(nodes then follow /clock with use_sim_time)", **NON_NEGATIVE),
     P("seed", "int", 0, "seed of the first episode's randomization (later ones: /sim/reset)"),
+    P("task_variant", "string", "static", "what moves during each episode, drawn from its seed "
+      "(sim/perturbations.py)", choices=("static", "displaced", "drifting", "displaced_drifting")),
 ))
 
 POLICY_NODE = NodeSchema("policy_node", (
@@ -88,6 +90,8 @@ DEMO_RECORDER_NODE = NodeSchema("demo_recorder_node", (
 EXPERT_TELEOP_NODE = NodeSchema("expert_teleop_node", (
     P("output", "string", "teleop", "publish on each arm's teleop_topic, or straight to controller_topic "
       "(skipping the safety filter)", choices=("teleop", "controller")),
+    P("expert_mode", "string", "keyframes", "keyframes: a rest-to-rest plan made at the episode's start; "
+      "continuous: re-decides every tick from the newest poses (pick_place)", choices=("keyframes", "continuous")),
 ))
 
 LEADER_FOLLOWER_TELEOP_NODE = NodeSchema("leader_follower_teleop_node", (

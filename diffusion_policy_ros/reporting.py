@@ -21,16 +21,22 @@ def _save(fig, path: str) -> None:
 
 
 # --- dpros eval sim: samplers through the node graph -------------------------------------------
-def graph_label(name: str, real_time_factors: dict, separator: str = " ") -> str:
-    return f"{name}{separator}(sim x{real_time_factors[name]:g})"
+def _factor(name: str, result: dict, real_time_factors: dict) -> float:
+    """The sim speed a result was measured at (results of several variants name their sampler)."""
+    return real_time_factors[result.get("sampler", name)]
+
+
+def graph_label(name: str, result: dict, real_time_factors: dict, separator: str = " ") -> str:
+    return f"{name}{separator}(sim x{_factor(name, result, real_time_factors):g})"
 
 
 def print_graph_eval_table(results: dict, real_time_factors: dict) -> None:
-    print(f"{'method':10s} {'sim x':>5s} {'success':>9s} {'NFE/act':>8s} {'infer p50':>10s} {'p99':>8s} "
+    width = max([10] + [len(name) for name in results])
+    print(f"{'method':{width}s} {'sim x':>5s} {'success':>9s} {'NFE/act':>8s} {'infer p50':>10s} {'p99':>8s} "
           f"{'e2e p50':>8s} {'p99':>8s} {'traj/s':>7s}")
     for name, r in results.items():
         inf, e2e = r["inference_latency_ms"], r["end_to_end_latency_ms"]
-        print(f"{name:10s} {real_time_factors[name]:>5g} {r['successes']:>3d}/{r['episodes']:<3d} "
+        print(f"{name:{width}s} {_factor(name, r, real_time_factors):>5g} {r['successes']:>3d}/{r['episodes']:<3d} "
               f"{r['success_rate']:>4.0%} {r['nfe_per_action'] or 0:>7.2f} {inf['p50']:>9.1f}ms {inf['p99']:>6.1f}ms"
               f" {e2e['p50']:>6.1f}ms {e2e['p99']:>6.1f}ms {r['command_rate_hz']:>7.2f}")
     print("sim x: the sim's speed (real-time factor); traj/s: trajectories reaching the controller per "
@@ -45,7 +51,7 @@ def save_graph_eval_chart(results: dict, real_time_factors: dict, path: str) -> 
 def graph_eval_figure(results: dict, real_time_factors: dict):
     plt = _pyplot()
     names = list(results)
-    labels = [graph_label(n, real_time_factors, separator="\n") for n in names]
+    labels = [graph_label(n, results[n], real_time_factors, separator="\n") for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     bars = ax1.bar(labels, [100 * results[n]["success_rate"] for n in names], color="tab:green")
     _label_success_bars(ax1, bars, [(results[n]["successes"], results[n]["episodes"]) for n in names])
@@ -71,7 +77,7 @@ def save_graph_latency_histogram(results: dict, real_time_factors: dict, path: s
         bins = np.geomspace(min(samples), max(samples) * 1.01, 40)
         for name, r in results.items():
             if r["latency_samples_ms"]:
-                ax.hist(r["latency_samples_ms"], bins=bins, alpha=0.6, label=graph_label(name, real_time_factors))
+                ax.hist(r["latency_samples_ms"], bins=bins, alpha=0.6, label=graph_label(name, r, real_time_factors))
         ax.legend()
     ax.set_xlabel("observation stamp -> chunk ready (sim ms)")
     ax.set_ylabel("inferences")
@@ -114,10 +120,11 @@ def _label_success_bars(ax, bars, counts: list[tuple[int, int]]) -> None:
 
 # --- dpros eval policy: samplers in the sim without ROS ----------------------------------------
 def print_policy_eval_table(results: dict, hold_s: float) -> None:
-    print(f"{'method':10s} {'success':>12s} {'held':>12s} {'NFE/act':>8s} {'ms/act':>8s} {'ms/chunk':>9s}")
+    width = max([10] + [len(name) for name in results])
+    print(f"{'method':{width}s} {'success':>12s} {'held':>12s} {'NFE/act':>8s} {'ms/act':>8s} {'ms/chunk':>9s}")
     for name, r in results.items():
         n = r["episodes"]
-        print(f"{name:10s} {r['successes']:>3d}/{n:<3d} {r['success_rate']:>4.0%}"
+        print(f"{name:{width}s} {r['successes']:>3d}/{n:<3d} {r['success_rate']:>4.0%}"
               f" {r['held_successes']:>3d}/{n:<3d} {r['held_success_rate']:>4.0%} {r['nfe_per_action']:>8.2f}"
               f" {r['ms_per_action'] or 0:>8.1f} {r['ms_per_chunk'] or 0:>9.1f}")
     print(f"success: reached within the timeout; held: success lasted {hold_s:g} sim s; "
@@ -151,6 +158,72 @@ def policy_eval_figure(results: dict, hold_s: float):
     ax2.set_title("policy time per inference (no ROS)")
     fig.tight_layout()
     return fig
+
+
+def save_variant_success_chart(results: dict, path: str, held_label: str | None = None) -> None:
+    """Success per sampler, one group of bars per task variant (results carry 'sampler' and
+    'variant'); with `held_label` pale bars are success reached and dark ones success held."""
+    plt = _pyplot()
+    samplers = list(dict.fromkeys(r["sampler"] for r in results.values()))
+    variants = list(dict.fromkeys(r["variant"] for r in results.values()))
+    by = {(r["sampler"], r["variant"]): r for r in results.values()}
+    width = 0.8 / len(samplers)
+    colors = ["tab:green", "tab:orange", "tab:blue", "tab:red", "tab:purple"]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(variants), 3.8))
+    for i, sampler in enumerate(samplers):
+        x = np.arange(len(variants)) + (i - (len(samplers) - 1) / 2) * width
+        reached = [100 * by[sampler, v]["success_rate"] if (sampler, v) in by else 0 for v in variants]
+        color = colors[i % len(colors)]
+        if held_label:
+            held = [100 * by[sampler, v]["held_success_rate"] if (sampler, v) in by else 0 for v in variants]
+            ax.bar(x, reached, width * 0.95, color=color, alpha=0.45)
+            ax.bar(x, held, width * 0.95, color=color, label=sampler)
+        else:
+            ax.bar(x, reached, width * 0.95, color=color, label=sampler)
+        for xi, value in zip(x, reached):
+            ax.text(xi, value + 1.5, f"{value:.0f}", ha="center", fontsize=7)
+    ax.set_xticks(np.arange(len(variants)), variants)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 119)
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(loc="upper center", ncol=len(samplers), fontsize=8)
+    episodes = next(iter(results.values()))["episodes"]
+    kinds = f": pale reached, dark {held_label}" if held_label else ""
+    ax.set_title(f"success over {episodes} seeded episodes per bar{kinds}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def save_episode_strip(frames: list[tuple[float, np.ndarray]], events: list[dict], path: str, title: str,
+                       count: int = 10) -> None:
+    """`count` camera frames of one episode, evenly spread in time; the first frame after each move
+    of the world is framed in red and says what moved."""
+    plt = _pyplot()
+    times = np.array([t for t, _ in frames])
+    picks = set(np.linspace(0, len(frames) - 1, count).round().astype(int).tolist())
+    marks = {}
+    for event in events:
+        after = int(np.searchsorted(times, event["t"]))
+        if after < len(frames):
+            nearest = min(picks, key=lambda i: abs(i - after))
+            picks.discard(nearest)     # keep the strip's length: the event frame replaces its neighbour
+            picks.add(after)
+            marks[after] = event["event"]
+    picks = sorted(picks)
+    fig, axes = plt.subplots(1, len(picks), figsize=(1.45 * len(picks), 2.0))
+    for ax, i in zip(np.atleast_1d(axes), picks):
+        ax.imshow(frames[i][1], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{times[i]:.2f} s", fontsize=8)
+        if i in marks:
+            for spine in ax.spines.values():
+                spine.set_edgecolor("red")
+                spine.set_linewidth(3)
+            ax.set_xlabel(marks[i], fontsize=7, color="red")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 # --- dpros bench sampler ------------------------------------------------------------------------

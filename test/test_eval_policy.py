@@ -71,6 +71,25 @@ def test_two_samplers_two_seeds_end_to_end_without_ros(checkpoint, tmp_path):
     assert (out / "policy_eval.png").stat().st_size > 0
 
 
+def test_each_sampler_on_each_variant_with_a_strip_of_the_moving_world(checkpoint, tmp_path):
+    out = tmp_path / "variants"
+    assert main(["eval", "policy", "--checkpoint", checkpoint, "--config", CONFIG, "--episodes", "1", "--seed", "7",
+                 "--samplers", "streaming", "--variants", "static,displaced", "--timeout-s", "1.5",
+                 "--frames", "--out", str(out)]) == 0
+    report = json.loads((out / "policy_eval.json").read_text())
+    assert report["variants"] == ["static", "displaced"]
+    assert list(report["methods"]) == ["streaming static", "streaming displaced"]
+    static, displaced = report["methods"].values()
+    assert (static["sampler"], static["variant"], displaced["variant"]) == ("streaming", "static", "displaced")
+    assert static["outcomes"][0]["world_events"] == []
+    # the untrained policy leaves the cube on the table: it is displaced within the window 0.3-1.3 s
+    assert [e["event"] for e in displaced["outcomes"][0]["world_events"]] == ["cube displaced"]
+    for picture in ("policy_eval.png", "strip_static.png", "strip_displaced.png"):
+        assert (out / picture).stat().st_size > 0
+    assert main(["eval", "policy", "--checkpoint", checkpoint, "--config", CONFIG, "--variants", "shaken",
+                 "--out", str(out)]) == 2
+
+
 def test_an_episode_is_a_function_of_its_seed(checkpoint):
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint
     policy = load_checkpoint(checkpoint, device="cpu")
@@ -111,7 +130,8 @@ def test_reached_and_held_criteria_follow_the_sim_success():
     assert done["success"] and done["held"], done
     # the episode stops once the hold is complete: 1 s (10 control steps) after first success
     assert len(expert.action_s) == round(10 * done["sim_seconds"]) + 10
-    assert frozen.outcomes == [{"seed": 3, "success": False, "sim_seconds": 2.0, "held": False}]
+    assert frozen.outcomes == [{"seed": 3, "success": False, "sim_seconds": 2.0, "held": False,
+                                "world_events": []}]
     assert frozen.summary()["successes"] == 0 and frozen.summary()["actions"] == 20
 
 

@@ -123,3 +123,21 @@ def test_append_adds_episodes_and_refuses_other_keys(recorded, tmp_path, capsys)
     after = dataset.get_episode(1)
     for key in before:
         np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_continuous_expert_on_a_moving_world_records_its_moves_and_corrections(tmp_path, capsys):
+    out = tmp_path / "reactive"
+    assert main(["sim", "record", "--config", os.path.join(ROOT, "config", "single_arm_reactive.yaml"),
+                 "--episodes", "1", "--first-seed", "21003", "--cameras", "scene", "--no-tactile",
+                 "--expert", "continuous", "--variant", "displaced", "--out", str(out)]) == 0
+    dataset = ReplayBuffer.open(out)
+    meta = dataset.episode_meta(0)
+    assert meta["fps"] == 20.0 and meta["expert_mode"] == "continuous" and meta["task_variant"] == "displaced"
+    (event,) = meta["world_events"]
+    assert event["event"] == "cube displaced"
+    actions = dataset.get_episode(0)["action"]
+    moved = np.abs(np.diff(actions[:meta["success_step"], :6], axis=0)).max(axis=1)
+    assert moved.min() > 1e-4, "the continuous expert rested before the task was done"
+    assert main(["sim", "record", "--task", "handover", "--episodes", "1", "--expert", "continuous",
+                 "--out", str(tmp_path / "handover")]) == 2
+    assert "no continuous scripted expert for task 'handover'" in capsys.readouterr().err

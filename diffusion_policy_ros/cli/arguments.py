@@ -31,6 +31,9 @@ def add_episode_arguments(parser):
     parser.add_argument("--seed", type=int, default=10_000, help="first seed (held out from the demos)")
     parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated: {DEFAULT_SAMPLERS}")
     parser.add_argument("--timeout-s", type=float, default=12.0, help="sim seconds an episode may take")
+    parser.add_argument("--variants", default=None, metavar="VARIANT,...",
+                        help="task variants, comma-separated: static, displaced, drifting, displaced_drifting "
+                             "(what moves during an episode); default: the config's sim_node task_variant")
 
 
 def parse_samplers(text: str) -> list[str]:
@@ -40,6 +43,26 @@ def parse_samplers(text: str) -> list[str]:
     if unknown or not samplers:
         raise UsageError(f"unknown samplers {unknown or [text]}; choose from {list(SAMPLERS)}")
     return samplers
+
+
+def parse_variants(text: str | None, robot) -> list[str]:
+    """'static,displaced' -> ['static', 'displaced']; None -> the config's sim task_variant. Each
+    must be a variant of the config's task."""
+    from diffusion_policy_ros.sim.tasks import TASKS
+    known = TASKS[robot.task].variants if robot.task in TASKS else ("static",)
+    if text is None:
+        variants = [str(robot.node_params("sim_node").get("task_variant", "static"))]
+    else:
+        variants = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    unknown = [v for v in variants if v not in known]
+    if unknown or not variants:
+        raise UsageError(f"task {robot.task} has no variants {unknown or [text]}; choose from {list(known)}")
+    return variants
+
+
+def method_label(sampler: str, variant: str, variants: list[str]) -> str:
+    """A result's name: the sampler, and the variant when several are evaluated."""
+    return sampler if len(variants) == 1 else f"{sampler} {variant}"
 
 
 def parse_real_time_factors(text: str, samplers: list[str]) -> dict[str, float]:

@@ -12,13 +12,17 @@ within `--timeout-s` sim seconds, as in `dpros eval sim`) and success held (true
 for `--hold-s` sim seconds, the hold complete within the timeout). An episode ends when the hold is
 complete or at the timeout. Only the cameras the policy reads are rendered. Writes
 `<out>/policy_eval.json`, prints a table and saves a bar chart `<out>/policy_eval.png`.
+
+`--variants static,displaced` evaluates every sampler on each task variant (the same seeds; the
+chart groups the bars per variant); `--frames` also saves, per variant, a camera strip of the
+first sampler's first episode, marked where the world moved (`<out>/strip_<variant>.png`).
 """
 from __future__ import annotations
 
 import json
 import os
 
-from diffusion_policy_ros.cli.arguments import add_episode_arguments, parse_samplers
+from diffusion_policy_ros.cli.arguments import add_episode_arguments, method_label, parse_samplers, parse_variants
 from diffusion_policy_ros.cli.errors import UsageError
 
 
@@ -28,6 +32,8 @@ def add_arguments(parser):
                         help="sim seconds success must last for the 'held' criterion")
     parser.add_argument("--device", default="cpu", help="torch device of the policy (cpu, cuda, auto)")
     parser.add_argument("--out", default="build/eval_policy", help="folder for policy_eval.json and the chart")
+    parser.add_argument("--frames", action="store_true",
+                        help="also save a camera strip of the first episode of each variant (first sampler)")
 
 
 def run(args) -> int:
@@ -43,6 +49,7 @@ def run(args) -> int:
     if args.episodes < 1 or not args.timeout_s > 0 or args.hold_s < 0:
         raise UsageError("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
     robot = load_robot_config(config_path(args.config))
+    variants = parse_variants(args.variants, robot)
     policy = load_checkpoint(args.checkpoint, device=args.device)
     try:  # the sim provides what the config's robot provides (it renders only what is used)
         policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
@@ -56,26 +63,37 @@ def run(args) -> int:
     from diffusion_policy_ros.sim.env import SimEnv
     results = {}
     with SimEnv(robot, cameras=cameras) as env:
-        for sampler in samplers:
-            policy.set_sampler(sampler)
-            runner = PolicyEpisodeRunner(env, policy, keys)
-            progress = tqdm(total=len(seeds), desc=f"eval {sampler}", unit="episode")
-            for seed in seeds:
-                runner.episode(seed, args.timeout_s, args.hold_s)
-                # the count and the rates move together: both over the episodes finished
-                progress.set_postfix({"success": f"{runner.rate('success'):.0%}",
-                                      "held": f"{runner.rate('held'):.0%}"}, refresh=False)
-                progress.update(1)
-            progress.close()
-            results[sampler] = runner.summary()
+        for variant in variants:
+            env.variant = variant
+            for sampler in samplers:
+                policy.set_sampler(sampler)
+                runner = PolicyEpisodeRunner(env, policy, keys, record_frames=args.frames and sampler == samplers[0])
+                label = method_label(sampler, variant, variants)
+                progress = tqdm(total=len(seeds), desc=f"eval {label}", unit="episode")
+                for seed in seeds:
+                    runner.episode(seed, args.timeout_s, args.hold_s)
+                    # the count and the rates move together: both over the episodes finished
+                    progress.set_postfix({"success": f"{runner.rate('success'):.0%}",
+                                          "held": f"{runner.rate('held'):.0%}"}, refresh=False)
+                    progress.update(1)
+                progress.close()
+                results[label] = {**runner.summary(), "sampler": sampler, "variant": variant}
+                if runner.frames:
+                    strip = os.path.join(args.out, f"strip_{variant}.png")
+                    reporting.save_episode_strip(runner.frames, runner.frame_events, strip,
+                                                 f"{sampler}, {variant}, seed {seeds[0]}")
+                    print(f"wrote {strip}")
     report = {"checkpoint": os.path.abspath(args.checkpoint), "config": args.config, "seeds": seeds,
-              "timeout_s": args.timeout_s, "hold_s": args.hold_s, "device": str(policy.device),
-              "methods": results}
+              "variants": variants, "timeout_s": args.timeout_s, "hold_s": args.hold_s,
+              "device": str(policy.device), "methods": results}
     path = os.path.join(args.out, "policy_eval.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     reporting.print_policy_eval_table(results, args.hold_s)
     chart = os.path.join(args.out, "policy_eval.png")
-    reporting.save_policy_eval_chart(results, args.hold_s, chart)
+    if len(variants) > 1:
+        reporting.save_variant_success_chart(results, chart, f"held {args.hold_s:g} s")
+    else:
+        reporting.save_policy_eval_chart(results, args.hold_s, chart)
     print(f"wrote {path} and {chart}")
     return 0

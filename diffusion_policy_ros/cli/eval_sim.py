@@ -6,6 +6,7 @@ resets the sim and the policy, lets the policy act until the task succeeds or ti
 records success, inference and end-to-end latency, achieved control rate and denoiser evaluations
 per executed action. Same checkpoint, same seeds, one run. Writes `<out>/sim_eval.json` and a bar
 chart; `--frames` also writes a PNG strip of the scene camera and a latency histogram.
+`--variants static,displaced` runs every sampler on each task variant (the sim's task_variant).
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import json
 import os
 import tempfile
 
-from diffusion_policy_ros.cli.arguments import (add_episode_arguments, add_set_argument, parse_real_time_factors,
-                                                parse_samplers, parse_sets)
+from diffusion_policy_ros.cli.arguments import (add_episode_arguments, add_set_argument, method_label,
+                                                parse_real_time_factors, parse_samplers, parse_sets, parse_variants)
 
 
 def add_arguments(parser):
@@ -43,42 +44,48 @@ def run(args) -> int:
     samplers = parse_samplers(args.samplers)
     real_time_factors = parse_real_time_factors(args.real_time_factor, samplers)
     robot = load_robot_config(config_path(args.config))
+    variants = parse_variants(args.variants, robot)
     os.makedirs(args.out, exist_ok=True)
     logs = tempfile.mkdtemp(prefix="dpros_eval_sim_")
     seeds = list(range(args.seed, args.seed + args.episodes))
     results, written = {}, []
-    for sampler in samplers:
-        sets = {"policy_checkpoint": os.path.abspath(args.checkpoint), "policy_sampler": sampler,
-                "sim_real_time_factor": str(real_time_factors[sampler]), **parse_sets(args.set)}
-        specs = build_graph("sim", args.config, sets)
-        procs = start_graph(specs, log_dir=logs)
-        try:
-            error = manage_lifecycle([s.name for s in specs if s.lifecycle], start=False)
-            if error:
-                print(f"eval sim: {error} (logs in {logs})")
-                return 1
-            with spinning_node("dpros_eval_sim") as node:
-                client = GraphEpisodeClient(node, robot, record_frames=args.frames and sampler == samplers[0])
-                progress = tqdm(total=len(seeds), desc=f"eval {sampler}", unit="episode")
-                for seed in seeds:
-                    dead = exited_nodes(specs, procs)
-                    if dead:
-                        print(f"eval sim: {', '.join(dead)} exited (logs in {logs})")
-                        return 1
-                    client.episode(seed, args.timeout_s)
-                    progress.set_postfix(success=f"{client.success_rate():.0%}", refresh=False)
-                    progress.update(1)
-                progress.close()
-                results[sampler] = client.summary()
-                if client.frames:
-                    strip = os.path.join(args.out, "scene_strip.png")
-                    reporting.save_frame_strip(client.frames, strip,
-                                               title=f"{sampler}, seed {seeds[0]}: scene camera once per sim second")
-                    written.append(strip)
-        finally:
-            stop_graph(procs)
+    for variant in variants:
+        for sampler in samplers:
+            label = method_label(sampler, variant, variants)
+            sets = {"policy_checkpoint": os.path.abspath(args.checkpoint), "policy_sampler": sampler,
+                    "sim_real_time_factor": str(real_time_factors[sampler]), "sim_task_variant": variant,
+                    **parse_sets(args.set)}
+            specs = build_graph("sim", args.config, sets)
+            procs = start_graph(specs, log_dir=logs)
+            try:
+                error = manage_lifecycle([s.name for s in specs if s.lifecycle], start=False)
+                if error:
+                    print(f"eval sim: {error} (logs in {logs})")
+                    return 1
+                with spinning_node("dpros_eval_sim") as node:
+                    client = GraphEpisodeClient(node, robot, record_frames=args.frames and sampler == samplers[0])
+                    progress = tqdm(total=len(seeds), desc=f"eval {label}", unit="episode")
+                    for seed in seeds:
+                        dead = exited_nodes(specs, procs)
+                        if dead:
+                            print(f"eval sim: {', '.join(dead)} exited (logs in {logs})")
+                            return 1
+                        client.episode(seed, args.timeout_s)
+                        progress.set_postfix(success=f"{client.success_rate():.0%}", refresh=False)
+                        progress.update(1)
+                    progress.close()
+                    results[label] = {**client.summary(), "sampler": sampler, "variant": variant}
+                    if client.frames:
+                        name = "scene_strip.png" if len(variants) == 1 else f"scene_strip_{variant}.png"
+                        strip = os.path.join(args.out, name)
+                        reporting.save_frame_strip(client.frames, strip, title=f"{sampler}, {variant}, seed "
+                                                   f"{seeds[0]}: scene camera once per sim second")
+                        written.append(strip)
+            finally:
+                stop_graph(procs)
     report = {"checkpoint": os.path.abspath(args.checkpoint), "config": args.config, "seeds": seeds,
-              "real_time_factor": real_time_factors, "timeout_s": args.timeout_s, "methods": results}
+              "variants": variants, "real_time_factor": real_time_factors, "timeout_s": args.timeout_s,
+              "methods": results}
     path = os.path.join(args.out, "sim_eval.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
@@ -86,6 +93,10 @@ def run(args) -> int:
     chart = os.path.join(args.out, "sim_eval.png")
     reporting.save_graph_eval_chart(results, real_time_factors, chart)
     written = [path, chart, *written]
+    if len(variants) > 1:
+        by_variant = os.path.join(args.out, "sim_eval_variants.png")
+        reporting.save_variant_success_chart(results, by_variant)
+        written.append(by_variant)
     if args.frames:
         histogram = os.path.join(args.out, "latency.png")
         reporting.save_graph_latency_histogram(results, real_time_factors, histogram)

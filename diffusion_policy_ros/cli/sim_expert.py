@@ -12,6 +12,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the result here")
     parser.add_argument("--png", default=None, help="write the last scene frame of each episode as a PNG grid")
+    parser.add_argument("--expert", default=None, help="keyframes | continuous (default: the config's expert_mode)")
+    parser.add_argument("--variant", default=None,
+                        help="static | displaced | drifting | displaced_drifting (default: the config's task_variant)")
 
 
 def run(args) -> int:
@@ -28,8 +31,12 @@ def run(args) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
     results, frames = {}, []
     start = time.perf_counter()
-    with SimEnv(config, task=args.task, render=bool(args.png),
-                cameras=[config.cameras[0].name] if args.png else None) as env:
+    try:
+        env = SimEnv(config, task=args.task, render=bool(args.png), variant=args.variant,
+                     expert_mode=args.expert, cameras=[config.cameras[0].name] if args.png else None)
+    except ValueError as e:   # an expert mode or variant this task does not have
+        raise UsageError(str(e)) from e
+    with env:
         for seed in tqdm(seeds, desc=f"expert {args.task}", unit="episode"):
             results[seed] = run_expert_episode(env, seed)
             if args.png:
@@ -37,7 +44,8 @@ def run(args) -> int:
     wall = time.perf_counter() - start
     successes = sum(results.values())
     write_json(args.json, {
-        "task": args.task, "robot": config.robot, "episodes": len(seeds), "successes": successes,
+        "task": args.task, "robot": config.robot, "variant": env.variant, "expert": env.expert_mode,
+        "episodes": len(seeds), "successes": successes,
         "success_rate": successes / len(seeds), "failed_seeds": [s for s, ok in results.items() if not ok],
         "seconds_per_episode": wall / len(seeds)})
     if args.png:

@@ -9,6 +9,10 @@ ticks' times from the episode start. An episode ends `--after-success` ticks aft
 successful one (the graph's expert driver also keeps the settling after success); seeds the expert
 fails are skipped and reported, not written. Episodes are written one at a time and each is durable
 once written, so Ctrl-C keeps every episode finished before it.
+
+`--expert continuous` records the expert that re-decides every control step (no dwell at rest, so a
+policy that refines every step can learn from it); `--variant displaced` etc. moves the world during
+the episode (sim/perturbations.py), and each episode's metadata lists what moved and when.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import time
 
 from diffusion_policy_ros.cli.errors import UsageError
 from diffusion_policy_ros.obs_keys import is_obs
+from diffusion_policy_ros.sim.expert import EXPERT_MODES
+from diffusion_policy_ros.sim.perturbations import VARIANTS
 from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
 
 SOURCE = "dpros sim record"
@@ -40,6 +46,12 @@ def add_arguments(parser) -> None:
                         help="leave out depth images (the recorder's record_depth:=false)")
     parser.add_argument("--no-tactile", action="store_true",
                         help="leave out fingertip taxels (the recorder's record_tactile:=false)")
+    parser.add_argument("--expert", choices=EXPERT_MODES, default=None,
+                        help="scripted expert: keyframes (rest-to-rest plan) or continuous (re-decides every "
+                             "step); default: the config's expert_teleop_node expert_mode, else keyframes")
+    parser.add_argument("--variant", choices=VARIANTS, default=None,
+                        help="what moves during an episode; default: the config's sim_node task_variant, "
+                             "else static")
 
 
 def dataset_keys(specs) -> dict[str, dict]:
@@ -152,8 +164,12 @@ def run(args) -> int:
     skipped, lengths = [], []
     start = time.perf_counter()
     interrupted, write_error = False, None
-    with SimEnv(config, task=task, cameras=cameras) as env:
-        progress = tqdm(seeds, desc=f"record {task}", unit="episode")
+    try:
+        env = SimEnv(config, task=task, cameras=cameras, variant=args.variant, expert_mode=args.expert)
+    except ValueError as e:   # an expert mode or variant this task does not have
+        raise UsageError(str(e)) from e
+    with env:
+        progress = tqdm(seeds, desc=f"record {task} ({env.variant}, {env.expert_mode} expert)", unit="episode")
         try:
             for seed in progress:
                 data, success_step = record_episode(env, seed, keys, args.after_success)
@@ -167,7 +183,9 @@ def run(args) -> int:
                     meta = episode_meta(config, task=TASK_INSTRUCTIONS.get(task, task),
                                         rate_hz=config.control_rate_hz, stats=stats, source=SOURCE,
                                         extra={"cameras": sorted(cameras), "seed": seed, "sim_task": task,
-                                               "success_step": success_step})
+                                               "success_step": success_step, "task_variant": env.variant,
+                                               "expert_mode": env.expert_mode,
+                                               "world_events": env.world.events})
                     check_free_space(out, sum(a.nbytes for a in data.values()))
                     dataset.add_episode(data, meta)
                     lengths.append(length)

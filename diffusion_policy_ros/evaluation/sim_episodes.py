@@ -20,8 +20,13 @@ _EPS = 1e-9  # sim times are sums of physics steps: compare with a little slack
 class PolicyEpisodeRunner:
     """Closed-loop episodes of one policy (with its current sampler) in one SimEnv."""
 
-    def __init__(self, env, policy, keys: list[str]):
+    def __init__(self, env, policy, keys: list[str], record_frames: bool = False):
+        """`record_frames`: keep the first camera's image of every step of the first episode, and
+        what moved in it (`frames`: [(sim time, image)], `frame_events`)."""
         self.env, self.policy, self.keys = env, policy, keys
+        self.camera_key = next((k for k in keys if k.endswith("/rgb")), None) if record_frames else None
+        self.frames: list[tuple[float, np.ndarray]] = []
+        self.frame_events: list[dict] = []
         self.outcomes: list[dict] = []
         self.action_s: list[float] = []  # wall time of every select_action call
         self.chunk_s: list[float] = []   # ... of those that computed a chunk
@@ -32,7 +37,10 @@ class PolicyEpisodeRunner:
         policy.reset(seed)
         reached_at = streak_since = None
         held = False
+        filming = self.camera_key is not None and not self.outcomes
         while env.time < timeout_s - _EPS and not held:
+            if filming:
+                self.frames.append((env.time, obs[self.camera_key]))
             report = policy.last_report
             start = time.perf_counter()
             action = policy.select_action({k: obs[k] for k in self.keys}, env.time)
@@ -47,9 +55,12 @@ class PolicyEpisodeRunner:
                 held = env.time - streak_since >= hold_s - _EPS
             else:
                 streak_since = None
+        if filming:
+            self.frames.append((env.time, obs[self.camera_key]))
+            self.frame_events = list(env.world.events)
         self.outcomes.append({"seed": seed, "success": reached_at is not None,
                               "sim_seconds": round(reached_at if reached_at is not None else env.time, 2),
-                              "held": held})
+                              "held": held, "world_events": list(env.world.events)})
 
     def rate(self, criterion: str) -> float:
         return metrics.rate(self.outcomes, criterion)

@@ -9,7 +9,9 @@ safety filter). The expert needs the sim's ground truth, which sim_node publishe
 `/sim/task_status` (episode number and episode time; each message is one control tick),
 `/sim/object_pose` and `/sim/target_pose` (PoseStamped, world frame), and the arms' joint states.
 On every new episode it plans from the first poses and joint states it sees, then follows the
-plan on the sim's episode clock, so it keeps step with any real-time factor.
+plan on the sim's episode clock, so it keeps step with any real-time factor. Parameter
+`expert_mode`: `keyframes` (the plan of the episode's start, rest to rest) or `continuous`
+(pick_place: re-decides every tick from the newest poses, so it follows a cube that moves).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ class ExpertTeleopNode(Node):
         output = declared["output"]
         self.model = load_scene_model(self.config.robot)
         self.robot = RobotModel(self.model, self.config)
-        self.expert = make_expert(self.config.task, self.robot)
+        self.expert_mode = declared["expert_mode"]
+        self.expert = make_expert(self.config.task, self.robot, self.expert_mode)
         self.period = 1.0 / self.config.control_rate_hz
         self.joints: dict[str, JointState] = {}
         self.object_pose: PoseStamped | None = None
@@ -53,7 +56,7 @@ class ExpertTeleopNode(Node):
         self.create_subscription(PoseStamped, "/sim/object_pose", self._on_object, 10)
         self.create_subscription(PoseStamped, "/sim/target_pose", self._on_target, 10)
         self.create_subscription(TaskStatus, "/sim/task_status", self._on_status, 10)
-        self.get_logger().info(f"scripted {self.config.task} expert publishing to " + (
+        self.get_logger().info(f"scripted {self.config.task} expert ({self.expert_mode}) publishing to " + (
             self.controllers.describe() if self.controllers else str([p.topic_name for p in self.pubs.values()])))
 
     def _on_object(self, msg):
@@ -72,6 +75,12 @@ class ExpertTeleopNode(Node):
             q.extend(by_name[j] for j in arm.joint_names)
         return np.array(q)
 
+    def _world(self):
+        """Cube position, cube orientation (w, x, y, z) and target position, as last published."""
+        p, o = self.object_pose.pose.position, self.object_pose.pose.orientation
+        t = self.target_pose.pose.position
+        return [p.x, p.y, p.z], [o.w, o.x, o.y, o.z], [t.x, t.y, t.z]
+
     def _current(self, msg, status: TaskStatus) -> bool:
         """Whether a pose or joint state is from this status's tick or later: the messages of one
         tick can be handled in any order, and a plan from the previous episode's poses fails."""
@@ -82,15 +91,12 @@ class ExpertTeleopNode(Node):
             latest = [self.object_pose, self.target_pose] + [self.joints.get(a.name) for a in self.config.arms]
             if not all(self._current(msg, status) for msg in latest):
                 return  # plan on a later tick, once every input is from the new episode
-            q = self._joint_vector()
-            p, o = self.object_pose.pose.position, self.object_pose.pose.orientation
-            t = self.target_pose.pose.position
-            qpos = self.model.qpos0.copy()
-            self.expert.reset(q, qpos, [p.x, p.y, p.z], [o.w, o.x, o.y, o.z], [t.x, t.y, t.z])
+            self.expert.reset(self._joint_vector(), self.model.qpos0.copy(), *self._world())
             self.planned_episode = status.episode
             # The plan starts at the episode time it was made.
             self.plan_start = status.episode_time
             self.get_logger().info(f"episode {status.episode} (seed {status.seed}): planned")
+        self.expert.observe(self._joint_vector(), *self._world())
         action = self.expert.action(status.episode_time - self.plan_start + self.period)
         for arm, cols in self.config.arm_slices():
             if self.controllers is not None:

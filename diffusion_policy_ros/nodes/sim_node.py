@@ -12,7 +12,9 @@ Accepts per arm what its ros2_control controllers would (sim/controllers.py): Jo
 JTC's acceptance checks), Float64MultiArray on `forward_topic` (forward position controller), and
 the gripper per `gripper_controller`: JointTrajectory or Float64MultiArray on `gripper_topic`, or
 control_msgs/GripperCommand goals to the action `gripper_topic`.
-Service `/sim/reset` (ResetEpisode) re-randomizes the task from a seed.
+Service `/sim/reset` (ResetEpisode) re-randomizes the task from a seed. Parameter `task_variant`
+(static | displaced | drifting | displaced_drifting, sim/perturbations.py) makes the cube or the
+target move during each episode, drawn from the episode's seed; each move is logged.
 
 Clock: stamps are `start wall time + simulated seconds`, so with real_time_factor 1 they track
 the wall clock, and with real_time_factor 0 (as fast as possible) or any other factor nodes
@@ -74,6 +76,7 @@ class SimNode(Node):
         self.joint_rate = declared["joint_state_rate_hz"]
         self.rtf = declared["real_time_factor"]
         self.seed = declared["seed"]
+        self.task_variant = declared["task_variant"]
         responsive_threads()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -92,8 +95,8 @@ class SimNode(Node):
         self._make_interfaces()
         self._interfaces_ready.set()
         self.get_logger().info(
-            f"sim {self.config.robot}/{self.env.task.name}: physics {self.physics_rate:g} Hz, cameras "
-            f"{[c.name for c in self.env.cameras]} at {self.publish_rate:g} Hz, real_time_factor {self.rtf:g}")
+            f"sim {self.config.robot}/{self.env.task.name} ({self.env.variant}): physics {self.physics_rate:g} Hz, "
+            f"cameras {[c.name for c in self.env.cameras]} at {self.publish_rate:g} Hz, real_time_factor {self.rtf:g}")
 
     # --- ROS interfaces ----------------------------------------------------------------------
     def _make_interfaces(self):
@@ -160,6 +163,7 @@ class SimNode(Node):
         with self._lock:
             try:
                 self.env.reset(int(request.seed), observe=False)   # renders only on the sim thread
+                self._events_logged = 0
             except Exception as e:  # noqa: BLE001 - report any scene failure to the caller
                 response.success, response.message = False, f"reset failed: {e}"
                 return response
@@ -171,7 +175,7 @@ class SimNode(Node):
     # --- simulation thread -------------------------------------------------------------------
     def _run(self):
         try:
-            self.env = SimEnv(self.config, physics_rate_hz=self.physics_rate)
+            self.env = SimEnv(self.config, physics_rate_hz=self.physics_rate, variant=self.task_variant)
             self.env.reset(self.seed, observe=False)
             self.controllers = {}
             lo, hi = self.env.robot.position_limits()
@@ -179,6 +183,7 @@ class SimNode(Node):
                 self.controllers[arm.name] = SimArmControllers(arm, lo[cols], hi[cols])
             self._hold_current()
             self.rejected_trajectories = 0
+            self._events_logged = 0
         except BaseException as e:  # noqa: BLE001 - re-raised in __init__
             self._error = e
             self._ready.set()
@@ -259,6 +264,10 @@ class SimNode(Node):
                     rows=sensor.rows, cols=sensor.cols, normal_force=grid.reshape(-1).tolist()))
 
     def _publish_task(self, stamp):
+        events = self.env.world.events
+        for event in events[self._events_logged:]:
+            self.get_logger().info(f"episode {self.env.episode}: {event}")
+        self._events_logged = len(events)
         # The poses go out before the status that announces their tick.
         if _subscribed(self.object_pub):
             pos, quat = self.env.object_pose()

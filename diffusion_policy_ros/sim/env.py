@@ -6,6 +6,10 @@
         obs = env.step(env.expert_action())      # joint targets held for one control period
     env.success()
 
+`variant` (default: the config's sim_node `task_variant`, else static) makes the world move during
+an episode (sim/perturbations.py); `expert_mode` (default: the config's expert_teleop_node
+`expert_mode`, else keyframes) picks the scripted expert (sim/expert.py).
+
 Observation keys follow the dataset: `obs/joint_pos`, `obs/<camera>/rgb` (HxWx3 uint8),
 `obs/<camera>/depth` (HxW float32 metres, clipped; only for cameras with depth on),
 `obs/<sensor>/tactile` (rows x cols float32 newtons).
@@ -18,6 +22,7 @@ import numpy as np
 from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.robot_config import ConfigError, RobotConfig
 from diffusion_policy_ros.sim.expert import make_expert
+from diffusion_policy_ros.sim.perturbations import MovingWorld, Perturbations, check_variant, sample_perturbations
 from diffusion_policy_ros.sim.rendering import CameraRenderer
 from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
 from diffusion_policy_ros.sim.tactile import TactileReader
@@ -26,7 +31,8 @@ from diffusion_policy_ros.sim.tasks import make_task
 
 class SimEnv:
     def __init__(self, config: RobotConfig, *, task: str | None = None, cameras=None,
-                 render: bool = True, physics_rate_hz: float | None = None):
+                 render: bool = True, physics_rate_hz: float | None = None, variant: str | None = None,
+                 expert_mode: str | None = None):
         """`cameras`: names to render (default: the config's); `render=False` skips all cameras."""
         self.config = config
         self.model = load_scene_model(config.robot)
@@ -36,7 +42,11 @@ class SimEnv:
         self.data = mujoco.MjData(self.model)
         self.robot = RobotModel(self.model, config)
         self.task = make_task(task or config.task, self.model, [a.prefix for a in self.robot.arms])
-        self.expert = make_expert(self.task.name, self.robot)
+        self.variant = variant or str(sim_params.get("task_variant", "static"))
+        self.expert_mode = expert_mode or str(config.node_params("expert_teleop_node").get("expert_mode",
+                                                                                          "keyframes"))
+        self.expert = make_expert(self.task.name, self.robot, self.expert_mode)
+        self.world = MovingWorld(self.task)
         self.control_period = 1.0 / config.control_rate_hz
         self.home = self.expert.home_joints(self.task.home_tcp)
         names = [c.name for c in config.cameras] if cameras is None else list(cameras)
@@ -72,9 +82,24 @@ class SimEnv:
             mujoco.mj_step(self.model, self.data)
         self.data.time = 0.0
         self.episode += 1
+        plan = Perturbations() if self.variant == "static" else sample_perturbations(
+            self.variant, self.seed, state.cube_pos, state.target_pos, self.task.workspace)
+        self.world.start(plan, self.data)
         self.expert.reset(self.joint_positions(), self.data.qpos.copy(), *self.task.cube_pose(self.data),
                           self.task.target_pos(self.data))
         return self.observation() if observe else None
+
+    @property
+    def variant(self) -> str:
+        """What moves during an episode (sim/perturbations.py); a change applies from the next reset."""
+        return self._variant
+
+    @variant.setter
+    def variant(self, name: str) -> None:
+        if check_variant(name) not in self.task.variants:
+            raise ConfigError(f"task {self.task.name} has only the variants {', '.join(self.task.variants)}, "
+                              f"not {name}")
+        self._variant = name
 
     @property
     def time(self) -> float:
@@ -93,6 +118,7 @@ class SimEnv:
 
     def expert_action(self) -> np.ndarray:
         """The scripted expert's joint targets for the next control period (config order)."""
+        self.expert.observe(self.joint_positions(), *self.task.cube_pose(self.data), self.task.target_pos(self.data))
         return self.expert.action(self.time + self.control_period)
 
     # --- stepping ----------------------------------------------------------------------------
@@ -110,6 +136,7 @@ class SimEnv:
         for i in range(1, n + 1):
             self.robot.set_targets(self.data, start + (action - start) * i / n, rate)
             mujoco.mj_step(self.model, self.data)
+            self.world.advance(self.model, self.data)
         self.robot.set_targets(self.data, action)
         self._target = action
         return self.observation() if observe else None
@@ -120,6 +147,7 @@ class SimEnv:
         self._target = np.asarray(targets, float)
         for _ in range(n):
             mujoco.mj_step(self.model, self.data)
+            self.world.advance(self.model, self.data)
 
     def _check_action(self, action) -> np.ndarray:
         action = np.asarray(action, dtype=float).reshape(-1)

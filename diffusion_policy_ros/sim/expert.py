@@ -4,6 +4,10 @@ The plan is made once per episode from the true initial cube (and target) pose a
 own start pose, then followed in time; `action(t)` returns joint position targets in the
 config's joint order. Between keyframes the tcp moves along a minimum-jerk profile and its
 orientation is slerped, so the joint targets are smooth at any control rate.
+
+Expert modes (`make_expert(task, robot, mode)`): `keyframes`, these rest-to-rest plans, and
+`continuous` (pick_place only, sim/continuous_expert.py), which re-decides every control step
+from the world as it is then. Callers pass the world to `observe()` before each `action()`.
 """
 from __future__ import annotations
 
@@ -155,6 +159,10 @@ class ScriptedExpert:
     def plan(self, cube_pos, cube_yaw, target_pos) -> None:
         raise NotImplementedError
 
+    def observe(self, q, cube_pos, cube_quat, target_pos) -> None:
+        """The world now (joint positions in config order, cube pose, target position), given
+        before each `action()`. A keyframe plan is followed as made: it ignores it."""
+
     def action(self, t: float) -> np.ndarray:
         out = []
         for arm in self.arms:
@@ -228,10 +236,16 @@ class HandoverExpert(ScriptedExpert):
         ]
 
 
-EXPERTS = {"pick_place": PickPlaceExpert, "handover": HandoverExpert}
+EXPERT_MODES = ("keyframes", "continuous")
 
 
-def make_expert(task: str, robot: RobotModel) -> ScriptedExpert:
-    if task not in EXPERTS:
-        raise ValueError(f"no scripted expert for task {task!r}; known: {sorted(EXPERTS)}")
-    return EXPERTS[task](robot)
+def make_expert(task: str, robot: RobotModel, mode: str = "keyframes") -> ScriptedExpert:
+    from diffusion_policy_ros.sim.continuous_expert import ContinuousPickPlaceExpert
+    experts = {("pick_place", "keyframes"): PickPlaceExpert, ("handover", "keyframes"): HandoverExpert,
+               ("pick_place", "continuous"): ContinuousPickPlaceExpert}
+    if mode not in EXPERT_MODES:
+        raise ValueError(f"unknown expert mode {mode!r}; known: {list(EXPERT_MODES)}")
+    if (task, mode) not in experts:
+        known = sorted(f"{t} ({m})" for t, m in experts)
+        raise ValueError(f"no {mode} scripted expert for task {task!r}; known: {', '.join(known)}")
+    return experts[task, mode](robot)

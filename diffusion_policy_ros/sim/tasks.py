@@ -1,7 +1,8 @@
 """The sim's tasks: randomized initial conditions and a success check computed from the physics.
 
 pick_place (single arm): a red cube and a green target disc at random, non-overlapping places
-  on the table; success = cube resting on the target (centre within 3.5 cm) and let go.
+  on the table; success = cube resting on the target (centre within 3.5 cm) and let go. Its
+  reactive variants move the cube or the target during the episode (sim/perturbations.py).
 handover (bimanual): a cube on the left half of the table; success = the right gripper holds
   it in the air (>= 8 cm above the table) and the left gripper does not touch it.
 """
@@ -12,6 +13,7 @@ import dataclasses
 import mujoco
 import numpy as np
 
+from diffusion_policy_ros.sim.perturbations import VARIANTS
 from diffusion_policy_ros.sim.scene_builder import CUBE_HALF
 
 CUBE_BODY = "cube"
@@ -68,6 +70,7 @@ class Task:
     episode_seconds = 10.0
     home_tcp = {}          # arm prefix -> tcp position in the arm base frame, gripper pointing down
     home_noise_rad = 0.05
+    variants = ("static",)  # what may move during an episode (sim/perturbations.py)
 
     def __init__(self, model: mujoco.MjModel, prefixes):
         self.model = model
@@ -107,6 +110,7 @@ class PickPlace(Task):
     workspace = ((0.30, 0.50), (-0.15, 0.15))
     min_separation = 0.12
     success_radius = 0.035
+    variants = VARIANTS
 
     def sample(self, rng):
         (x0, x1), (y0, y1) = self.workspace

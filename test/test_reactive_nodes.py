@@ -1,0 +1,103 @@
+"""The reactive task through ROS: sim_node with `task_variant: displaced` moves the cube during the
+episode as the seed says, and expert_teleop_node in `continuous` mode follows it and places it."""
+import os
+import threading
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("diffusion_policy_ros.msg")
+
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from diffusion_policy_ros.msg import TaskStatus  # noqa: E402
+from diffusion_policy_ros.nodes.expert_teleop_node import ExpertTeleopNode  # noqa: E402
+from diffusion_policy_ros.nodes.sim_node import SimNode  # noqa: E402
+from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
+from diffusion_policy_ros.sim.env import SimEnv  # noqa: E402
+from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
+from waiting import wait_for  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "config", "single_arm_reactive.yaml")
+PARAMS = ["--ros-args", "--params-file", CONFIG]
+SEED = 104
+
+
+def stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def expected_displacement():
+    """Where and when SimEnv (no ROS) moves the cube in episode SEED of the displaced variant."""
+    with SimEnv(load_robot_config(CONFIG), render=False, variant="displaced") as env:
+        env.reset(SEED, observe=False)
+        hold = env.joint_positions()
+        while not env.world.events:
+            env.step(hold, observe=False)
+        return env.world.events[0]
+
+
+def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_context):
+    assert load_robot_config(CONFIG).node_params("sim_node")["task_variant"] == "displaced"
+    expected = expected_displacement()
+    sim = SimNode(context=rclpy_context, cli_args=PARAMS, parameter_overrides=[Parameter("seed", value=SEED)])
+    probe = rclpy.create_node("reactive_probe", context=rclpy_context)
+    lock, poses, statuses = threading.Lock(), [], []
+
+    def keep(store):
+        def callback(msg):
+            with lock:
+                store.append(msg)
+        return callback
+
+    probe.create_subscription(PoseStamped, "/sim/object_pose", keep(poses), 50)
+    probe.create_subscription(TaskStatus, "/sim/task_status", keep(statuses), 50)
+    reset = probe.create_client(ResetEpisode, "/sim/reset")
+    executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
+    for node in (sim, probe):
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    expert = None
+    try:
+        assert reset.wait_for_service(timeout_sec=10.0)
+        assert wait_for(lambda: statuses, 30.0), "sim_node publishes no task status"
+        with lock:
+            episode = max(s.episode for s in statuses)   # the reset starts the next one
+        future = reset.call_async(ResetEpisode.Request(seed=SEED))
+        assert wait_for(future.done, 10.0) and future.result().success
+        expert = ExpertTeleopNode(context=rclpy_context, cli_args=PARAMS,
+                                  parameter_overrides=[Parameter("output", value="controller")])
+        assert expert.expert_mode == "continuous"
+        executor.add_node(expert)
+
+        def solved():
+            with lock:
+                return any(s.success and s.seed == SEED and s.episode > episode for s in statuses)
+        if not wait_for(solved, 90.0):
+            with lock:
+                last, cube = statuses[-1], poses[-1].pose.position
+            pytest.fail(f"the continuous expert did not place the displaced cube through sim_node: episode "
+                        f"{last.episode} at {last.episode_time:.2f} s, cube at ({cube.x:.3f}, {cube.y:.3f}, "
+                        f"{cube.z:.3f}), sim events {sim.env.world.events}, real-time factor {sim.achieved_rtf:.2f}")
+    finally:
+        if expert is not None:
+            executor.remove_node(expert)
+            expert.destroy_node()
+        executor.shutdown()
+        sim.shutdown()
+        sim.destroy_node()
+        probe.destroy_node()
+    with lock:
+        start = min(stamp_s(s.header.stamp) for s in statuses if s.episode > episode)
+        xy = np.array([[p.pose.position.x, p.pose.position.y] for p in poses if stamp_s(p.header.stamp) >= start])
+    jumps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    assert np.count_nonzero(jumps > 0.03) == 1, "the cube did not jump once"
+    landed = xy[np.argmax(jumps > 0.03) + 1]
+    np.testing.assert_allclose(landed, expected["to"], atol=2e-3)   # the same displacement as without ROS
