@@ -255,16 +255,18 @@ def test_estop_latched_until_released(single_config):
 
 
 def test_workspace_box_stops_before_the_boundary(single_config):
-    params = dict(single_config.node_params("safety_filter_node"))
+    """Lowering the arm with joint_2 reaches the box floor (z = 0) long before joint_2's limit:
+    the workspace, not the joint limit, must be what stops it, just above the floor."""
     filt = build_safety_filter(single_config)
-    filt.update_joint_state("arm", list(filt.limits["arm"].names), HOME, 0.0)
+    lim = filt.limits["arm"]
+    names = list(lim.names)
+    floor = filt.params.workspace_min[2]
+    filt.update_joint_state("arm", names, HOME, 0.0)
     filt.kinematics.update({"arm": HOME})
-    z0 = filt.kinematics.end_effector("arm")[2]
-    # lower the arm toward the table with joint_2 until far below the box floor (z = 0)
-    names = list(filt.limits["arm"].names)
+    assert filt.kinematics.end_effector("arm")[2] > floor + 0.2  # it starts well above the floor
     now, path = 0.0, ExecutedPath(0.0, HOME)
     reasons = set()
-    for _ in range(40):
+    for _ in range(40):  # 8 rad asked of joint_2 in 4 s: far past both the floor and its limit
         robot_follows(filt, now)
         q, _ = filt.plan("arm").state_at(now)
         target = q + np.r_[0, 0.2, 0, 0, 0, 0, 0]
@@ -273,8 +275,11 @@ def test_workspace_box_stops_before_the_boundary(single_config):
         path.replace(r.trajectory)
         now += 0.1
     check_path(path, filt, "arm")
-    assert "workspace" in reasons or "position_limit" in reasons
-    assert params["workspace_min"][2] <= z0
+    assert "workspace" in reasons and "position_limit" not in reasons, reasons
+    final, _ = filt.plan("arm").state_at(now + 5.0)
+    assert final[1] < lim.safe_upper[1] - 0.5, "joint_2 ran to its limit: the workspace did not stop it"
+    filt.kinematics.update({"arm": final})
+    assert floor <= filt.kinematics.end_effector("arm")[2] <= floor + 0.05  # stopped just above the floor
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -90,17 +90,20 @@ class SafetyFilter:
     def update_joint_state(self, arm: str, names: Sequence[str], positions: Sequence[float],
                            now: float, stamp: float = 0.0) -> FilterResult | None:
         """Measured positions (names may include other joints); see `joint_state`."""
-        return self._use_joint_state(arm, now, joint_positions, names, positions, stamp, now, self.params,
+        return self._use_joint_state(arm, now, now, joint_positions, names, positions, stamp, now, self.params,
                                      self.limits[arm].names)
 
-    def joint_state(self, arm: str, msg, now: float) -> FilterResult | None:
-        """A sensor_msgs/JointState (or anything shaped like one) for one arm.
+    def joint_state(self, arm: str, msg, now: float, received: float | None = None) -> FilterResult | None:
+        """A sensor_msgs/JointState (or anything shaped like one) for one arm, received at
+        `received` (default: now).
 
         Records the measured positions; re-anchors the plan to them while the arm is at rest, and
         holds where the arm is when it is far from the plan (moved by hand, a sim reset, a
         collision): planning on from where it is not would yank it back (a hold is returned). A
-        malformed or stale message is not used; the first of a run of them returns an event."""
-        return self._use_joint_state(arm, now, read_joint_state, msg, now, self.params, self.limits[arm].names)
+        malformed or stale message is not used; the first of a run of them returns an event. The
+        measurement counts as taken at its stamp (unstamped: when it arrived)."""
+        return self._use_joint_state(arm, now, now if received is None else received, read_joint_state, msg, now,
+                                     self.params, self.limits[arm].names)
 
     def joint_state_rejected(self, arm: str, problem: InputRejected, now: float) -> FilterResult | None:
         """A joint state that is not used: an event for the first of a run with the same reason
@@ -112,20 +115,23 @@ class SafetyFilter:
         return FilterResult(arm, Band.REJECT, None, [SafetyEvent(
             ACTION_REJECT, problem.reason, arm, (), (), (), f"joint state not used: {problem}", now)])
 
-    def _use_joint_state(self, arm, now, read, *args) -> FilterResult | None:
+    def _use_joint_state(self, arm, now, received, read, *args) -> FilterResult | None:
         lim = self.limits[arm]
         try:
-            q = read(*args)
+            q, stamp = read(*args)
         except InputRejected as e:
             return self.joint_state_rejected(arm, e, now)
+        measured_at = min(stamp or received, now)
         self._joint_state_problem[arm] = None
         self._measured[arm] = q
-        self._measured_at[arm] = now
+        self._measured_at[arm] = measured_at
         plan = self._plans.get(arm)
-        if plan is None or (self._holding[arm] and now >= plan.end_time):
+        if plan is None or (self._holding[arm] and measured_at >= plan.end_time):  # at rest when measured
             self._plans[arm] = Trajectory.hold(now, q)
             return None
-        error = np.abs(plan.state_at(now)[0] - q)
+        # Compared with where the plan was when the position was measured: a state that waited in
+        # a queue is not a tracking error.
+        error = np.abs(plan.state_at(measured_at)[0] - q)
         error[lim.is_gripper] = 0.0  # a gripper closed on an object is blocked short of its target
         if error.max() <= self.params.max_tracking_error_rad:
             return None

@@ -57,7 +57,8 @@ class SafetyParams:
     max_processing_s: float = 0.1             # a command not filtered this soon after it was taken up
                                               # is dropped and the arm holds (late): a plan goes out
                                               # only while the robot is still where it was planned from
-    joint_state_timeout_s: float = 0.25       # no valid joint state for this long: hold, reject commands
+    joint_state_timeout_s: float = 0.5        # no valid joint state for this long: hold, reject commands
+                                              # (as policy_node's stale_after_s)
 
     def __post_init__(self):
         positive = ("watchdog_timeout_s", "max_horizon_s", "brake_sample_s", "max_processing_s",
