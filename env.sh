@@ -10,6 +10,13 @@ if [ -z "${ROS_DISTRO:-}" ] || [ -x "$here/.venv/bin/python" ]; then
   # shellcheck disable=SC1091
   . "$here/.venv/bin/activate"
 fi
+if [ -f "$here/.venv/opt/ros2_tools/local_setup.bash" ]; then
+  # control_msgs and composition_interfaces, built by scripts/setup_ros2_tools.sh; the venv itself
+  # is the prefix of the ROS 2 wheels and the ros2 CLI packages (their ament index entries)
+  # shellcheck disable=SC1091
+  . "$here/.venv/opt/ros2_tools/local_setup.bash"
+  export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$here/.venv"
+fi
 if [ -f "$here/install/local_setup.bash" ]; then
   # shellcheck disable=SC1091
   . "$here/install/local_setup.bash"

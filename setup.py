@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["diffusion_policy_ros", "diffusion_policy_ros.*"]),
     data_files=[
-        (f"{SHARE}/config", ["config/single_arm.yaml", "config/bimanual.yaml"]),
+        (f"{SHARE}/config", ["config/single_arm.yaml", "config/bimanual.yaml", "config/fastdds_large_messages.xml"]),
         (f"{SHARE}/resource/mjcf", ["resource/mjcf/single_arm.xml", "resource/mjcf/bimanual.xml"]),
     ],
     install_requires=[
@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         "sim": ["mujoco==4.0.0", "mink>=1.3"],
-        "data": ["pyarrow>=15", "av>=12", "rosbags>=0.10", "opencv-python-headless>=4.8"],
+        "data": ["pyarrow>=15", "av>=12", "rosbags>=0.10", "mcap>=1.1", "opencv-python-headless>=4.8"],
         "safety": ["pin>=3", "ruckig>=0.12", "transforms3d>=0.4"],
     },
     entry_points={"console_scripts": ["dpros = diffusion_policy_ros.cli.main:main"]},

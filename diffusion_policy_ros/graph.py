@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
-from diffusion_policy_ros.robot_config import ArmConfig, ConfigError, config_path, load_robot_config
-from diffusion_policy_ros.safety.limits import SafetyParams
+from diffusion_policy_ros.node_parameters import NODE_SCHEMAS
+from diffusion_policy_ros.parameters import unknown_parameter_message
+from diffusion_policy_ros.robot_config import (SHARED_PARAMETERS, ArmConfig, ConfigError, RobotConfig,
+                                               config_path, flatten, load_robot_config)
 
 PACKAGE = "diffusion_policy_ros"
 MODES = {
@@ -31,16 +33,8 @@ TELEOP_NODES = {"expert": "expert_teleop_node", "leader": "leader_follower_teleo
 LIFECYCLE_NODES = ("policy_node",)
 ARGUMENT_PREFIX = {"policy_node": "policy", "safety_filter_node": "safety", "sim_node": "sim",
                    "demo_recorder_node": "record"}
-# Parameters each node declares beyond the config file's section (defaults live in the node).
-NODE_PARAMETERS = {
-    "policy_node": ("checkpoint", "output", "sync_tolerance_s", "stale_after_s", "sampler", "denoising_steps", "device",
-                    "image_transport", "start_on_activate", "status_rate_hz"),
-    "safety_filter_node": tuple(f.name for f in dataclasses.fields(SafetyParams)),
-    "sim_node": ("physics_rate_hz", "publish_rate_hz", "joint_state_rate_hz", "real_time_factor", "seed"),
-    "demo_recorder_node": ("dataset_root", "dataset_name", "record_rate_hz", "record_cameras",
-                           "compressed_cameras", "record_depth", "record_tactile", "sensor_reliability",
-                           "qos_depth", "max_episode_s"),
-}
+# Each node's own parameters (node_parameters.py), without the shared robot description.
+NODE_PARAMETERS = {node: schema.names for node, schema in NODE_SCHEMAS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +70,43 @@ def launch_arguments(mode: str) -> dict[str, tuple[str, str]]:
     out = {}
     for node in MODES[mode]:
         for name in NODE_PARAMETERS.get(node, ()):
-            out[f"{ARGUMENT_PREFIX[node]}_{name}"] = (node, name)
+            if "{" not in name:   # per-arm parameters ({arm}) are set in the config file
+                out[f"{ARGUMENT_PREFIX[node]}_{name}"] = (node, name)
     return out
+
+
+def argument_description(node: str, parameter: str) -> str:
+    spec = NODE_SCHEMAS[node].match(parameter)
+    constraints = spec.constraints()
+    return (f"{node} {parameter}: {spec.description}" + (f" ({constraints})" if constraints else "")
+            + "; '' keeps the config's value")
+
+
+def check_node_sections(robot: RobotConfig) -> None:
+    """Every key of every node section in the config is one its node declares (the nodes check
+    the same at start-up; here a launch fails before anything starts)."""
+    arms = [a.name for a in robot.arms]
+    for node, values in robot.node_parameters.items():
+        schema = NODE_SCHEMAS.get(node)
+        if schema is None:
+            raise ConfigError(f"{robot.source_path}: section for an unknown node '{node}'; nodes: "
+                              f"{', '.join(sorted(NODE_SCHEMAS))}")
+        for key, value in flatten(values).items():
+            if schema.match(key, arms) is None and SHARED_PARAMETERS.match(key, arms) is None:
+                raise ConfigError(f"{robot.source_path}: " + unknown_parameter_message(
+                    node, key, schema.known_names(arms) + SHARED_PARAMETERS.known_names(arms)))
+        schema.validate({k: v for k, v in flatten(values).items() if schema.match(k, arms)}, arms)
 
 
 def parse_value(text: str) -> Any:
     """A launch/CLI value as YAML (numbers, booleans, lists), like `-p name:=value`."""
     return yaml.safe_load(text) if text != "" else ""
+
+
+def parse_argument(node: str, name: str, text: str) -> Any:
+    """A launch argument's text as the parameter's type (a string parameter keeps the text)."""
+    spec = NODE_SCHEMAS[node].match(name)
+    return spec.coerce(text if spec.kind == "string" else parse_value(text), node)
 
 
 def build_graph(mode: str, config: str, arguments: Mapping[str, str] | None = None,
@@ -94,14 +118,16 @@ def build_graph(mode: str, config: str, arguments: Mapping[str, str] | None = No
         raise ConfigError(f"unknown graph mode {mode!r}; choose from {sorted(MODES)}")
     path = config_path(config)
     robot = load_robot_config(path)  # validates the file before anything starts
+    check_node_sections(robot)
     known = launch_arguments(mode)
     overrides: dict[str, dict[str, Any]] = {node: {} for node in MODES[mode]}
     for key, text in (arguments or {}).items():
         if key not in known:
-            raise ConfigError(f"unknown argument {key!r} for mode {mode}; known: {', '.join(sorted(known))}")
+            raise ConfigError(unknown_parameter_message(f"launch arguments of mode {mode}", key, known)
+                              .replace("parameter", "argument", 1))
         if str(text) != "":
             node, name = known[key]
-            overrides[node][name] = parse_value(str(text))
+            overrides[node][name] = parse_argument(node, name, str(text))
     if mode == "record":
         return _record_graph(path, overrides, teleop, sim, use_sim_time)
     if use_sim_time is None:
@@ -127,7 +153,11 @@ def _record_graph(path, overrides, teleop, sim, use_sim_time) -> list[NodeSpec]:
     specs.append(NodeSpec(TELEOP_NODES[teleop], path, {"use_sim_time": sim_time}))
     specs.append(NodeSpec("safety_filter_node", path,
                           {**overrides["safety_filter_node"], "input": "teleop", "use_sim_time": sim_time}))
-    specs.append(NodeSpec("demo_recorder_node", path, {**overrides["demo_recorder_node"], "use_sim_time": sim_time}))
+    # The sim publishes its sensors reliably: a reliable subscription gets lost samples re-sent
+    # (camera drivers of a real robot mostly publish best effort, the recorder's default).
+    recorder = {"sensor_reliability": "reliable"} if sim else {}
+    specs.append(NodeSpec("demo_recorder_node", path,
+                          {**recorder, **overrides["demo_recorder_node"], "use_sim_time": sim_time}))
     return specs
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from diffusion_policy_ros.parameters import ConfigError, NodeSchema, ParameterSpec, unknown_parameter_message
+
 SHARED_SECTION = "/**"
 # How an arm's gripper is commanded on a ros2_control robot (`<arm>.gripper_controller`):
 # none: the gripper is one more joint of the arm's joint_trajectory_controller (controller_topic);
@@ -22,8 +24,47 @@ SHARED_SECTION = "/**"
 GRIPPER_CONTROLLERS = ("none", "joint_trajectory", "gripper_action", "forward_position")
 
 
-class ConfigError(ValueError):
-    """A config file or parameter set that cannot describe a robot."""
+def _shared(name, kind, description, default=None, **constraints):
+    # Every node reads the robot description once at start-up: read-only, like robot_description.
+    return ParameterSpec(name, kind, default, description, **constraints)
+
+
+# The shared `/**` section every node of the graph gets (a typo in it stops every node, naming the
+# key). `from_parameters` checks the values and how they fit together; this lists the names.
+SHARED_PARAMETERS = NodeSchema("robot config (/**)", (
+    _shared("robot", "string", "robot model and sim scene: resource/mjcf/<robot>.xml"),
+    _shared("task", "string", "sim task (pick_place | handover); '' on a robot without a sim task", ""),
+    _shared("control_rate_hz", "double", "policy actions and safety-filter commands per second",
+            minimum=0.0, exclusive_minimum=True),
+    _shared("arms", "string_array", "arm names, in action order; each has a section of that name"),
+    _shared("{arm}.namespace", "string", "ROS namespace of the {arm} arm ('' = root)", ""),
+    _shared("{arm}.joint_names", "string_array", "joints of the {arm} arm, in action order"),
+    _shared("{arm}.gripper_joints", "string_array", "joints of the {arm} arm that are gripper fingers (metres)", []),
+    _shared("{arm}.end_effector", "string", "MJCF site of the {arm} arm's tool centre (workspace checks)", "tcp"),
+    _shared("{arm}.joint_states_topic", "string", "sensor_msgs/JointState of the {arm} arm"),
+    _shared("{arm}.teleop_topic", "string", "JointTrajectory from teleop sources for the {arm} arm"),
+    _shared("{arm}.policy_topic", "string", "JointTrajectory from the policy to the safety filter for the {arm} arm"),
+    _shared("{arm}.controller_topic", "string", "JointTrajectory to the {arm} arm's joint_trajectory_controller"),
+    _shared("{arm}.forward_topic", "string", "Float64MultiArray to the {arm} arm's forward position controller"),
+    _shared("{arm}.gripper_controller", "string", "how the {arm} arm's gripper is commanded", "none",
+            choices=GRIPPER_CONTROLLERS),
+    _shared("{arm}.gripper_topic", "string", "topic or action of the {arm} arm's gripper controller", ""),
+    _shared("cameras", "string_array", "cameras published and observed (each has a camera.<name> section)", []),
+    _shared("camera.{name}.topic", "string", "camera '{name}': <topic>/image_raw, <topic>/depth/image_raw, "
+            "<topic>/camera_info"),
+    _shared("camera.{name}.width", "int", "camera '{name}' image width in pixels", minimum=1),
+    _shared("camera.{name}.height", "int", "camera '{name}' image height in pixels", minimum=1),
+    _shared("camera.{name}.depth", "bool", "camera '{name}' also has a depth image (32FC1, metres)", False),
+    _shared("camera.{name}.depth_max_m", "double", "camera '{name}' depth beyond this is invalid", 2.0,
+            minimum=0.0, exclusive_minimum=True),
+    _shared("tactile_sensors", "string_array", "fingertip tactile pads (TactileArray)", []),
+    _shared("tactile.rows", "int", "taxel rows of every pad without its own", 4, minimum=1),
+    _shared("tactile.cols", "int", "taxel columns of every pad without its own", 4, minimum=1),
+    _shared("tactile.{name}.arm", "string", "arm that carries tactile pad '{name}' (unset: the first arm)", ""),
+    _shared("tactile.{name}.topic", "string", "TactileArray topic of pad '{name}' (unset: /tactile/{name})", ""),
+    _shared("tactile.{name}.rows", "int", "taxel rows of pad '{name}' (unset: tactile.rows)", 4, minimum=1),
+    _shared("tactile.{name}.cols", "int", "taxel columns of pad '{name}' (unset: tactile.cols)", 4, minimum=1),
+), uses_robot_config=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +159,14 @@ class RobotConfig:
         names = self.joint_names
         return tuple(names.index(j) for arm in self.arms for j in arm.gripper_joints)
 
+    def arm_slices(self) -> tuple[tuple[ArmConfig, slice], ...]:
+        """Each arm with its columns in a vector of all arms' joints (actions, joint positions)."""
+        out, start = [], 0
+        for arm in self.arms:
+            out.append((arm, slice(start, start + len(arm.joint_names))))
+            start += len(arm.joint_names)
+        return tuple(out)
+
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:
             if arm.name == name:
@@ -137,8 +186,13 @@ class RobotConfig:
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any], *, node_parameters=None,
                         source_path: str | None = None) -> "RobotConfig":
-        """Build from the shared `/**` parameters, nested (YAML) or dotted (rclpy) keys."""
-        p = _Params(_nest(params))
+        """Build from the shared `/**` parameters, nested (YAML) or dotted (rclpy) keys. A key
+        the shared section does not have is an error naming the closest one."""
+        nested = _nest(params)
+        p = _Params(nested)
+        if not p.str_list("arms", default=[]):
+            raise ConfigError("config names no arms (parameter 'arms')")
+        check_shared_keys(flatten(nested))
         arms = []
         for name in p.str_list("arms"):
             a = p.section(name)
@@ -224,6 +278,35 @@ def config_path(name_or_path: str) -> str:
     if os.path.isfile(candidate):
         return candidate
     raise ConfigError(f"no robot config {name_or_path!r} (looked for the file and for {candidate})")
+
+
+def shared_arms(params: Mapping[str, Any]) -> list[str]:
+    arms = params.get("arms", [])
+    return [a for a in arms if isinstance(a, str)] if isinstance(arms, (list, tuple)) else []
+
+
+def is_shared_parameter(key: str, params: Mapping[str, Any]) -> bool:
+    """Whether a dotted key belongs to the shared robot description (`params`: its dotted keys)."""
+    return SHARED_PARAMETERS.match(key, shared_arms(params)) is not None
+
+
+def check_shared_keys(dotted: Mapping[str, Any]) -> None:
+    arms = shared_arms(dotted)
+    for key in dotted:
+        if SHARED_PARAMETERS.match(key, arms) is None:
+            raise ConfigError(unknown_parameter_message(SHARED_PARAMETERS.node, key,
+                                                        SHARED_PARAMETERS.known_names(arms)))
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mappings -> dotted keys, as rclpy names parameters."""
+    out = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _ros_parameters(section: Any, key: str, path: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.robot_config import RobotConfig
 
 
@@ -27,9 +28,9 @@ def make_untrained_checkpoint(robot: RobotConfig, folder: str, center=None, seed
                           device="cpu")
     center = np.zeros(robot.action_dim, np.float32) if center is None else np.asarray(center, np.float32)
     stats = {"action": (center - 0.05, center + 0.05)}
-    stats["obs/joint_pos"] = (np.full(robot.action_dim, -3.0, np.float32), np.full(robot.action_dim, 3.0, np.float32))
+    stats[obs_keys.JOINT_POS] = (np.full(robot.action_dim, -3.0, np.float32), np.full(robot.action_dim, 3.0, np.float32))
     for t in robot.tactile_sensors:
-        stats[f"obs/{t.name}/tactile"] = (np.zeros((t.rows, t.cols), np.float32), np.full((t.rows, t.cols), 5.0, np.float32))
+        stats[obs_keys.tactile(t.name)] = (np.zeros((t.rows, t.cols), np.float32), np.full((t.rows, t.cols), 5.0, np.float32))
     normalizer = MinMaxNormalizer({k: {"min": lo, "max": hi} for k, (lo, hi) in stats.items()})
     policy = DiffusionPolicy(config, normalizer)
     return save_checkpoint(folder, policy)

@@ -1,44 +1,96 @@
-"""Gazebo Harmonic instead of the embedded MuJoCo sim (for machines with ROS 2 Jazzy + Gazebo).
+"""Gazebo Harmonic instead of the embedded MuJoCo sim (ROS 2 Jazzy + Gazebo Harmonic).
 
-    ros2 launch diffusion_policy_ros gazebo.launch.py description:=/path/robot.urdf policy_checkpoint:=/path/ckpt
+    ros2 launch diffusion_policy_ros gazebo.launch.py policy_checkpoint:=/path/ckpt
+    ros2 launch diffusion_policy_ros gazebo.launch.py config:=bimanual.yaml seed:=3 policy_checkpoint:=/path/ckpt
 
-`description` is a URDF whose <ros2_control> uses gz_ros2_control/GazeboSimSystem and the
-gz_ros2_control plugin with config/gazebo_controllers.yaml. Starts gz sim (ros_gz_sim), spawns
-the robot from /robot_description, bridges camera, depth and clock with config/gazebo_bridge.yaml
-(ros_gz_bridge), spawns joint_state_broadcaster and the joint_trajectory_controller
-`arm_controller`, and the robot graph (policy + safety filter) on sim time.
+Starts gz sim with the task's world (cube and target where the MuJoCo sim puts them for `seed`);
+per arm a robot_state_publisher with the arm's URDF in the arm's namespace, the model spawned from
+it, and once it is in, its controllers (joint_state_broadcaster, arm_controller, gripper_controller);
+the ros_gz_bridge for clock and cameras; the policy and the safety filter on sim time.
+`description`, `world` and `bridge` default to the package's files for the config: see
+diffusion_policy_ros/gazebo/launch_plan.py for their {config}, {arm} and {task} patterns.
 """
 import os
-import sys
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, OpaqueFunction,
+                            RegisterEventHandler)
+from launch.event_handlers import OnProcessExit
+from launch.events import matches_action
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import Command, LaunchConfiguration
-from launch_ros.actions import Node
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _graph_launch import graph_launch_description  # noqa: E402
+from diffusion_policy_ros.gazebo import launch_plan, shipped
+from diffusion_policy_ros.graph import PACKAGE, build_graph, launch_arguments
+from diffusion_policy_ros.resources import package_share_path
 
-from diffusion_policy_ros.resources import package_share_path  # noqa: E402
+ARGUMENTS = {
+    "config": (os.path.join(package_share_path("config"), "single_arm.yaml"),
+               "robot config (config/single_arm.yaml, config/bimanual.yaml)"),
+    "description": (launch_plan.default_path(shipped.DESCRIPTION_PATTERN),
+                    "URDF of each arm with gz_ros2_control; {config}: the config file's name, {arm}: the arm's"),
+    "world": (launch_plan.default_path(shipped.WORLD_PATTERN),
+              "Gazebo world; {task}: the config's task. The default gets the cube and target of `seed`"),
+    "bridge": (launch_plan.default_path(shipped.BRIDGE_PATTERN), "ros_gz_bridge configuration (clock, cameras)"),
+    "seed": ("", "episode whose cube and target poses the default world gets, as in the MuJoCo sim "
+                 "('' = the config's sim_node seed)"),
+    "gz_args": ("-r", "gz sim options before the world (-r: run at once; add -s for no GUI)"),
+}
+
+
+def _value(context, name):
+    return context.perform_substitution(LaunchConfiguration(name))
+
+
+def _gazebo(context):
+    plan = launch_plan.plan(_value(context, "config"), _value(context, "description"), _value(context, "world"),
+                            _value(context, "bridge"), _value(context, "seed"))
+    gz = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource([FindPackageShare("ros_gz_sim"), "/launch/gz_sim.launch.py"]),
+        launch_arguments={"gz_args": f"{_value(context, 'gz_args')} {plan.world}", "on_exit_shutdown": "true"}.items())
+    actions = [gz, Node(package="ros_gz_bridge", executable="parameter_bridge", output="screen",
+                        parameters=[{"config_file": plan.bridge}])]
+    for arm in plan.arms:
+        spawn = Node(package="ros_gz_sim", executable="create", output="screen",
+                     arguments=["-topic", arm.description_topic, "-name", arm.model_name])
+        controllers = Node(package="controller_manager", executable="spawner", output="screen",
+                           arguments=[*arm.controllers, "--controller-manager", arm.controller_manager])
+        actions += [Node(package="robot_state_publisher", executable="robot_state_publisher", namespace=arm.namespace,
+                         output="screen", parameters=[{"robot_description": arm.description, "use_sim_time": True}]),
+                    spawn, RegisterEventHandler(OnProcessExit(target_action=spawn, on_exit=[controllers]))]
+    return actions + _graph(context)
+
+
+def _graph(context):
+    """Policy and safety filter as in robot.launch.py, but on Gazebo's clock."""
+    values = {name: _value(context, name) for name in launch_arguments("robot")}
+    actions = []
+    for spec in build_graph("robot", _value(context, "config"), values, use_sim_time=True):
+        params = [spec.params_file, spec.overrides]
+        if not spec.lifecycle:
+            actions.append(Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
+                                parameters=params, output="screen"))
+            continue
+        node = LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
+                             parameters=params, output="screen")
+        actions += [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
+                                                           entities=[_transition(node, Transition.TRANSITION_ACTIVATE)])),
+                    node, _transition(node, Transition.TRANSITION_CONFIGURE)]
+    return actions
+
+
+def _transition(node, transition_id):
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
 
 
 def generate_launch_description():
-    bridge = os.path.join(package_share_path("config"), "gazebo_bridge.yaml")
-    world = LaunchConfiguration("world")
-    gz = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource([FindPackageShare("ros_gz_sim"), "/launch/gz_sim.launch.py"]),
-        launch_arguments={"gz_args": ["-r ", world]}.items())
-    state_publisher = Node(package="robot_state_publisher", executable="robot_state_publisher",
-                           parameters=[{"robot_description": Command(["cat ", LaunchConfiguration("description")]),
-                                        "use_sim_time": True}])
-    spawn = Node(package="ros_gz_sim", executable="create", arguments=["-topic", "robot_description", "-name", "robot"])
-    bridge_node = Node(package="ros_gz_bridge", executable="parameter_bridge",
-                       parameters=[{"config_file": bridge, "use_sim_time": True}])
-    controllers = [Node(package="controller_manager", executable="spawner", arguments=[name])
-                   for name in ("joint_state_broadcaster", "arm_controller")]
-    graph = graph_launch_description("robot")
-    args = [DeclareLaunchArgument("description", description="URDF with gz_ros2_control (required)"),
-            DeclareLaunchArgument("world", default_value="empty.sdf", description="Gazebo world")]
-    return LaunchDescription(args + [gz, state_publisher, spawn, bridge_node, *controllers, *graph.entities])
+    args = [DeclareLaunchArgument(name, default_value=default, description=text)
+            for name, (default, text) in ARGUMENTS.items()]
+    args += [DeclareLaunchArgument(name, default_value="", description=f"{node} parameter {param} ('' keeps the config's)")
+             for name, (node, param) in launch_arguments("robot").items()]
+    return LaunchDescription(args + [OpaqueFunction(function=_gazebo)])

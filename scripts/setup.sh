@@ -75,6 +75,41 @@ if [ -z "$system_ros" ]; then
   # The wheels' CMake exports name the wheel builder's Python paths; point them at this venv.
   "$venv/bin/python" "$root/scripts/fix_ros_wheel_cmake_paths.py" "$venv"
 fi
+# --- the ROS 2 command line, launch engine and control_msgs --------------------------------
+# A system ROS 2 has them; otherwise they are built from the upstream sources in
+# ../shared/vendor/ros2-python-tools (next to this checkout, or next to the main checkout of a git
+# worktree; DPROS_ROS2_TOOLS=<folder> names another). Without them `dpros up` still runs the graph
+# and the tests that need `ros2` skip, unless DPROS_REQUIRE_ROS2_TOOLS=1 (CI) makes them mandatory.
+ros2_tools_dir() {
+  if [ -n "${DPROS_ROS2_TOOLS:-}" ]; then
+    [ -d "$DPROS_ROS2_TOOLS" ] || fail "DPROS_ROS2_TOOLS=$DPROS_ROS2_TOOLS is not a folder"
+    (cd "$DPROS_ROS2_TOOLS" && pwd)
+    return
+  fi
+  local candidates=("$root/../shared/vendor/ros2-python-tools") common
+  common="$(git -C "$root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)"
+  [ -n "$common" ] && candidates+=("$(dirname "$common")/../shared/vendor/ros2-python-tools")
+  for candidate in "${candidates[@]}"; do
+    if [ -d "$candidate" ]; then (cd "$candidate" && pwd); return; fi
+  done
+}
+require_tools="${DPROS_REQUIRE_ROS2_TOOLS:-0}"
+if [ -n "$system_ros" ]; then
+  if ! "$venv/bin/python" -c 'import launch_ros, control_msgs' 2>/dev/null; then
+    [ "$require_tools" = 1 ] && fail "the system ROS 2 lacks launch_ros or control_msgs (apt-get install ros-$system_ros-launch-ros ros-$system_ros-control-msgs)"
+    say "warning: the system ROS 2 lacks launch_ros or control_msgs: ros2 launch tests and gripper_action outputs will not work"
+  fi
+else
+  tools_dir="$(ros2_tools_dir)"
+  if [ -n "$tools_dir" ]; then
+    bash "$root/scripts/setup_ros2_tools.sh" "$venv" "$tools_dir"
+  elif [ "$require_tools" = 1 ]; then
+    fail "DPROS_REQUIRE_ROS2_TOOLS=1 but no ros2-python-tools folder (looked next to the checkout: ../shared/vendor/ros2-python-tools; or set DPROS_ROS2_TOOLS)"
+  else
+    say "no ros2-python-tools folder: the ros2 CLI / launch tests will skip (dpros up runs the graph)"
+  fi
+fi
+
 # CMake refuses to export include paths inside the source tree, where .venv is: build against
 # a copy of the NumPy headers outside it.
 numpy_include="$("$venv/bin/python" "$root/scripts/fix_ros_wheel_cmake_paths.py" --numpy-include)"

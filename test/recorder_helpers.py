@@ -12,9 +12,10 @@ from rclpy.node import Node
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE = "/demo_recorder_node/episode"
 STATUS = "/demo_recorder_node/status"
+HARMLESS_COMMAND = 99      # not START, SAVE nor DISCARD: the recorder refuses it and changes nothing
 
 
-def start_recorder(env, config, params: dict, *, log_path=None, cwd=None):
+def start_recorder(env, config, params: dict, *, log_path=None, cwd=None, preexec_fn=None):
     """demo_recorder_node with the robot config plus node parameters (an overlay params file:
     node-scoped values in the config beat `-p` overrides)."""
     import tempfile
@@ -26,7 +27,8 @@ def start_recorder(env, config, params: dict, *, log_path=None, cwd=None):
     args = [sys.executable, "-m", "diffusion_policy_ros.nodes.demo_recorder_node", "--ros-args",
             "--params-file", os.path.join(REPO_ROOT, config), "--params-file", overlay.name]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    return subprocess.Popen(args, env=env, cwd=cwd or REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(args, env=env, cwd=cwd or REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=preexec_fn)
 
 
 class Operator:
@@ -54,17 +56,43 @@ class Operator:
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                # A harmless request (DISCARD while idle) until one is answered: a ready service
-                # only means our requests reach it; its answers can still be lost while discovery
-                # of the way back is under way (slow on a loaded machine).
+                # A harmless request (an unknown command, refused whatever the state) until one is
+                # answered: a ready service only means our requests reach it; its answers can
+                # still be lost while discovery of the way back is under way (slow on a loaded
+                # machine), and a request left unanswered may still arrive later.
                 if heard.wait(0.2) and self.client.wait_for_service(timeout_sec=1.0) \
-                        and answer(self.client, self.srv.Request(command=self.srv.Request.DISCARD), 5.0):
+                        and answer(self.client, self.srv.Request(command=HARMLESS_COMMAND), 5.0):
                     return
                 if proc is not None and proc.poll() is not None:
                     raise AssertionError(f"recorder exited with {proc.returncode}")
             raise AssertionError("recorder never came up")
         finally:
             self.node.destroy_subscription(sub)
+
+    def watch_status(self):
+        """Keep the recorder's status messages (JSON dicts, in order) in self.statuses."""
+        import json
+
+        from std_msgs.msg import String
+        self.statuses = []
+        self._status_sub = self.node.create_subscription(
+            String, STATUS, lambda m: self.statuses.append(json.loads(m.data)), 10)
+
+    def wait_status(self, predicate, timeout=60.0, since=0):
+        """The first status message (from index `since` on) satisfying predicate."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for status in self.statuses[since:]:
+                if predicate(status):
+                    return status
+            time.sleep(0.02)
+        raise AssertionError(f"no recorder status matched in {timeout:.0f} s; last: "
+                             f"{self.statuses[-1] if self.statuses else None}")
+
+    def record_frames(self, frames, timeout=60.0):
+        """Until the episode being recorded has at least `frames` frames."""
+        since = len(self.statuses)
+        return self.wait_status(lambda s: s["state"] == "recording" and s["frames"] >= frames, timeout, since)
 
     def call(self, command, task="", timeout=60.0):
         req = self.srv.Request(command=getattr(self.srv.Request, command), task=task)
@@ -112,3 +140,21 @@ def stop(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_for_dataset(path, episodes: int, timeout: float = 120.0):
+    """The dataset at `path` once it holds `episodes` committed episodes (conversion runs in a
+    process of its own after SAVE)."""
+    from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
+    deadline = time.monotonic() + timeout
+    count = None
+    while time.monotonic() < deadline:
+        try:
+            dataset = ReplayBuffer.open(str(path))
+            count = dataset.n_episodes
+            if count >= episodes:
+                return dataset
+        except DatasetError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{path}: {count} episodes converted after {timeout:.0f} s, expected {episodes}")

@@ -1,6 +1,6 @@
 """sim_node, policy_node and safety_filter_node as real processes on real topics: commands flow at
 the control rate through the safety filter into the sim; when the camera stops, the policy names
-it as stale, commands stop and the arm holds."""
+it as stale, commands stop and the arm holds (the last test of the module: it unplugs the camera)."""
 from __future__ import annotations
 
 import threading
@@ -14,7 +14,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from diffusion_policy_ros.cli.up import manage_lifecycle, start_graph, stop_graph
+from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.msg import PolicyStatus
 from diffusion_policy_ros.robot_config import load_robot_config
@@ -87,12 +87,16 @@ def sim_sleep(state, duration, timeout=120.0):
     assert wait_for(lambda: state["sim_now"]() >= until, timeout), f"sim time stuck at {state['sim_now']():.3f}"
 
 
-# Three processes plus this one on 2 cores: the command rate sits near the floor when the machine
-# is busy; a rerun keeps the same assertions.
-@pytest.mark.flaky(reruns=2)
-def test_commands_flow_then_stale_camera_holds_the_arm(running_graph):
-    state, work = running_graph
+def wait_for_commands(state, work):
     assert wait_for(lambda: len(state["commands"]) >= 5, 60), f"no commands reached the sim; logs in {work}"
+
+
+# Three processes plus this one on 2 cores: the command rate sits near the floor when the machine
+# is busy. The rerun repeats this rate measurement only; the fixture's graph is unchanged by it.
+@pytest.mark.flaky(reruns=2)
+def test_commands_reach_the_sim_at_the_control_rate(running_graph):
+    state, work = running_graph
+    wait_for_commands(state, work)
     # The configured rate is per second of the graph's clock: count commands over 4 sim seconds.
     start = state["sim_now"]()
     sim_sleep(state, 4.0)
@@ -100,8 +104,12 @@ def test_commands_flow_then_stale_camera_holds_the_arm(running_graph):
     recent = [t for t, _ in state["commands"] if start <= t < end]
     rate = len(recent) / (end - start)
     assert rate >= 5.0, f"command rate {rate:.1f} Hz in sim time (configured 10 Hz)"
-    assert state["status"][-1].state == PolicyStatus.STATE_RUNNING
 
+
+def test_a_stale_camera_stops_the_commands_and_the_arm_holds(running_graph):
+    state, work = running_graph
+    wait_for_commands(state, work)
+    assert wait_for(lambda: state["status"] and state["status"][-1].state == PolicyStatus.STATE_RUNNING, 30)
     state["relay"] = False  # the camera stops publishing
     assert wait_for(lambda: state["status"] and CAMERA in state["status"][-1].stale_inputs, 60)
     assert state["status"][-1].state == PolicyStatus.STATE_HOLDING

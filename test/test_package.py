@@ -10,7 +10,7 @@ import pytest
 from catkin_pkg.package import parse_package
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CORE_PACKAGES = ["policy", "sampling", "data", "training", "safety", "sim", "teleop"]
+CORE_PACKAGES = ["policy", "sampling", "data", "training", "safety", "sim", "teleop", "gazebo", "evaluation"]
 
 
 def test_package_xml_is_valid_format_3_ament_cmake():
@@ -50,7 +50,8 @@ class BlockRclpy:
 
 sys.meta_path.insert(0, BlockRclpy())
 import diffusion_policy_ros
-names = ["diffusion_policy_ros.robot_config", "diffusion_policy_ros.resources", "diffusion_policy_ros.cli.main"]
+names = ["diffusion_policy_ros.robot_config", "diffusion_policy_ros.resources", "diffusion_policy_ros.cli.main",
+         "diffusion_policy_ros.obs_keys", "diffusion_policy_ros.reporting", "diffusion_policy_ros.runtime.supervisor"]
 for sub in {CORE_PACKAGES!r}:
     pkg = importlib.import_module("diffusion_policy_ros." + sub)
     names += [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]

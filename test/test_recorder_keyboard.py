@@ -1,5 +1,6 @@
-"""The keyboard node drives a real recorder (start / save / discard / task text / quit), and
-`dpros dataset info` reports the result with a thumbnail PNG."""
+"""The operator console: its status text on plain data, and the keyboard node driving a real
+recorder (start / save / discard / reset / task text / quit), after which `dpros dataset info`
+reports the result with a thumbnail PNG."""
 import json
 import os
 import subprocess
@@ -9,12 +10,37 @@ import threading
 import pytest
 from std_msgs.msg import String
 
-from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
 from diffusion_policy_ros.robot_config import load_robot_config
-from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop
+from diffusion_policy_ros.teleop.console import SafetyNote, changed, parse_status, status_line
+from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop, wait_for_dataset
 from waiting import wait_for
 
+
+FULL_STATUS = {"state": "recording", "elapsed_s": 72.46, "frames": 724, "dropped": 0, "duplicated": 1,
+               "safety_affected_frames": 12, "last_safety_event": {"arm": "arm", "reason": "workspace"},
+               "episode_index": 3, "message": "recording episode 3"}
+
+
+def test_status_line_shows_every_key_and_dashes_for_missing_ones():
+    line = status_line(FULL_STATUS)
+    for text in ("RECORDING", "episode 3", "01:12.5", "frames 724", "dropped 0", "duplicated 1",
+                 "safety-affected 12", "last safety event: arm: workspace"):
+        assert text in line, line
+    old = status_line({"state": "idle", "saved_episodes": 2})   # a recorder without the new keys
+    assert "IDLE" in old and "frames -" in old and "episode -" in old and "last safety event: -" in old
+    assert status_line(None) == "recorder: no status yet"
+    assert "episode -  " in status_line({"state": "idle", "episode_index": -1})   # none recorded yet
+    ours = status_line(FULL_STATUS, SafetyNote("arm", "max_step", 2, stamp=10.0), now=13.0)
+    assert "arm: max_step (reject, 3 s ago)" in ours              # the console's own event wins
+
+
+def test_status_parsing_and_change_detection_are_tolerant():
+    assert parse_status("not json") is None and parse_status("[1, 2]") is None
+    assert parse_status('{"state": "saving"}') == {"state": "saving"}
+    assert changed(None, {"state": "idle"}) and not changed({"state": "idle"}, {"state": "idle", "frames": 5})
+    assert changed({"state": "recording"}, {"state": "saving"})
+    assert "episode -  -  frames -" in status_line({"elapsed_s": "soon"})   # elapsed: not a number
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +98,8 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
         since = len(statuses)
         press("c", "ok: recording episode")
         record(15, since)
+        assert wait_for(lambda: printed("status: RECORDING"), 30), "".join(lines)
+        press("r", "before resetting the scene")      # no reset in the middle of an episode
         press("s", "ok: saved episode")
         since = len(statuses)
         press("c", "ok: recording episode")
@@ -82,6 +110,7 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
         press("c", "ok: recording episode")
         record(12, since)
         press("s", "ok: saved episode")
+        press("r", "no /sim/reset service")            # no sim here: what to do on a real robot
         press("q")
         keyboard.wait(timeout=30)
         reader.join(timeout=10)
@@ -94,9 +123,13 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
         sensors.stop()
     assert keyboard.returncode == 0, out
     assert "terminate called" not in out, out                   # the node exits cleanly
-    assert "[c] start" in out                                   # keys are shown
+    assert "[c] start" in out and "[r] reset scene" in out     # keys are shown
+    assert out.count("saving...") == 2 and out.index("saving...") < out.index("ok: saved episode"), out
+    # the console redraws on every state change (idle before the first episode or after the
+    # background conversion; which of them is printed depends on when q arrives)
+    assert "status: RECORDING" in out and ("status: IDLE" in out or "status: CONVERTING" in out), out
     assert out.count("ok: saved episode") == 2 and "ok: discarded" in out, out
-    dataset = ReplayBuffer.open(str(tmp_path / "kb"))
+    dataset = wait_for_dataset(tmp_path / "kb", 2)
     assert [dataset.episode_meta(i)["task"] for i in range(dataset.n_episodes)] == ["wipe the table", "stack the cups"]
 
     png, js = tmp_path / "thumbs.png", tmp_path / "info.json"
@@ -110,3 +143,36 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
     from PIL import Image
     with Image.open(png) as img:
         assert img.height == 2 * 96 and img.width >= 6 * 96 - 6
+
+
+def test_dpros_up_record_gives_the_terminal_to_the_console(tmp_path, ros_env):
+    """`dpros up record --teleop joy` in the foreground: the nodes log to files, the terminal shows
+    only the console; the reset key resets the sim through the graph."""
+    logs = tmp_path / "logs"
+    up = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.cli.main", "up", "record", "--teleop", "joy",
+                           "--config", "config/single_arm.yaml", "--log-dir", str(logs),
+                           "--set", f"record_dataset_root:={tmp_path}", "--set", "sim_publish_rate_hz:=5"],
+                          env=ros_env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(up.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: any("recorder ready" in line for line in lines), 180), "".join(lines)
+        up.stdin.write("r\n")
+        up.stdin.flush()
+        assert wait_for(lambda: any("ok: reset" in line for line in lines), 120), "".join(lines)
+        joy_log = logs / "joy_teleop_node.log"
+        assert wait_for(lambda: "limits from /safety_filter_node" in joy_log.read_text(), 120), joy_log.read_text()
+        up.stdin.write("q\n")
+        up.stdin.flush()
+        assert up.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if up.poll() is None:
+            up.kill()
+        reader.join(timeout=10)
+    out = "".join(lines)
+    assert f"node logs in {logs}" in out and "[c] start" in out
+    assert not any(level in out for level in ("[INFO]", "[WARN]", "[ERROR]")), out   # no node log in the console
+    for node in ("sim_node", "joy_teleop_node", "safety_filter_node", "demo_recorder_node"):
+        assert f"[{node}]" in (logs / f"{node}.log").read_text(), node

@@ -15,9 +15,9 @@ from rosgraph_msgs.msg import Clock
 
 pytest.importorskip("diffusion_policy_ros.msg")
 
-from diffusion_policy_ros.data.replay_buffer import ReplayBuffer  # noqa: E402
 from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
-from recorder_helpers import REPO_ROOT, Operator, call_idempotent, start_recorder, stop  # noqa: E402
+from recorder_helpers import (REPO_ROOT, Operator, call_idempotent, start_recorder, stop,  # noqa: E402
+                              wait_for_dataset)
 
 CONFIG = "config/single_arm.yaml"
 EPISODE_S = 2.5
@@ -32,13 +32,9 @@ def start_node(module, env, *args, log=None):
 
 def teleop_to_robot(env, log):
     """What moves the robot while the expert teleoperates: the safety filter reading the teleop
-    topic when it exists, else the expert itself writing to the controller."""
-    import importlib.util
-    if importlib.util.find_spec("diffusion_policy_ros.nodes.safety_filter_node"):
-        return start_node("safety_filter_node", env, "-r", "/policy/joint_trajectory:=/teleop/joint_trajectory",
-                          log=log)
-    return start_node("expert_teleop_node", env, "-p", "output:=controller", "-r",
-                      "__node:=expert_to_controller", log=log)
+    topic, as in `dpros up record`. Without it the recorded actions (what the filter forwards)
+    would not exist: a missing filter node fails here instead of being worked around."""
+    return start_node("safety_filter_node", env, "-p", "input:=teleop", "-p", "use_sim_time:=true", log=log)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +72,8 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
     try:
         operator.wait_for_recorder(timeout=60, proc=recorder)
         assert reset.wait_for_service(timeout_sec=60)
+        dead = [p.args[2] for p in procs if p.poll() is not None]
+        assert not dead, f"{dead} exited (see {tmp_path / 'nodes.log'})"
         for i in range(6):
             assert call_idempotent(reset, ResetEpisode.Request(seed=100 + i)).success  # same seed: same reset
             sim_sleep(0.5)
@@ -99,7 +97,7 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
             stop(p)
         logs.close()
 
-    dataset = ReplayBuffer.open(str(tmp_path / "sim_demos"))
+    dataset = wait_for_dataset(tmp_path / "sim_demos", 4)
     assert dataset.n_episodes == 4
     for i, (task, n) in enumerate(saved):
         ep, meta = dataset.get_episode(i), dataset.episode_meta(i)
@@ -119,3 +117,16 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
                            str(tmp_path / "sim_demos"), str(out)], cwd=REPO_ROOT, env=ros_env).returncode == 0
     info = json.loads((out / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 4 and info["total_frames"] == sum(n for _, n in saved)
+    # ... and by diffusion_policy: zarr 2, its replay-buffer layout, values equal to the recording.
+    from diffusion_policy_reader import read_with_zarr2
+
+    from diffusion_policy_ros.data.diffusion_policy_export import flat_key
+    store = tmp_path / "demos.zarr"
+    assert subprocess.run([sys.executable, "-m", "diffusion_policy_ros.cli.main", "export", "diffusion-policy",
+                           str(tmp_path / "sim_demos"), str(store)], cwd=REPO_ROOT, env=ros_env).returncode == 0
+    read = read_with_zarr2(str(store), str(tmp_path))
+    if read is not None:
+        values, _ = read
+        np.testing.assert_array_equal(values["meta/episode_ends"], dataset.episode_ends)
+        for key in dataset.keys:
+            np.testing.assert_array_equal(values[f"data/{flat_key(key)}"], dataset.get_array(key)[:dataset.n_steps])

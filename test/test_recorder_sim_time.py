@@ -1,7 +1,8 @@
-"""demo_recorder_node under use_sim_time, as `dpros up record` runs it with the sim: a teleop
-command without a stamp ("now") that arrives before the first /clock message cannot be placed in
-time; it is dropped instead of spoiling the episode started next (the recorder used to stamp it
-0 s, start the episode at 0 s and then refuse to save: "the streams do not overlap")."""
+"""demo_recorder_node under use_sim_time, as `dpros up record` runs it with the sim: a command
+without a stamp (placed in time by its arrival) that arrives before the first /clock message
+cannot be placed in time; it is dropped instead of spoiling the episode started next (the
+recorder used to stamp it 0 s, start the episode at 0 s and then refuse to save: "the streams do
+not overlap")."""
 import os
 import threading
 import time
@@ -9,12 +10,12 @@ import time
 import numpy as np
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from std_msgs.msg import Float64MultiArray
 
-from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
 from diffusion_policy_ros.robot_config import load_robot_config
-from recorder_helpers import REPO_ROOT, Operator, answer, start_recorder, stop
+from recorder_helpers import REPO_ROOT, Operator, start_recorder, stop, wait_for_dataset
+from waiting import wait_for
 
 RATE = 10.0
 SIM_START_S = 1000.0
@@ -46,48 +47,45 @@ class SimClock:
 
     def stop(self):
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
 def test_unstamped_command_before_the_first_clock_is_dropped(tmp_path, ros_env, rclpy_context):
     config = load_robot_config(os.path.join(REPO_ROOT, "config/single_arm.yaml"))
+    arm = config.arms[0]
     operator = Operator(rclpy_context)
+    operator.watch_status()
     sensors = SyntheticSensors(config, RATE, context=rclpy_context)
     clock_node = Node("test_sim_clock", context=rclpy_context)
     operator.add_node(sensors)
     operator.add_node(clock_node)
-    arm, teleop = sensors._teleop_pubs[0]
-    proc = start_recorder(ros_env, "config/single_arm.yaml",
+    # A forward position controller's command: no header, placed in time by its arrival.
+    forward = clock_node.create_publisher(Float64MultiArray, arm.forward_topic, 10)
+    log_path = tmp_path / "recorder.log"
+    proc = start_recorder(dict(ros_env, RCUTILS_LOGGING_BUFFERED_STREAM="0"), "config/single_arm.yaml",
                           {"dataset_root": str(tmp_path), "dataset_name": "demos", "use_sim_time": True},
-                          log_path=tmp_path / "recorder.log")
+                          log_path=log_path)
     clock = SimClock(clock_node, sensors)
+    warning = "dropping unstamped messages until the clock runs"
     try:
-        deadline = time.monotonic() + 30
-        while teleop.get_subscription_count() < 1:
-            assert time.monotonic() < deadline and proc.poll() is None, "recorder never subscribed"
-            time.sleep(0.05)
-        unstamped = JointTrajectory(joint_names=list(arm.joint_names),
-                                    points=[JointTrajectoryPoint(positions=[0.0] * len(arm.joint_names))])
-        for _ in range(3):
-            teleop.publish(unstamped)
-            time.sleep(0.1)
-        time.sleep(0.5)
+        assert wait_for(lambda: forward.get_subscription_count() >= 1 or proc.poll() is not None, 60)
+        assert proc.poll() is None, "recorder exited"
+        # Until the recorder says it dropped one (a message can take a while to match).
+        assert wait_for(lambda: forward.publish(Float64MultiArray(data=[0.0] * len(arm.joint_names))) or
+                        warning in log_path.read_text(), 60, poll_s=0.1), log_path.read_text()
         # The episode starts before the recorder has heard any /clock (its clock reads 0).
-        idle = operator.srv.Request(command=operator.srv.Request.DISCARD)
-        while not (operator.client.wait_for_service(timeout_sec=1.0) and answer(operator.client, idle, 5.0)):
-            assert time.monotonic() < deadline and proc.poll() is None, "recorder service never answered"
+        operator.wait_for_recorder(proc=proc)
         assert operator.call("START", "place the cube").success
         clock.start()
-        time.sleep(1.5)
+        operator.record_frames(8)
         res = operator.call("SAVE")
         assert res.success, res.message
         assert res.num_frames >= 8
+        episode = wait_for_dataset(tmp_path / "demos", 1).get_episode(0)
     finally:
         clock.stop()
         stop(proc)
         operator.close()
-    log = (tmp_path / "recorder.log").read_text()
-    assert "dropping unstamped samples until the clock runs" in log
-    episode = ReplayBuffer.open(str(tmp_path / "demos")).get_episode(0)
     assert np.all(episode["timestamp"] >= SIM_START_S)
     assert np.all(np.isfinite(episode["action"]))

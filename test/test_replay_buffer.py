@@ -1,12 +1,16 @@
 """Replay buffer on disk: append, reopen, crash consistency, corrupt stores, training windows."""
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
 from diffusion_policy_ros.data.sequence_dataset import SequenceDataset
+from waiting import wait_for
 
 
 def episode(length, offset=0.0):
@@ -38,19 +42,37 @@ def test_append_and_reopen(tmp_path):
     assert ReplayBuffer.open(path).episode_ends.tolist() == [5, 8, 12]
 
 
-def test_crash_between_data_and_commit_keeps_previous_episodes(tmp_path):
+KILLED_WRITER = """
+import sys, numpy as np
+sys.path.insert(0, {repo!r})
+from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+n = 400
+buf = ReplayBuffer.open({path!r}, mode="a")
+buf.add_episode({{"action": np.ones((n, 2), np.float32), "obs/joint_pos": np.ones((n, 2), np.float32),
+                 "obs/cam/rgb": np.random.default_rng(0).integers(0, 255, (n, 6, 8, 3), dtype=np.uint8),
+                 "timestamp": np.arange(n, dtype=np.float64)}}, {{"task": "killed"}})
+"""
+
+
+def test_process_killed_while_writing_keeps_previous_episodes(tmp_path):
+    """SIGKILL a writer as soon as the new episode's first frame is on disk (the write has begun,
+    the commit cannot have happened unless it wrongly comes first): the store reopens with the
+    committed episodes only, and the next episode overwrites the leftover rows."""
     path = str(tmp_path / "ds")
-    buf = ReplayBuffer.create(path)
-    buf.add_episode(episode(5), {"task": "a"})
-    commit = os.path.join(path, "meta", "episodes.json")
-    before = open(commit).read()
-    buf.add_episode(episode(6, 50.0), {"task": "b"})
-    with open(commit, "w") as f:     # simulate: arrays of episode 1 written, commit never happened
-        f.write(before)
+    ReplayBuffer.create(path).add_episode(episode(5), {"task": "a"})
+    first_new_frame = os.path.join(path, "data", "obs", "cam", "rgb", "c", "5", "0", "0", "0")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(repo=repo, path=path)])
+    try:
+        assert wait_for(lambda: os.path.exists(first_new_frame) or child.poll() is not None, 60, poll_s=0.0005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(30)
+    assert child.returncode == -signal.SIGKILL, "the writer finished before it was killed"
     reopened = ReplayBuffer.open(path, mode="a")
     assert reopened.n_episodes == 1 and reopened.n_steps == 5
-    assert reopened.get_array("action").shape[0] == 11          # leftover rows exist but are ignored
     assert np.array_equal(reopened.get_episode(0)["action"], episode(5)["action"])
+    assert np.array_equal(reopened.get_episode(0)["obs/cam/rgb"], episode(5)["obs/cam/rgb"])
     reopened.add_episode(episode(2, 9.0), {"task": "c"})           # overwrites the uncommitted rows
     final = ReplayBuffer.open(path)
     assert final.episode_ends.tolist() == [5, 7]

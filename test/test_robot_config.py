@@ -24,6 +24,9 @@ def test_bimanual_config_orders_left_then_right_and_keeps_joint_names_unique():
     assert [a.namespace for a in config.arms] == ["left", "right"]
     assert config.action_dim == 14 and config.gripper_indices == (6, 13)
     assert {t.arm for t in config.tactile_sensors} == {"left", "right"}
+    slices = config.arm_slices()
+    assert [(arm.name, cols) for arm, cols in slices] == [("left", slice(0, 7)), ("right", slice(7, 14))]
+    assert [config.joint_names[cols] for _, cols in slices] == [arm.joint_names for arm in config.arms]
 
 
 def test_dotted_parameters_from_rclpy_give_the_same_config():

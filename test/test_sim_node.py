@@ -51,7 +51,9 @@ class Probe:
         self.msgs = {topic: [] for _, topic in self.TOPICS}
         for kind, topic in self.TOPICS:
             self.node.create_subscription(kind, topic, lambda m, t=topic: self._store(t, m), 50)
+        # single_arm.yaml: a JTC over the six arm joints and one over the gripper (as a robot has)
         self.traj = self.node.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", 10)
+        self.gripper = self.node.create_publisher(JointTrajectory, "/gripper_controller/joint_trajectory", 10)
         self.forward = self.node.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
         self.reset = self.node.create_client(ResetEpisode, "/sim/reset")
 
@@ -138,8 +140,8 @@ def test_sensor_topics_have_right_encodings_shapes_frames_and_increasing_stamps(
         assert len(stamps) > 5 and np.all(np.diff(stamps) > 0), f"{topic} stamps not strictly increasing"
 
 
-def _trajectory(start: float, times, positions):
-    msg = JointTrajectory(joint_names=JOINTS)
+def _trajectory(start: float, times, positions, joints=JOINTS[:6]):
+    msg = JointTrajectory(joint_names=joints)
     sec = int(start)
     msg.header.stamp = Time(sec=sec, nanosec=int((start - sec) * 1e9))
     for t, q in zip(times, positions):
@@ -165,7 +167,8 @@ def test_joint_trajectory_reaches_targets_at_their_times(graph):
     start = t_now + 0.3
     times = [0.8, 1.6]
     probe.clear()
-    probe.traj.publish(_trajectory(start, times, [p1, p2]))
+    probe.traj.publish(_trajectory(start, times, [p1[:6], p2[:6]]))
+    probe.gripper.publish(_trajectory(start, times, [p1[6:], p2[6:]], joints=JOINTS[6:]))
     assert probe.sim_time_reaches(start + 2.4)
     msgs = probe.take("/joint_states")
     tol = np.array([ARM_TOL_RAD] * 6 + [GRIPPER_TOL_M])
@@ -180,8 +183,11 @@ def test_trajectory_stamped_in_the_past_is_rejected(graph):
     sim, probe, _ = graph
     t_now, q0 = probe.latest_joints()
     rejected = sim.rejected_trajectories
-    probe.traj.publish(_trajectory(t_now - 5.0, [1.0, 2.0], [q0 + 0.2, q0 + 0.3]))
+    probe.traj.publish(_trajectory(t_now - 5.0, [1.0, 2.0], [q0[:6] + 0.2, q0[:6] + 0.3]))
     assert probe.wait_for(lambda: sim.rejected_trajectories == rejected + 1, 5.0)
+    # the arm JTC has six joints: all seven on its topic are rejected, as the real one does
+    probe.traj.publish(_trajectory(t_now + 0.5, [1.0], [q0 + 0.2], joints=JOINTS))
+    assert probe.wait_for(lambda: sim.rejected_trajectories == rejected + 2, 5.0)
     assert probe.sim_time_reaches(t_now + 1.0)
     _, q1 = probe.latest_joints()
     np.testing.assert_allclose(q1, q0, atol=HOLD_TOL)
@@ -192,8 +198,7 @@ def test_forward_position_command_moves_and_holds(graph):
     t_now, q0 = probe.latest_joints()
     target = q0.copy()
     target[0] -= 0.2
-    target[6] = 0.06
-    probe.forward.publish(Float64MultiArray(data=target.tolist()))
+    probe.forward.publish(Float64MultiArray(data=target[:6].tolist()))  # the arm joints: the gripper has its JTC
     assert probe.sim_time_reaches(t_now + 1.5)
     _, q1 = probe.latest_joints()
     np.testing.assert_allclose(q1, target, atol=HOLD_TOL)

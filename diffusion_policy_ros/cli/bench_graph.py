@@ -15,28 +15,28 @@ import time
 
 import numpy as np
 
+from diffusion_policy_ros.cli.arguments import add_set_argument, parse_sets
+
 
 def add_arguments(parser):
     parser.add_argument("--config", default="config/single_arm.yaml")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--checkpoint", default="", help="default: an untrained small policy")
     parser.add_argument("--json", default="", help="write the numbers here")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE")
+    add_set_argument(parser, "any launch argument of the sim graph (repeatable)")
 
 
 def run(args) -> int:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from trajectory_msgs.msg import JointTrajectory
 
-    from diffusion_policy_ros.cli.up import manage_lifecycle, parse_sets, start_graph, stop_graph
     from diffusion_policy_ros.graph import build_graph
     from diffusion_policy_ros.nodes._ros_convert import seconds
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
+    from diffusion_policy_ros.runtime.supervisor import (catch_stop_signals, manage_lifecycle, spinning_node,
+                                                         start_graph, stop_graph)
+    from diffusion_policy_ros.sim.env import SimEnv
     from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
 
-    from diffusion_policy_ros.cli.up import catch_stop_signals
-    from diffusion_policy_ros.sim.env import SimEnv
     catch_stop_signals()
     robot = load_robot_config(config_path(args.config))
     workdir = tempfile.mkdtemp(prefix="dpros_bench_graph_")
@@ -54,9 +54,6 @@ def run(args) -> int:
         if error:
             print(f"bench graph: {error} (logs in {workdir})")
             return 1
-        from rclpy.signals import SignalHandlerOptions
-        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
-        node = rclpy.create_node("dpros_bench_graph")
 
         def on_policy(msg):
             with lock:
@@ -69,20 +66,13 @@ def run(args) -> int:
                     samples.append((published, published - obs_stamps[-1]))
                     obs_stamps.clear()  # a hold or repeat is not a new policy command
 
-        node.create_subscription(JointTrajectory, arm.policy_topic, on_policy, 10)
-        node.create_subscription(JointTrajectory, arm.controller_topic, on_controller, 10)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        deadline = time.monotonic() + 3.0 + args.seconds
-        warmup_end = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-            if warmup_end and time.monotonic() >= warmup_end:
-                with lock:
-                    samples.clear()
-                warmup_end = 0.0
-        node.destroy_node()
-        rclpy.try_shutdown()
+        with spinning_node("dpros_bench_graph") as node:
+            node.create_subscription(JointTrajectory, arm.policy_topic, on_policy, 10)
+            node.create_subscription(JointTrajectory, arm.controller_topic, on_controller, 10)
+            time.sleep(3.0)  # warm-up: discovery, the first chunks
+            with lock:
+                samples.clear()
+            time.sleep(args.seconds)
     finally:
         stop_graph(procs)
     if len(samples) < 2:

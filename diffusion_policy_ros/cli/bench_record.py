@@ -1,16 +1,23 @@
-"""`dpros bench record`: how much sensor load the demo recorder keeps up with.
+"""`dpros bench record`: whether the demo recorder keeps up with a real rig's sensors.
 
-Starts demo_recorder_node (a real process) with N synthetic cameras of W x H RGB, publishes every
-stream (cameras, joint states, teleop commands, tactile) at R Hz from this process for S seconds
-into one episode, saves it and reports, per stream, frames received, dropped and duplicated:
+Starts demo_recorder_node (a real process, as `dpros up record` does) and publishes from this
+process, on threads of their own, what a teleoperation rig's drivers publish: N cameras of W x H
+RGB at R Hz (optionally depth on the first, 16UC1 or 32FC1), joint states, tactile pads and the
+commands a safety filter forwards. It records `--episodes` episodes of S seconds back to back
+(START right after each SAVE) and reports, per stream, the messages published inside the
+episode, received and written by the recorder, the frames dropped and duplicated, the
+publishers' late ticks, how long SAVE took and how long after SAVE each episode was trainable
+(converted into the dataset):
 
-    dpros bench record --cameras 2 --width 640 --height 480 --rate 30 --seconds 10 --json out.json
+    dpros bench record --cameras 3 --width 640 --height 480 --rate 30 --depth 16UC1 \\
+        --joint-rate 200 --tactile-rate 100 --seconds 60 --episodes 2 --json out.json
 
-Publisher and recorder share the machine's cores, as on a robot computer running the drivers.
+Publishers, recorder and conversion share the machine's cores, as on a robot computer.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,29 +30,41 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cameras", type=int, default=1)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--rate", type=float, default=30.0, help="publish and record rate (Hz)")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=30.0, help="camera, command and dataset rate (Hz)")
+    parser.add_argument("--depth", choices=["none", "16UC1", "32FC1"], default="none",
+                        help="depth image of the first camera at its resolution")
+    parser.add_argument("--joint-rate", type=float, default=None, help="joint states (Hz; default --rate)")
+    parser.add_argument("--tactile-rate", type=float, default=None, help="tactile pads (Hz; default --rate)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each episode")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes recorded back to back")
     parser.add_argument("--config", default="single_arm", help="robot config for joints / tactile")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--reliable", action="store_true",
                         help="publish and subscribe sensors RELIABLE (default: best effort, sensor-data QoS)")
+    parser.add_argument("--receive-threads", type=int, default=None,
+                        help="the recorder's executor threads (default: its parameter's default)")
+    parser.add_argument("--dds-profile", nargs="?", const="config/fastdds_large_messages.xml", default=None,
+                        help="Fast DDS profile for recorder and publishers (FASTRTPS_DEFAULT_PROFILES_FILE; "
+                             "without a value: the package's large-message profile)")
+    parser.add_argument("--root", default=None, help="dataset folder (default: a temporary one, deleted)")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a free-ish one)")
 
 
-def bench_config(base_path: str, cameras: int, width: int, height: int, rate: float, root: str,
-                 reliable: bool = False) -> str:
+def bench_config(base_path: str, args, root: str) -> str:
     import yaml
 
     with open(base_path, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
     shared = doc["/**"]["ros__parameters"]
-    names = [f"bench_cam{i}" for i in range(cameras)]
+    names = [f"bench_cam{i}" for i in range(args.cameras)]
     shared["cameras"] = names
-    shared["camera"] = {n: {"topic": f"/bench/{n}", "width": width, "height": height, "depth": False,
-                            "depth_max_m": 2.0} for n in names}
+    shared["camera"] = {n: {"topic": f"/bench/{n}", "width": args.width, "height": args.height,
+                            "depth": args.depth != "none" and i == 0, "depth_max_m": 2.0}
+                        for i, n in enumerate(names)}
     doc["/**/demo_recorder_node"] = {"ros__parameters": {
-        "dataset_root": root, "dataset_name": "bench", "record_rate_hz": rate, "qos_depth": 20,
-        "sensor_reliability": "reliable" if reliable else "best_effort"}}
+        "dataset_root": root, "dataset_name": "bench", "record_rate_hz": args.rate, "qos_depth": 20,
+        "sensor_reliability": "reliable" if args.reliable else "best_effort", "sim_status_topic": "",
+        **({"receive_threads": args.receive_threads} if args.receive_threads else {})}}
     path = os.path.join(root, "bench_config.yaml")
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(doc, f)
@@ -53,103 +72,221 @@ def bench_config(base_path: str, cameras: int, width: int, height: int, rate: fl
 
 
 def run(args) -> int:
+    root = args.root or tempfile.mkdtemp(prefix="bench_record_")
+    os.makedirs(root, exist_ok=True)
+    try:
+        result = _bench(args, root)
+    finally:
+        if args.root is None:
+            import shutil
+            shutil.rmtree(root, ignore_errors=True)
+    _print(result)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return 0 if result["sustained"] else 1
+
+
+def _bench(args, root: str) -> dict:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from std_msgs.msg import String
 
-    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
     from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
+    from diffusion_policy_ros.resources import package_share_path
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
     from diffusion_policy_ros.srv import EpisodeControl
 
     domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 80
+    if args.dds_profile:
+        profile = args.dds_profile if os.path.isfile(args.dds_profile) else package_share_path(
+            "config", os.path.basename(args.dds_profile))
+        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = os.path.abspath(profile)   # this process's publishers too
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    with tempfile.TemporaryDirectory(prefix="bench_record_") as root:
-        params = bench_config(config_path(args.config), args.cameras, args.width, args.height, args.rate, root,
-                              args.reliable)
-        config = load_robot_config(params)
-        log = open(os.path.join(root, "recorder.log"), "w")
-        proc = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.nodes.demo_recorder_node",
-                                 "--ros-args", "--params-file", params], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=domain)
-        executor = MultiThreadedExecutor(context=context)
-        try:
-            sensors = SyntheticSensors(config, args.rate, distinct_frames=8, reliable=args.reliable,
-                                       context=context)
-            client = sensors.create_client(EpisodeControl, "/demo_recorder_node/episode")
-            alive = threading.Event()
-            sensors.create_subscription(String, "/demo_recorder_node/status", lambda _m: alive.set(), 10)
-            executor.add_node(sensors)
-            threading.Thread(target=executor.spin, daemon=True).start()
-            deadline = time.monotonic() + 60
-            while not (alive.is_set() and client.wait_for_service(timeout_sec=0.5)):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"recorder did not come up; see its log:\n{open(log.name).read()[-2000:]}")
-                time.sleep(0.1)
+    params = bench_config(config_path(args.config), args, root)
+    config = load_robot_config(params)
+    dataset_path = os.path.join(root, "bench")
+    log = open(os.path.join(root, "recorder.log"), "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.nodes.demo_recorder_node",
+                             "--ros-args", "--params-file", params], env=env, stdout=log, stderr=subprocess.STDOUT)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    executor = MultiThreadedExecutor(context=context)
+    episodes = []
+    try:
+        sensors = SyntheticSensors(config, args.rate, distinct_frames=8, reliable=args.reliable,
+                                   joint_rate_hz=args.joint_rate, tactile_rate_hz=args.tactile_rate,
+                                   depth_encoding="32FC1" if args.depth == "none" else args.depth, context=context)
+        client = sensors.create_client(EpisodeControl, "/demo_recorder_node/episode")
+        alive = threading.Event()
+        sensors.create_subscription(String, "/demo_recorder_node/status", lambda _m: alive.set(), 10)
+        executor.add_node(sensors)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not (alive.is_set() and client.wait_for_service(timeout_sec=0.5)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"recorder did not come up; see its log:\n{open(log.name).read()[-2000:]}")
+            time.sleep(0.1)
 
-            def call(command, task=""):
-                future = client.call_async(EpisodeControl.Request(command=command, task=task))
-                done = threading.Event()
-                future.add_done_callback(lambda _f: done.set())
-                if not done.wait(300):
-                    raise RuntimeError("recorder did not answer")
-                return future.result()
+        def call(command, task=""):
+            future = client.call_async(EpisodeControl.Request(command=command, task=task))
+            done = threading.Event()
+            future.add_done_callback(lambda _f: done.set())
+            if not done.wait(300):
+                raise RuntimeError("recorder did not answer")
+            return future.result()
 
-            sensors.start()
-            time.sleep(1.0)                       # warm-up: discovery, first messages
-            cpu0 = _cpu_seconds(proc.pid)
+        sensors.start()
+        time.sleep(1.0)                       # warm-up: discovery, first messages
+        late0 = {c.name: c.late_ticks for c in sensors.clocks}
+        cpu0 = _cpu_seconds(proc.pid)
+        t_first = time.monotonic()
+        watcher = _ConversionWatch(dataset_path)
+        for e in range(args.episodes):
             start = call(EpisodeControl.Request.START, "bench")
             if not start.success:
                 raise RuntimeError(start.message)
-            t0 = time.monotonic()
-            published0 = sensors.published
             time.sleep(args.seconds)
-            published = sensors.published - published0
             t_save = time.monotonic()
             saved = call(EpisodeControl.Request.SAVE)
             save_s = time.monotonic() - t_save
-            elapsed = t_save - t0
-            cpu = _cpu_seconds(proc.pid) - cpu0
-            sensors.stop()
             if not saved.success:
                 raise RuntimeError(saved.message)
-            meta = ReplayBuffer.open(os.path.join(root, "bench")).episode_meta(saved.episode_index)
-        finally:
-            executor.shutdown()
-            context.try_shutdown()
-            proc.terminate()
-            proc.wait(10)
-            log.close()
+            watcher.expect(saved.episode_index, t_save + save_s)
+            episodes.append({"index": saved.episode_index, "frames": int(saved.num_frames), "save_s": save_s,
+                             "message": saved.message})
+        recording_s = time.monotonic() - t_first
+        cpu = _cpu_seconds(proc.pid)
+        cpu = None if cpu is None or cpu0 is None else cpu - cpu0
+        sensors.stop()
+        late = {c.name: c.late_ticks - late0[c.name] for c in sensors.clocks}
+        rates = {c.name: c.rate for c in sensors.clocks}
+        trainable = watcher.wait(timeout=max(600.0, 4 * args.seconds * args.episodes))
+    finally:
+        executor.shutdown()
+        context.try_shutdown()
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
-    cams = {k: v for k, v in meta["stream_stats"].items() if k.startswith("rgb/")}
-    frames = int(saved.num_frames)
-    # Same publish and record rate: every tick should get its own fresh message.
-    lost = {k: max(0, frames - v["received"]) for k, v in meta["stream_stats"].items()}
-    result = {
+    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+    dataset = ReplayBuffer.open(dataset_path)
+    for ep in episodes:
+        meta = dataset.episode_meta(ep["index"])
+        ep["trainable_after_save_s"] = trainable.get(ep["index"])
+        ep["conversion_s"] = meta.get("conversion_s")
+        ep["streams"] = _stream_table(meta, dataset.get_episode(ep["index"], ["timestamp"])["timestamp"],
+                                      sensors.t0, rates)
+    megabytes = args.cameras * args.width * args.height * 3 * args.rate / 1e6
+    if args.depth != "none":
+        megabytes += args.width * args.height * (2 if args.depth == "16UC1" else 4) * args.rate / 1e6
+    problems = []
+    for ep in episodes:
+        for name, row in ep["streams"].items():
+            if row["received"] != row["published"] or row["written"] < row["received"]:
+                problems.append(f"episode {ep['index']} {name}: published {row['published']}, "
+                                f"received {row['received']}, written {row['written']}")
+            if row["dropped"] or row["duplicated"]:
+                problems.append(f"episode {ep['index']} {name}: {row['dropped']} dropped, "
+                                f"{row['duplicated']} duplicated")
+        if ep["save_s"] >= 1.0:
+            problems.append(f"episode {ep['index']}: SAVE took {ep['save_s']:.2f} s")
+        if ep["trainable_after_save_s"] is None or ep["trainable_after_save_s"] > 2 * args.seconds:
+            problems.append(f"episode {ep['index']}: trainable {ep['trainable_after_save_s']} s after SAVE "
+                            f"(limit {2 * args.seconds:g} s)")
+    if any(late.values()):
+        problems.append(f"publishers late: {late}")
+    return {
         "cameras": args.cameras, "width": args.width, "height": args.height, "rate_hz": args.rate,
-        "seconds": args.seconds, "reliable": args.reliable, "megabytes_per_s": args.cameras * args.width * args.height * 3 * args.rate / 1e6,
-        "ticks_published": published, "publisher_late_ticks": sensors.late_ticks,
-        "frames_recorded": frames,
-        "frames_received": {k: v["received"] for k, v in meta["stream_stats"].items()},
-        "dropped": meta["dropped_frames"] + sum(lost.values()),
-        "duplicated": meta["duplicated_frames"],
-        "camera_dropped": sum(v["dropped"] + lost[k] for k, v in cams.items()),
-        "camera_duplicated": sum(v["duplicated"] for v in cams.values()),
-        "stream_stats": meta["stream_stats"],
-        "recorder_cpu_percent": 100.0 * cpu / elapsed if cpu is not None else None,
-        "save_seconds": save_s,
+        "depth": args.depth, "dds_profile": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"), "joint_rate_hz": rates["joints"], "tactile_rate_hz": rates.get("tactile"),
+        "seconds": args.seconds, "episodes": episodes, "reliable": args.reliable,
+        "megabytes_per_s": megabytes, "publisher_late_ticks": late,
+        "recorder_cpu_percent": None if cpu is None else 100.0 * cpu / recording_s,
+        "sustained": not problems, "problems": problems, "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
-    ok = result["dropped"] == 0 and result["duplicated"] == 0
-    print(f"{args.cameras} x {args.width}x{args.height} RGB @ {args.rate:g} Hz "
-          f"({result['megabytes_per_s']:.1f} MB/s) for {args.seconds:g} s: {frames} frames recorded, "
-          f"{result['dropped']} dropped, {result['duplicated']} duplicated, recorder CPU "
-          f"{result['recorder_cpu_percent']:.0f} %, save {save_s:.2f} s -> {'OK' if ok else 'NOT SUSTAINED'}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-    return 0 if ok else 1
+
+
+class _ConversionWatch:
+    """When each saved episode became trainable: committed in the dataset's episode list."""
+
+    def __init__(self, dataset_path: str):
+        self.commit = os.path.join(dataset_path, "meta", "episodes.json")
+        self.expected: dict[int, float] = {}
+        self.done: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def expect(self, index: int, saved_at: float) -> None:
+        self.expected[index] = saved_at
+
+    def _committed(self) -> int:
+        try:
+            with open(self.commit, encoding="utf-8") as f:
+                return len(json.load(f)["episode_ends"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            n = self._committed()
+            now = time.monotonic()
+            for index, saved_at in list(self.expected.items()):
+                if index < n and index not in self.done:
+                    self.done[index] = now - saved_at
+
+    def wait(self, timeout: float) -> dict[int, float]:
+        deadline = time.monotonic() + timeout
+        while len(self.done) < len(self.expected) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._stop.set()
+        self._thread.join()
+        return dict(self.done)
+
+
+def _stream_table(meta: dict, ticks, t0: float, rates: dict[str, float]) -> dict[str, dict]:
+    """Per stream: published inside the episode's frames (the publishers' stamps are exact),
+    received there, written to the raw episode, dropped and duplicated frames."""
+    table = {}
+    counts = meta.get("stream_messages", {})
+    for name, stats in meta["stream_stats"].items():
+        kind = name.split("/", 1)[0]
+        rate = rates["joints" if kind == "joints" else "tactile" if kind == "tactile" else "cameras"]
+        # Messages stamped t0 + k / rate held by the frames: from the one at the first tick to the last tick.
+        first = math.floor((ticks[0] - t0) * rate + 1e-6)
+        last = math.floor((ticks[-1] - t0) * rate + 1e-6)
+        count = counts.get(name, {})
+        table[name] = {"published": last - first + 1, "received": stats["received"],
+                       "written": count.get("written", stats["received"]),
+                       "received_whole_episode": count.get("received"),
+                       "dropped": stats["dropped"], "duplicated": stats["duplicated"]}
+    return table
+
+
+def _print(result: dict) -> None:
+    depth = "" if result["depth"] == "none" else f" + depth {result['depth']}"
+    print(f"{result['cameras']} x {result['width']}x{result['height']} RGB{depth} @ {result['rate_hz']:g} Hz "
+          f"({result['megabytes_per_s']:.1f} MB/s), joints @ {result['joint_rate_hz']:g} Hz, tactile @ "
+          f"{result['tactile_rate_hz'] or 0:g} Hz, {len(result['episodes'])} x {result['seconds']:g} s back to back; "
+          f"load average {result['load_average'][0]:.2f} on {result['cpu_count']} CPUs")
+    for ep in result["episodes"]:
+        trainable = ep["trainable_after_save_s"]
+        print(f"episode {ep['index']}: {ep['frames']} frames, SAVE {ep['save_s']:.2f} s, trainable "
+              f"{'never' if trainable is None else f'{trainable:.1f} s'} after SAVE "
+              f"(conversion {ep['conversion_s']} s)")
+        print(f"  {'stream':22s} {'published':>9s} {'received':>9s} {'written':>8s} {'dropped':>8s} {'duplicated':>10s}")
+        for name, row in ep["streams"].items():
+            print(f"  {name:22s} {row['published']:9d} {row['received']:9d} {row['written']:8d} "
+                  f"{row['dropped']:8d} {row['duplicated']:10d}")
+    cpu = result["recorder_cpu_percent"]
+    print(f"publishers' late ticks: {result['publisher_late_ticks']}; recorder CPU "
+          f"{'?' if cpu is None else f'{cpu:.0f} %'}")
+    print("OK: sustained" if result["sustained"] else "NOT SUSTAINED: " + "; ".join(result["problems"]))
 
 
 def _cpu_seconds(pid: int) -> float | None:

@@ -1,21 +1,22 @@
-"""`dpros bench sampler`: DDPM-100 and DDIM-16 (replanning every n_action_steps) against streaming
-warm start with 1, 2 and 3 denoising steps, on one checkpoint and one observation stream.
+"""`dpros bench sampler`: DDPM-100 and DDIM (replanning every n_action_steps) against streaming
+warm start with the checkpoint's own settings and a cheaper and a dearer neighbour of them, on one
+checkpoint and one observation stream.
 
-Per method: function evaluations (NFE) per executed action, per-control-step latency of
-select_action (p50 / p99 / max over steady-state steps; the cold start of each episode, a full
-sample for every method, is reported separately as cold_start_ms) and action error against the
-DDPM-100 stream (mean |a - a_ddpm| in normalized action units, non-gripper dims; gripper state
+The stream: `--dataset`, else the checkpoint's held-out episodes when its dataset is here, else the
+scripted expert's episodes recorded in the sim on the spot (a fresh clone ships the checkpoint but
+not its dataset). Per method: function evaluations (NFE) per executed action, per-control-step
+latency of select_action (p50 / p99 / max over steady-state steps; the cold start of each episode,
+a full sample for every method, is reported separately as cold_start_ms) and action error against
+the DDPM-100 stream (mean |a - a_ddpm| in normalized action units, non-gripper dims; gripper state
 mismatch as a fraction). Writes build/bench/sampler.json and sampler_latency.png beside it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
 
-import numpy as np
-import torch
-from tqdm import tqdm
+from diffusion_policy_ros.cli.errors import UsageError
 
 DEFAULT_JSON = os.path.join("build", "bench", "sampler.json")
 
@@ -30,53 +31,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--train-steps", type=int, default=200, help="training steps of the synthetic model")
-    parser.add_argument("--stream-steps", default="1;1,0;2,1,0",
-                        help="denoising step lists of the streaming variants, ';' separated")
+    parser.add_argument("--stream-steps", default=None,
+                        help="denoising level lists of the streaming variants, ';' separated, e.g. '50,0;50,25,0' "
+                             "(default: the checkpoint's and one step fewer and one more)")
+    parser.add_argument("--config", default=None,
+                        help="robot config of the sim stream when there is no dataset (default: the shipped "
+                             "config the checkpoint fits)")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def observation_stream(policy, dataset_path: str | None, held_out, steps: int, seed: int):
-    """[(episode_start, obs_step dict, time, demo action or None)] of `steps` control steps."""
-    cfg = policy.config
-    stream = []
-    if dataset_path:
-        from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
-        buf = ReplayBuffer.open(dataset_path)
-        episodes = list(held_out) or list(range(buf.n_episodes))
-        i = 0
-        while len(stream) < steps:
-            ep = buf.get_episode(episodes[i % len(episodes)], [*cfg.obs_shapes, "action"])
-            for t in range(len(ep["action"])):
-                stream.append((t == 0, {k: ep[k][t] for k in cfg.obs_shapes}, t / cfg.control_rate_hz,
-                               ep["action"][t]))
-            i += 1
-        return stream[:steps]
-    rng = np.random.default_rng(seed)           # no dataset: random observations of the right shapes
-    for t in range(steps):
-        obs = {k: (rng.integers(0, 255, s, dtype=np.uint8) if k.endswith("/rgb") else
-                   rng.normal(size=s).astype(np.float32)) for k, s in cfg.obs_shapes.items()}
-        stream.append((t % 48 == 0, obs, (t % 48) / cfg.control_rate_hz, None))
-    return stream
-
-
-def run_method(policy, stream, seed: int, desc: str):
-    actions, latencies, cold = [], [], []
-    sync = policy.device.type == "cuda"
-    policy.reset(seed=seed)
-    for start, obs, t, _ in tqdm(stream, desc=desc, leave=False):
-        if start:
-            policy.reset()     # new episode; NFE counters keep running
-        began = time.perf_counter()
-        action = policy.select_action(obs, t)     # returns a host array: the one sync per step
-        if sync:
-            torch.cuda.synchronize()
-        elapsed = (time.perf_counter() - began) * 1e3
-        (cold if start else latencies).append(elapsed)
-        actions.append(action)
-    return np.asarray(actions), np.asarray(latencies), np.asarray(cold)
-
-
 def run(args) -> int:
+    import torch
+
+    from diffusion_policy_ros import reporting
+    from diffusion_policy_ros.evaluation.sampler_benchmark import (compare, default_methods, observation_stream,
+                                                                   sim_observation_stream, streaming_neighbours,
+                                                                   streaming_settings)
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint, read_config
     from diffusion_policy_ros.training.quick import quick_checkpoint
 
@@ -95,92 +65,69 @@ def run(args) -> int:
     policy = load_checkpoint(checkpoint, device=args.device)
     if args.autocast != "none":
         policy.set_sampler(policy.config.sampler, autocast=args.autocast)
-    dataset = args.dataset or info.get("dataset")
-    stream = observation_stream(policy, dataset, info.get("held_out_episodes", []) if not args.dataset else [],
-                                args.steps, args.seed)
     cfg = policy.config
-    methods = [("ddpm-100", "ddpm", {}), (f"ddim-{cfg.ddim_steps}", "ddim", {})]
-    for text in args.stream_steps.split(";"):
-        steps = [int(s) for s in text.split(",")]
-        methods.append((f"streaming-{len(steps)}", "streaming",
-                        {"stream_denoising_steps": steps, "stream_execute_steps": 1}))
+    streaming = (streaming_neighbours(cfg) if args.stream_steps is None else
+                 [streaming_settings(cfg, levels) for levels in parse_stream_steps(args.stream_steps)])
+    methods = default_methods(policy, streaming)
+    for _, sampler, overrides in methods:   # refuse a variant the checkpoint cannot run before measuring
+        dataclasses.replace(cfg, sampler=sampler, **overrides).validate()
+    dataset = args.dataset or info.get("dataset")
+    if synthetic or args.dataset or (dataset and os.path.isdir(dataset)):
+        stream = observation_stream(policy, dataset, info.get("held_out_episodes", []) if not args.dataset else [],
+                                    args.steps, args.seed)
+        source = dataset or "random observations"
+    else:
+        robot = robot_for(policy, args.config)
+        print(f"the checkpoint's dataset {dataset!r} is not here: recording {args.steps} control steps of the "
+              f"scripted expert in the sim ({robot.robot}) as the observation stream", flush=True)
+        stream, seeds = sim_observation_stream(policy, robot, args.steps, args.seed)
+        source = f"the sim's scripted expert ({robot.robot}, seeds {seeds[0]}..{seeds[-1]})"
     print(f"checkpoint {checkpoint}; device {policy.device}; {len(stream)} control steps "
-          f"({sum(s[0] for s in stream)} episodes); stream from {dataset or 'random observations'}")
-
-    gripper = list(cfg.gripper_dims)
-    cont = [i for i in range(cfg.action_dim) if i not in gripper]
-    demo = np.asarray([s[3] for s in stream]) if stream[0][3] is not None else None
-    results, reference, hist = [], None, {}
-    for name, sampler, overrides in methods:
-        policy.set_sampler(sampler, **overrides)
-        actions, lat, cold = run_method(policy, stream, args.seed, name)
-        norm = policy.normalizer.normalize("action", torch.from_numpy(actions).float()).numpy()
-        if reference is None:
-            reference = norm
-        entry = {
-            "method": name, "sampler": sampler,
-            "denoising_steps": overrides.get("stream_denoising_steps"),
-            "nfe_per_action": policy.nfe_per_action,
-            "step_latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-                                "max": float(lat.max()), "mean": float(lat.mean())},
-            "cold_start_ms": float(cold.max()) if len(cold) else None,
-            "action_error": float(np.abs(norm[:, cont] - reference[:, cont]).mean()),
-            "gripper_mismatch": float(np.mean(np.sign(norm[:, gripper]) != np.sign(reference[:, gripper])))
-            if gripper else None,
-        }
-        if demo is not None:
-            demo_norm = policy.normalizer.normalize("action", torch.from_numpy(demo).float()).numpy()
-            entry["action_error_vs_demo"] = float(np.abs(norm[:, cont] - demo_norm[:, cont]).mean())
-        results.append(entry)
-        hist[name] = lat
-
-    ddpm, ddim = results[0], results[1]
-    for r in results:
-        r["max_latency_ratio_vs_ddpm"] = ddpm["step_latency_ms"]["max"] / r["step_latency_ms"]["max"]
-        r["max_latency_ratio_vs_ddim"] = ddim["step_latency_ms"]["max"] / r["step_latency_ms"]["max"]
+          f"({sum(s[0] for s in stream)} episodes); stream from {source}")
+    results, latencies = compare(policy, stream, methods, args.seed)
     doc = {"checkpoint": checkpoint, "synthetic_checkpoint": synthetic, "device": str(policy.device),
            "torch_threads": torch.get_num_threads(), "control_steps": len(stream),
            "reference": "ddpm-100", "action_error_units": "mean |a - a_ref|, normalized [-1,1] action units",
            "latency_note": "steady-state steps; each episode's first step (full sample) is cold_start_ms",
-           "default_streaming": {"stream_denoising_steps": info.get("stream_denoising_steps",
-                                                                     cfg.stream_denoising_steps)},
+           "stream_source": source,
+           "checkpoint_streaming": {"stream_denoising_steps": cfg.stream_denoising_steps,
+                                    "stream_renoise_level": cfg.stream_renoise_level,
+                                    "stream_execute_steps": cfg.stream_execute_steps},
            "methods": results}
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
     png = os.path.splitext(args.json)[0] + "_latency.png"
-    _histogram(png, hist)
-    _print_table(results)
+    reporting.save_sampler_latency_histogram(png, latencies)
+    reporting.print_sampler_table(results)
     print(f"wrote {args.json} and {png}")
     return 0
 
 
-def _print_table(results) -> None:
-    header = (f"{'method':<14}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
-              f"{'err':>8}{'grip':>7}{'xDDPM':>7}{'xDDIM':>7}")
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        lat = r["step_latency_ms"]
-        grip = "" if r["gripper_mismatch"] is None else f"{r['gripper_mismatch']:.3f}"
-        print(f"{r['method']:<14}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
-              f"{r['cold_start_ms'] or 0:>9.1f}{r['action_error']:>8.4f}{grip:>7}"
-              f"{r['max_latency_ratio_vs_ddpm']:>7.1f}{r['max_latency_ratio_vs_ddim']:>7.1f}")
+def parse_stream_steps(text: str) -> list[list[int]]:
+    """'50,0;50,25,0' -> [[50, 0], [50, 25, 0]]"""
+    try:
+        variants = [[int(s) for s in part.split(",")] for part in text.split(";") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--stream-steps expects ';'-separated lists of integers, got {text!r}") from None
+    if not variants:
+        raise UsageError("--stream-steps names no variant")
+    return variants
 
 
-def _histogram(path: str, latencies: dict[str, np.ndarray]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    positive = np.concatenate([v[v > 0] for v in latencies.values()])
-    bins = np.logspace(np.log10(max(positive.min(), 1e-3)), np.log10(positive.max() * 1.1), 50)
-    for name, values in latencies.items():
-        ax.hist(np.maximum(values, bins[0]), bins=bins, histtype="step", lw=1.5, label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("per-control-step latency [ms]")
-    ax.set_ylabel("steps")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def robot_for(policy, config: str | None):
+    """The robot config the sim stream is recorded with: --config, else the shipped config whose
+    robot provides what the checkpoint observes."""
+    from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
+    from diffusion_policy_ros.robot_config import config_path, load_robot_config
+
+    candidates = [config] if config else ["single_arm", "bimanual"]
+    problems = []
+    for name in candidates:
+        robot = load_robot_config(config_path(name))
+        try:
+            policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
+            return robot
+        except PolicyConfigError as e:
+            problems.append(f"{name}: {e}")
+    raise UsageError("no robot config to record a sim stream for this checkpoint (pass --dataset or --config): "
+                     + "; ".join(problems))

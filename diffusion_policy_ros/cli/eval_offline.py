@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
+from diffusion_policy_ros.cli.errors import UsageError
 
 
 def add_arguments(parser) -> None:
@@ -17,40 +17,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", help="write the result here too")
 
 
-def evaluate(policy, buf, episodes, sampler: str | None = None) -> dict:
-    import torch
-    if sampler:
-        policy.set_sampler(sampler)
-    cfg = policy.config
-    errors, per_joint = [], []
-    for ep in episodes:
-        data = buf.get_episode(ep, [*cfg.obs_shapes, "action"])
-        policy.reset(seed=ep)
-        chosen = np.stack([policy.select_action({k: data[k][t] for k in cfg.obs_shapes}, t / cfg.control_rate_hz)
-                           for t in range(len(data["action"]))])
-        diff = np.abs(chosen - data["action"])
-        per_joint.append(diff.mean(0))
-        norm = lambda a: policy.normalizer.normalize("action", torch.from_numpy(a).float()).numpy()  # noqa: E731
-        errors.append(float(np.abs(norm(chosen) - norm(data["action"])).mean()))
-    return {"episodes": list(episodes), "sampler": cfg.sampler, "nfe_per_action": policy.nfe_per_action,
-            "normalized_mae": float(np.mean(errors)),
-            "mae_per_joint": dict(zip(cfg.joint_names, np.mean(per_joint, 0).tolist()))}
-
-
 def run(args) -> int:
     from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+    from diffusion_policy_ros.evaluation.offline import action_error
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint, read_config
+    from diffusion_policy_ros.reporting import print_offline_eval
 
     _, _, info = read_config(args.checkpoint)
     dataset = args.dataset or info.get("dataset")
     if not dataset or not os.path.isdir(dataset):
-        print(f"error: no dataset (pass --dataset; checkpoint names {info.get('dataset')!r})")
-        return 2
+        raise UsageError(f"no dataset at {dataset!r} (pass --dataset; the checkpoint was trained on "
+                         f"{info.get('dataset')!r})")
     buf = ReplayBuffer.open(dataset)
     episodes = args.episodes if args.episodes else info.get("held_out_episodes") or [buf.n_episodes - 1]
     policy = load_checkpoint(args.checkpoint, device=args.device)
-    result = evaluate(policy, buf, episodes, args.sampler)
-    print(json.dumps(result, indent=2))
+    result = action_error(policy, buf, episodes, args.sampler)
+    print_offline_eval(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

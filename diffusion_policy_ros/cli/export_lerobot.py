@@ -1,7 +1,6 @@
 """`dpros export lerobot DATASET OUT`: write a recorded dataset in the LeRobotDataset v3 layout."""
 from __future__ import annotations
 
-import sys
 
 
 def add_arguments(parser) -> None:
@@ -15,17 +14,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from diffusion_policy_ros.data.lerobot_export import ExportError, export_lerobot
-    from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
+    from diffusion_policy_ros.data.lerobot_export import export_lerobot
+    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
 
-    try:
-        dataset = ReplayBuffer.open(args.dataset)
-        info = export_lerobot(dataset, args.out, robot_type=args.robot_type, codec=args.codec,
-                              overwrite=args.overwrite,
-                              progress=lambda it: tqdm(it, desc="export", unit="episode"))
-    except (DatasetError, ExportError) as e:
-        print(f"dpros export lerobot: {e}", file=sys.stderr)
-        return 2
+    dataset = ReplayBuffer.open(args.dataset)
+    info = export_lerobot(dataset, args.out, robot_type=args.robot_type, codec=args.codec,
+                          overwrite=args.overwrite, progress=lambda it: tqdm(it, desc="export", unit="episode"))
     videos = [k for k, f in info["features"].items() if f["dtype"] == "video"]
     print(f"wrote {args.out}: {info['total_episodes']} episodes, {info['total_frames']} frames at "
           f"{info['fps']} fps, {info['total_tasks']} tasks, videos {videos}")

@@ -1,7 +1,9 @@
-"""`dpros import bag BAG... --config single_arm --out DATASET --task TEXT`: one episode per bag."""
-from __future__ import annotations
+"""`dpros import bag BAG... --config single_arm --out DATASET --task TEXT`: one episode per bag.
 
-import sys
+All or nothing: a bag that does not fit the config stops the import with one line naming the bag,
+topic and message time, and the dataset is left as it was. A bag already in the dataset is skipped.
+"""
+from __future__ import annotations
 
 
 def add_arguments(parser) -> None:
@@ -19,23 +21,22 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from diffusion_policy_ros.data.bag_import import BagImportError, import_bags
-    from diffusion_policy_ros.data.episode_builder import EpisodeError
-    from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
-    from diffusion_policy_ros.robot_config import ConfigError, config_path, load_robot_config
+    from diffusion_policy_ros.data.bag_import import import_bags
+    from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+    from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
-    try:
-        config = load_robot_config(config_path(args.config))
-        rate = args.rate or float(config.node_params("demo_recorder_node").get("record_rate_hz", 10.0))
-        dataset = ReplayBuffer.create(args.out, exist_ok=True)
-        indices = import_bags(args.bags, dataset, config, task=args.task, rate_hz=rate, cameras=args.cameras,
-                              action_source=args.action_source,
-                              progress=lambda it: tqdm(it, desc="import", unit="bag"))
-    except (ConfigError, BagImportError, EpisodeError, DatasetError, OSError) as e:
-        print(f"dpros import bag: {e}", file=sys.stderr)
-        return 2
-    for bag, index in zip(args.bags, indices):
+    config = load_robot_config(config_path(args.config))
+    rate = args.rate or float(config.node_params("demo_recorder_node").get("record_rate_hz", 10.0))
+    report = import_bags(args.bags, args.out, config, task=args.task, rate_hz=rate, cameras=args.cameras,
+                         action_source=args.action_source,
+                         progress=lambda it: tqdm(it, desc="import", unit="bag"))
+    dataset = ReplayBuffer.open(report.dataset) if report.imported else None
+    for bag, index in report.imported:
         meta = dataset.episode_meta(index)
         print(f"{bag} -> episode {index}: {meta['length']} frames at {rate:g} Hz, cameras {meta['cameras']}, "
               f"{meta['dropped_frames']} dropped, {meta['duplicated_frames']} duplicated")
+    for bag, why in report.skipped:
+        print(f"{bag}: skipped, {why}")
+    print(f"imported {len(report.imported)} of {len(args.bags)} bags into {report.dataset} "
+          f"({report.episodes} episodes now); skipped {len(report.skipped)}")
     return 0

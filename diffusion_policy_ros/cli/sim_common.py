@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+from diffusion_policy_ros.cli.errors import UsageError
 from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
 TASK_ROBOT = {"pick_place": "single_arm", "handover": "bimanual"}
@@ -13,7 +14,7 @@ def config_for(task: str | None, config: str | None):
     """The robot config for a task (pick_place -> single_arm, handover -> bimanual) or a given file."""
     name = config or TASK_ROBOT.get(task or "", None)
     if name is None:
-        raise SystemExit(f"unknown task {task!r}; choose one of {sorted(TASK_ROBOT)} or pass --config")
+        raise UsageError(f"unknown task {task!r}; choose one of {sorted(TASK_ROBOT)} or pass --config")
     return load_robot_config(config_path(name))
 
 

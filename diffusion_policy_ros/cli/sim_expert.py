@@ -18,11 +18,12 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from diffusion_policy_ros.cli.errors import UsageError
     from diffusion_policy_ros.cli.sim_common import config_for, write_json
     from diffusion_policy_ros.sim.env import SimEnv, run_expert_episode
 
     if args.episodes <= 0:
-        raise SystemExit("--episodes must be positive")
+        raise UsageError("--episodes must be positive")
     config = config_for(args.task, args.config)
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
     results, frames = {}, []

@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from diffusion_policy_ros.cli.errors import UsageError
+from diffusion_policy_ros.obs_keys import is_obs
 from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
 
 SOURCE = "dpros sim record"
@@ -59,10 +61,10 @@ def open_output(path: str, append: bool, keys: dict[str, dict], config):
     from diffusion_policy_ros.data.replay_buffer import DatasetError, ReplayBuffer
 
     if os.path.exists(path) and not os.path.isdir(path):
-        raise SystemExit(f"dpros sim record: --out {path} is a file, not a dataset folder")
+        raise UsageError(f"--out {path} is a file, not a dataset folder")
     occupied = os.path.isdir(path) and bool(os.listdir(path))
     if occupied and not append:
-        raise SystemExit(f"dpros sim record: {path} already exists and is not empty; pass --append to "
+        raise UsageError(f"{path} already exists and is not empty; pass --append to "
                          "add episodes to the dataset there, or choose another --out")
     try:
         if not occupied:
@@ -70,17 +72,17 @@ def open_output(path: str, append: bool, keys: dict[str, dict], config):
             return ReplayBuffer.create(path)
         dataset = ReplayBuffer.open(path, mode="a")
     except (DatasetError, DatasetPathError) as e:
-        raise SystemExit(f"dpros sim record: cannot write to {path}: {e}") from e
+        raise UsageError(f"cannot write to {path}: {e}") from e
     # Refuse now rather than after the first episode has been simulated.
     theirs = {k: dataset.key_spec(k) for k in dataset.keys}
     if dataset.n_episodes and theirs != keys:
-        raise SystemExit(f"dpros sim record: cannot append to {path}: it holds keys "
+        raise UsageError(f"cannot append to {path}: it holds keys "
                          f"{_describe(theirs)}, this recording makes {_describe(keys)} "
                          "(choose the same --cameras / --no-depth / --no-tactile)")
     if dataset.n_episodes:
         last = dataset.episode_meta(dataset.n_episodes - 1)
         if last.get("robot") != config.robot or list(last.get("joint_names", [])) != list(config.joint_names):
-            raise SystemExit(f"dpros sim record: cannot append to {path}: its episodes are of robot "
+            raise UsageError(f"cannot append to {path}: its episodes are of robot "
                              f"{last.get('robot')!r} with joints {last.get('joint_names')}, this config is "
                              f"{config.robot!r} with {list(config.joint_names)}")
     return dataset
@@ -94,7 +96,7 @@ def record_episode(env, seed: int, keys: dict[str, dict], after_success: int):
     """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
     import numpy as np
 
-    obs_keys = [k for k in keys if k.startswith("obs/")]
+    obs_keys = [k for k in keys if is_obs(k)]
     rows: dict[str, list] = {k: [] for k in keys}
     rate = env.config.control_rate_hz
     obs = env.reset(seed)
@@ -130,20 +132,15 @@ def run(args) -> int:
     from diffusion_policy_ros.data.dataset_path import DatasetPathError, check_free_space
     from diffusion_policy_ros.data.episode_builder import episode_meta, streams_for_config
     from diffusion_policy_ros.data.replay_buffer import DatasetError
-    from diffusion_policy_ros.robot_config import ConfigError
 
     if args.episodes <= 0:
-        raise SystemExit("--episodes must be positive")
+        raise UsageError("--episodes must be positive")
     if args.after_success < 0:
-        raise SystemExit("--after-success must be 0 or more")
-    try:
-        config = config_for(args.task or "pick_place", args.config)
-        task = args.task or (config.task if args.config else "pick_place")
-        cameras = list(dict.fromkeys(args.cameras or [c.name for c in config.cameras]))
-        specs = streams_for_config(config, cameras=cameras, depth=not args.no_depth,
-                                   tactile=not args.no_tactile)
-    except ConfigError as e:
-        raise SystemExit(f"dpros sim record: {e}") from e
+        raise UsageError("--after-success must be 0 or more")
+    config = config_for(args.task or "pick_place", args.config)
+    task = args.task or (config.task if args.config else "pick_place")
+    cameras = list(dict.fromkeys(args.cameras or [c.name for c in config.cameras]))
+    specs = streams_for_config(config, cameras=cameras, depth=not args.no_depth, tactile=not args.no_tactile)
     keys = dataset_keys(specs)
     out = os.path.abspath(args.out)
     dataset = open_output(out, args.append, keys, config)

@@ -3,10 +3,16 @@
 The observation keys default to every obs/* key of the dataset; joint names come from the
 episode metadata (or the robot config); the last --val-episodes episodes are held out for
 `dpros eval offline`. Output folder: model.safetensors, config.json, training state, loss_curve.png.
+
+Under torchrun it trains data-parallel, one process per GPU (or several on CPU), `--batch-size`
+samples per process; rank 0 alone prints and writes:
+    torchrun --standalone --nproc_per_node=4 -m diffusion_policy_ros.cli.main train --dataset ... --out ...
 """
 from __future__ import annotations
 
 import json
+
+from diffusion_policy_ros.cli.errors import UsageError
 
 
 def add_arguments(parser) -> None:
@@ -15,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", help="robot config (single_arm | bimanual | path) for joints and grippers")
     parser.add_argument("--obs-keys", nargs="*", help="observation keys (default: all obs/* keys)")
     parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per step (per process under torchrun)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=500)
     parser.add_argument("--checkpoint-every", type=int, default=1000)
@@ -30,15 +36,31 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from diffusion_policy_ros.training.distributed import Distributed
+
+    distributed = Distributed.from_environment(args.device)
+    try:
+        trainer = make_trainer(args, distributed)
+        trainer.train(until=args.until)
+        if distributed.is_main:
+            print(f"checkpoint: {args.out} (loss curve: {args.out}/loss_curve.png)")
+    finally:
+        distributed.close()
+    return 0
+
+
+def make_trainer(args, distributed):
+    """The Trainer `dpros train` runs, from its arguments (resumed when --resume finds a state)."""
     from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
     from diffusion_policy_ros.data.sequence_dataset import SequenceDataset
+    from diffusion_policy_ros.obs_keys import is_obs
     from diffusion_policy_ros.policy.configuration import PolicyConfig
     from diffusion_policy_ros.training.trainer import TrainConfig, Trainer
 
+    say = print if distributed.is_main else (lambda *a, **k: None)
     buf = ReplayBuffer.open(args.dataset)
     if buf.n_episodes <= args.val_episodes:
-        print(f"error: dataset has {buf.n_episodes} episodes, need more than --val-episodes {args.val_episodes}")
-        return 2
+        raise UsageError(f"dataset has {buf.n_episodes} episodes, need more than --val-episodes {args.val_episodes}")
     meta = buf.episode_meta(0)
     joint_names, grippers = meta.get("joint_names"), []
     rate = float(meta.get("fps", 10.0))
@@ -49,26 +71,33 @@ def run(args) -> int:
     action_dim = buf.key_spec("action")["shape"][0]
     joint_names = list(joint_names or [f"joint_{i}" for i in range(action_dim)])
     if len(joint_names) != action_dim:
-        print(f"error: {len(joint_names)} joint names but actions have {action_dim} dims")
-        return 2
+        raise UsageError(f"{len(joint_names)} joint names but the dataset's actions have {action_dim} dims")
     if not args.config:
         grippers = [i for i, n in enumerate(joint_names) if n.endswith("gripper")]
-    obs_keys = args.obs_keys or [k for k in buf.keys if k.startswith("obs/")]
-    overrides = json.loads(args.policy)
+    obs_keys = args.obs_keys or [k for k in buf.keys if is_obs(k)]
+    unknown = [k for k in obs_keys if k not in buf.keys]
+    if unknown:
+        raise UsageError(f"--obs-keys {unknown} are not in the dataset (it has {buf.keys})")
+    try:
+        overrides = json.loads(args.policy)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--policy is not a JSON object: {e}") from e
+    if not isinstance(overrides, dict):
+        raise UsageError(f"--policy must be a JSON object of PolicyConfig fields, got {args.policy!r}")
     config = PolicyConfig(obs_shapes={k: buf.key_spec(k)["shape"] for k in obs_keys}, joint_names=joint_names,
                           gripper_dims=grippers, control_rate_hz=rate, **overrides).validate()
     train_eps = list(range(buf.n_episodes - args.val_episodes))
     held_out = list(range(buf.n_episodes - args.val_episodes, buf.n_episodes))
     dataset = SequenceDataset(buf, sorted(obs_keys), config.horizon, config.n_obs_steps, config.n_action_steps,
-                              episodes=train_eps, progress=True)
+                              episodes=train_eps, progress=distributed.is_main)
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
                      checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed)
-    trainer = Trainer(config, dataset, tc, out_dir=args.out,
-                      extra_info={"dataset": buf.path, "held_out_episodes": held_out})
+    trainer = Trainer(config, dataset, tc, out_dir=args.out, distributed=distributed,
+                      extra_info={"dataset": buf.path, "held_out_episodes": held_out,
+                                  "processes": distributed.world_size})
     if args.resume and trainer.resume():
-        print(f"resumed from step {trainer.step}")
-    print(f"training on {len(train_eps)} episodes ({len(dataset)} windows), holding out {held_out}; "
-          f"obs {sorted(obs_keys)}; device {trainer.device}")
-    trainer.train(until=args.until)
-    print(f"checkpoint: {args.out} (loss curve: {args.out}/loss_curve.png)")
-    return 0
+        say(f"resumed from step {trainer.step}")
+    processes = f"; {distributed.world_size} processes x {args.batch_size} samples" if distributed.enabled else ""
+    say(f"training on {len(train_eps)} episodes ({len(dataset)} windows), holding out {held_out}; "
+        f"obs {sorted(obs_keys)}; device {trainer.device}{processes}")
+    return trainer

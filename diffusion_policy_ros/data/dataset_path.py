@@ -56,6 +56,8 @@ def check_free_space(path: str, needed_bytes: int, margin: float = 1.2) -> None:
 def describe_os_error(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return "disk full (no space left on device)"
+    if e.errno == errno.EFBIG:
+        return "file too large for the file system or the process's file-size limit (no space for it)"
     if e.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if e.errno == errno.EROFS:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
+
 
 def summarize(dataset) -> dict:
     episodes = []
@@ -25,17 +27,19 @@ def summarize(dataset) -> dict:
 
 
 def thumbnail_strip(dataset, path: str, *, per_episode: int = 6, max_episodes: int = 12,
-                    camera_key: str | None = None, height: int = 96) -> str | None:
-    """One row per episode, `per_episode` frames evenly spread over it; returns the camera key
-    used (None when the dataset has no camera)."""
+                    camera_key: str | None = None, height: int = 96) -> tuple[str | None, int]:
+    """One row per episode, `per_episode` frames evenly spread over it, at most `max_episodes`
+    rows (0: all; a last line says how many were left out); returns (the camera key used, None
+    when the dataset has no camera; the episodes shown)."""
     from PIL import Image, ImageDraw
 
-    rgb_keys = sorted(k for k in dataset.keys if k.endswith("/rgb"))
+    rgb_keys = sorted(k for k in dataset.keys if obs_keys.is_obs(k) and obs_keys.parse(k).modality == "rgb")
     if not rgb_keys:
-        return None
+        return None, 0
     key = camera_key or rgb_keys[0]
     rows = []
-    for i in range(min(dataset.n_episodes, max_episodes)):
+    shown = dataset.n_episodes if max_episodes <= 0 else min(dataset.n_episodes, max_episodes)
+    for i in range(shown):
         s = dataset.episode_slice(i)
         picks = np.linspace(s.start, s.stop - 1, per_episode).round().astype(int)
         frames = [np.asarray(dataset.get_array(key)[int(p)]) for p in picks]
@@ -45,8 +49,13 @@ def thumbnail_strip(dataset, path: str, *, per_episode: int = 6, max_episodes: i
         ImageDraw.Draw(img).text((3, 2), f"ep {i}", fill=(255, 255, 0))
         rows.append(img)
     width = max(r.width for r in rows)
-    sheet = Image.new("RGB", (width, height * len(rows)))
+    note = 16 if shown < dataset.n_episodes else 0
+    sheet = Image.new("RGB", (width, height * len(rows) + note), "white")
     for j, r in enumerate(rows):
         sheet.paste(r, (0, j * height))
+    if note:
+        ImageDraw.Draw(sheet).text((3, height * len(rows) + 2), f"episodes 0..{shown - 1} of {dataset.n_episodes} "
+                                   f"shown ({dataset.n_episodes - shown} more: dpros dataset info --thumbnails 0)",
+                                   fill="black")
     sheet.save(path)
-    return key
+    return key, shown

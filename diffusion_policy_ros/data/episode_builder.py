@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.data.resample import ResampleError, resample
 
 
@@ -41,20 +42,20 @@ def streams_for_config(robot_config, *, cameras: Sequence[str] | None = None, de
     decoders = decoders or {}
     specs = []
     for arm in robot_config.arms:
-        specs.append(StreamSpec(f"joints/{arm.name}", "obs/joint_pos", "float32", (len(arm.joint_names),)))
+        specs.append(StreamSpec(f"joints/{arm.name}", obs_keys.JOINT_POS, "float32", (len(arm.joint_names),)))
     for arm in robot_config.arms:
         specs.append(StreamSpec(f"action/{arm.name}", "action", "float32", (len(arm.joint_names),)))
     wanted = [c.name for c in robot_config.cameras] if cameras is None else list(cameras)
     for name in wanted:
         cam = robot_config.camera(name)
-        specs.append(StreamSpec(f"rgb/{name}", f"obs/{name}/rgb", "uint8", (cam.height, cam.width, 3),
+        specs.append(StreamSpec(f"rgb/{name}", obs_keys.rgb(name), "uint8", (cam.height, cam.width, 3),
                                 decoders.get(f"rgb/{name}")))
         if depth and cam.depth:
-            specs.append(StreamSpec(f"depth/{name}", f"obs/{name}/depth", "float32",
+            specs.append(StreamSpec(f"depth/{name}", obs_keys.depth(name), "float32",
                                     (cam.height, cam.width)))
     if tactile:
         for sensor in robot_config.tactile_sensors:
-            specs.append(StreamSpec(f"tactile/{sensor.name}", f"obs/{sensor.name}/tactile", "float32",
+            specs.append(StreamSpec(f"tactile/{sensor.name}", obs_keys.tactile(sensor.name), "float32",
                                     (sensor.rows, sensor.cols)))
     return specs
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.data.video import VideoWriter
 
 CODEBASE_VERSION = "v3.0"
@@ -39,14 +40,13 @@ def feature_key(dataset_key: str) -> str | None:
     """zarr key -> LeRobot feature name (None: not exported as a feature)."""
     if dataset_key == "action":
         return "action"
-    if dataset_key == "obs/joint_pos":
+    if dataset_key == obs_keys.JOINT_POS:
         return "observation.state"
-    parts = dataset_key.split("/")
-    if len(parts) == 3 and parts[0] == "obs":
-        kind = {"rgb": "images", "depth": "depth", "tactile": "tactile"}.get(parts[2])
-        if kind:
-            return f"observation.{kind}.{parts[1]}"
-    return None
+    if not obs_keys.is_obs(dataset_key):
+        return None
+    key = obs_keys.parse(dataset_key)
+    kind = {"rgb": "images", "depth": "depth", "tactile": "tactile"}.get(key.modality)
+    return f"observation.{kind}.{key.name}" if kind and "/" not in key.name else None
 
 
 def export_lerobot(dataset, out_dir: str, *, robot_type: str | None = None, fps: float | None = None,

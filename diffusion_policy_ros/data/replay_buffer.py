@@ -29,10 +29,6 @@ class DatasetError(RuntimeError):
     """A dataset folder that is missing, corrupt, or data that does not fit it."""
 
 
-def _is_image_key(key: str, arr: np.ndarray) -> bool:
-    return arr.ndim >= 3 and (key.endswith("/rgb") or key.endswith("/depth") or arr.ndim == 4)
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -197,8 +193,6 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ writing
     def add_episode(self, data: Mapping[str, np.ndarray], meta: Mapping | None = None) -> int:
         """Append one episode; durable on return. Returns its index."""
-        if not self.writable:
-            raise DatasetError(f"dataset {self.path} is open read-only")
         if not data:
             raise DatasetError("episode has no arrays")
         arrays = {k: np.asarray(v) for k, v in data.items()}
@@ -206,7 +200,21 @@ class ReplayBuffer:
         length = next(iter(lengths.values()))
         if length == 0 or any(n != length for n in lengths.values()):
             raise DatasetError(f"episode arrays must share a non-zero length, got {lengths}")
-        specs = {k: {"dtype": str(v.dtype), "shape": list(v.shape[1:])} for k, v in arrays.items()}
+        writer = self.episode_writer(length, {k: (v.dtype, v.shape[1:]) for k, v in arrays.items()})
+        for key, arr in arrays.items():
+            writer.write(key, 0, arr)
+        return writer.commit(meta)
+
+    def episode_writer(self, length: int, specs: Mapping[str, tuple]) -> "EpisodeWriter":
+        """Write one episode of `length` rows block by block (`specs`: key -> (dtype, per-row
+        shape)), then `commit` it; large episodes never need to be in memory at once."""
+        if not self.writable:
+            raise DatasetError(f"dataset {self.path} is open read-only")
+        if not specs:
+            raise DatasetError("episode has no arrays")
+        if length <= 0:
+            raise DatasetError(f"episode length must be positive, got {length}")
+        specs = {k: {"dtype": str(np.dtype(d)), "shape": [int(n) for n in shape]} for k, (d, shape) in specs.items()}
         if self._key_specs:
             if set(specs) != set(self._key_specs):
                 raise DatasetError(f"episode keys {sorted(specs)} differ from the dataset's {self.keys}")
@@ -214,18 +222,41 @@ class ReplayBuffer:
             if bad:
                 raise DatasetError("episode arrays do not match the dataset: " + "; ".join(
                     f"{k} {specs[k]} vs {self._key_specs[k]}" for k in bad))
-        meta = _json_ready(meta or {})
-        meta.setdefault("length", length)
-        start = self.n_steps
-        since = time.time() - 1.0
-        data_group = self.root["data"]
-        for key, arr in arrays.items():
+        return EpisodeWriter(self, length, specs)
+
+
+class EpisodeWriter:
+    """Rows of one episode past the last committed one; invisible until `commit`."""
+
+    def __init__(self, buffer: ReplayBuffer, length: int, specs: dict[str, dict]):
+        self.buffer, self.length, self.specs = buffer, int(length), specs
+        self.start = buffer.n_steps
+        self._since = time.time() - 1.0
+        data_group = buffer.root["data"]
+        for key, spec in specs.items():
+            shape = tuple(spec["shape"])
             if key not in data_group:
-                chunks = (1, *arr.shape[1:]) if _is_image_key(key, arr) else (LOWDIM_CHUNK, *arr.shape[1:])
-                data_group.create_array(key, shape=(0, *arr.shape[1:]), chunks=chunks, dtype=arr.dtype)
-            target = data_group[key]
-            target.resize((start + length, *arr.shape[1:]))   # also drops rows of an uncommitted write
-            target[start:start + length] = arr
-        _fsync_tree_since(os.path.join(self.path, "data"), since)
-        self._commit([*self._ends.tolist(), start + length], [*self._episodes, meta], specs)
-        return self.n_episodes - 1
+                image = len(shape) >= 2 and (key.endswith("/rgb") or key.endswith("/depth") or len(shape) == 3)
+                chunks = (1, *shape) if image else (LOWDIM_CHUNK, *shape)
+                data_group.create_array(key, shape=(0, *shape), chunks=chunks, dtype=spec["dtype"])
+            data_group[key].resize((self.start + self.length, *shape))   # also drops rows of an uncommitted write
+
+    def write(self, key: str, row: int, block: np.ndarray) -> None:
+        """Rows row .. row + len(block) of `key` (relative to the episode start)."""
+        spec = self.specs.get(key)
+        if spec is None:
+            raise DatasetError(f"key {key!r} is not part of this episode ({sorted(self.specs)})")
+        block = np.asarray(block, dtype=spec["dtype"])
+        if list(block.shape[1:]) != spec["shape"] or row < 0 or row + len(block) > self.length:
+            raise DatasetError(f"{key}: rows {row}..{row + len(block)} of shape {block.shape[1:]} do not fit "
+                               f"an episode of {self.length} rows of {spec['shape']}")
+        self.buffer.root["data"][key][self.start + row:self.start + row + len(block)] = block
+
+    def commit(self, meta: Mapping | None = None) -> int:
+        """Make the episode durable and visible; returns its index."""
+        buffer = self.buffer
+        meta = _json_ready(meta or {})
+        meta.setdefault("length", self.length)
+        _fsync_tree_since(os.path.join(buffer.path, "data"), self._since)
+        buffer._commit([*buffer._ends.tolist(), self.start + self.length], [*buffer._episodes, meta], self.specs)
+        return buffer.n_episodes - 1

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
+from diffusion_policy_ros.obs_keys import is_image
 
 
 class SequenceDataset:
@@ -65,5 +66,5 @@ class SequenceDataset:
 
     def stats_data(self) -> dict[str, np.ndarray]:
         """Arrays the min-max normalizer is fitted on (low-dim keys only)."""
-        keys = [k for k in self.obs_keys if not (k.endswith("/rgb") or k.endswith("/depth"))]
+        keys = [k for k in self.obs_keys if not is_image(k)]
         return {k: self.data[k] for k in [*keys, self.action_key]}

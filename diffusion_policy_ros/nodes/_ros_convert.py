@@ -36,6 +36,17 @@ def trajectory_msg(joint_names, start: float, times, positions, frame_id: str = 
     return msg
 
 
+def jtc_message(msg: JointTrajectory):
+    """A JointTrajectory as the plain message controllers/jtc_rules.py checks."""
+    from diffusion_policy_ros.controllers.jtc_rules import JtcMessage, JtcPoint
+    return JtcMessage(
+        stamp_ns=msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+        joint_names=tuple(msg.joint_names),
+        points=tuple(JtcPoint(p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec,
+                              tuple(p.positions), tuple(p.velocities), tuple(p.accelerations), tuple(p.effort))
+                     for p in msg.points))
+
+
 def trajectory_points(msg: JointTrajectory, now: float) -> tuple[np.ndarray, np.ndarray]:
     """A JointTrajectory -> (absolute times, positions (N, J)); stamp 0 means 'now' (JTC rule).
     Points without positions become NaN rows so the caller rejects them by name."""

@@ -1,206 +1,149 @@
 """demo_recorder_node: record teleoperated demonstrations into the zarr dataset.
 
-Subscribes (topics from the robot config): each arm's joint states and teleop JointTrajectory
-(the action), the cameras' `<topic>/image_raw` (or `<topic>/image_raw/compressed`), depth, and
-tactile pads. Episode control: service `~/episode` (EpisodeControl: START with task text, SAVE,
-DISCARD); SAVE answers only after the episode is durable on disk. Status (JSON in std_msgs/String)
-on `~/status` twice a second, for the keyboard node and dashboards.
+Subscribes (topics from the robot config), without deserializing: each arm's joint states, the
+cameras' `<topic>/image_raw` (or `<topic>/image_raw/compressed`), depth, tactile pads; what the
+safety filter forwards to the controllers (`controller_topic`, `forward_topic`, and the gripper
+controller's topic), which becomes the dataset's `action`; `safety/events` (marked per frame in
+`action_safety`); the teleop requests and the sim's task status (kept in the raw episode). Each
+subscription has a callback group of its own: a camera never waits behind another.
+
+Episode control: service `~/episode` (EpisodeControl: START with task text, SAVE, DISCARD). SAVE
+answers once the raw episode (MCAP, under `<dataset>/episodes_raw/`) is durable on disk; a
+separate process converts it into the dataset. Status (JSON in std_msgs/String) on `~/status`
+twice a second: state (idle | recording | saving | converting | error), elapsed_s, frames,
+dropped, duplicated, safety_affected_frames, last_safety_event, episode_index, message, ...
 
 Parameters (besides the shared robot config): dataset_root, dataset_name, record_rate_hz,
 record_cameras (default: all), compressed_cameras, record_depth, record_tactile, max_episode_s,
-sensor_reliability (best_effort | reliable), qos_depth.
+sensor_reliability (best_effort | reliable), qos_depth, keep_raw_episodes, safety_events_topic,
+sim_status_topic ("" when there is no sim: episodes then start at START).
 """
 from __future__ import annotations
 
 import json
 import sys
 
+import numpy as np
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, JointState
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
-from trajectory_msgs.msg import JointTrajectory
 
-from diffusion_policy_ros.data.dataset_path import (DatasetPathError, ensure_writable_dir,
-                                                    resolve_dataset_path)
-from diffusion_policy_ros.data.episode_builder import reorder_joints, streams_for_config
-from diffusion_policy_ros.data.image_codec import (ImageDecodeError, depth_from_raw, rgb_from_compressed,
-                                                   rgb_from_raw)
+from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writable_dir, resolve_dataset_path
+from diffusion_policy_ros.data.raw_episode import header_stamp_ns
+from diffusion_policy_ros.data.recording_plan import recording_plan
 from diffusion_policy_ros.data.recorder_session import RecorderSession
+from diffusion_policy_ros.node_parameters import DEMO_RECORDER_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.robot_config import ConfigError
-from diffusion_policy_ros.nodes._robot_params import (node_kwargs, now_seconds, param,
-                                                      robot_config_from_node)
-from diffusion_policy_ros.nodes._ros_convert import seconds
+
+SMALL_MESSAGE_DEPTH = 500
+IMAGE_QUEUE_BYTES = 64 << 20
+MAX_IMAGE_DEPTH = 300
+
+
+def _message_class(msgtype: str):
+    """'sensor_msgs/msg/Image' -> the rclpy message class."""
+    import importlib
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
 class DemoRecorder(Node):
     def __init__(self, **kwargs):
-        super().__init__("demo_recorder_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        root = param(self, "dataset_root", "data")
-        name = param(self, "dataset_name", f"{self.config.robot}_demos")
-        rate = float(param(self, "record_rate_hz", 10.0))
-        cameras = param(self, "record_cameras", []) or [c.name for c in self.config.cameras]
-        compressed = set(param(self, "compressed_cameras", []))
-        depth = bool(param(self, "record_depth", True))
-        tactile = bool(param(self, "record_tactile", True)) and self._tactile_msg() is not None
-        qos_depth = int(param(self, "qos_depth", 20))
-
-        self.dataset_path = resolve_dataset_path(root, name)   # raises on names escaping the root
-        decoders = {f"rgb/{c}": rgb_from_compressed for c in compressed}
-        specs = streams_for_config(self.config, cameras=cameras, depth=depth, tactile=tactile,
-                                   decoders=decoders)
-        self.session = RecorderSession(self.config, specs, rate_hz=rate, open_dataset=self._open_dataset,
-                                       dataset_path=self.dataset_path,
-                                       max_episode_s=float(param(self, "max_episode_s", 900.0)))
+        super().__init__("demo_recorder_node", **PARAMETER_OPTIONS, **kwargs)
+        self.parameters = p = declare_node_parameters(self, DEMO_RECORDER_NODE)
+        self.config = p.robot
+        rate = p["record_rate_hz"]
+        qos_depth = p["qos_depth"]
+        # raises on names escaping the root
+        self.dataset_path = resolve_dataset_path(p["dataset_root"], p["dataset_name"] or f"{self.config.robot}_demos")
+        plan = recording_plan(
+            self.config, cameras=p["record_cameras"] or None, compressed=p["compressed_cameras"],
+            depth=p["record_depth"], tactile=p["record_tactile"], safety_topic=p["safety_events_topic"],
+            sim_status_topic=p["sim_status_topic"])
+        self._warned: set[str] = set()
+        self.session = RecorderSession(self.config, plan, rate_hz=rate, dataset_path=self.dataset_path,
+                                       open_dataset=self._open_dataset, max_episode_s=p["max_episode_s"],
+                                       keep_raw=p["keep_raw_episodes"], warn=self._warn_once)
         try:
-            self.session.dataset()
-            self.get_logger().info(f"dataset {self.dataset_path}: {self.session.dataset().n_episodes} "
-                                   "episodes already recorded")
+            dataset = self.session.dataset()
+            self.get_logger().info(f"dataset {self.dataset_path}: {dataset.n_episodes} episodes already recorded")
+            recovered = self.session.recover()
+            if recovered:
+                self.get_logger().warning(recovered)
         except Exception as e:  # noqa: BLE001 - keep running; START reports the same error
             self.get_logger().error(f"cannot open dataset: {e}")
 
-        sensors = ReentrantCallbackGroup()
         # best_effort matches every publisher (sensor-data QoS); reliable only matches reliable
         # publishers, but then large frames are re-sent instead of lost.
-        reliability = str(param(self, "sensor_reliability", "best_effort"))
-        if reliability not in ("best_effort", "reliable"):
-            raise ConfigError(f"sensor_reliability must be best_effort or reliable, got {reliability!r}")
-        sensor_qos = QoSProfile(depth=qos_depth, history=qos_profile_sensor_data.history,
-                                reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                                else ReliabilityPolicy.BEST_EFFORT)
+        reliability = p["sensor_reliability"]
+        sensor_reliability = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        image_bytes = {s["topic"]: int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in plan.streams
+                       if s["kind"] in ("rgb", "rgb_compressed", "depth")}
+        sensor_topics = {s["topic"] for s in plan.streams}
         self._subs = []
-        for arm in self.config.arms:
-            self._subs.append(self.create_subscription(
-                JointState, arm.joint_states_topic, self._joint_cb(arm), sensor_qos, callback_group=sensors))
-            self._subs.append(self.create_subscription(
-                JointTrajectory, arm.teleop_topic, self._action_cb(arm), 10, callback_group=sensors))
-        for name in cameras:
-            cam = self.config.camera(name)
-            if name in compressed:
-                self._subs.append(self.create_subscription(
-                    CompressedImage, f"{cam.rgb_topic}/compressed", self._compressed_cb(name), sensor_qos,
-                    callback_group=sensors))
+        for topic in self.session.topics:
+            # Queues that ride out the recorder being descheduled for a few seconds on a busy
+            # machine: at least qos_depth frames of a camera, more of small ones (up to
+            # IMAGE_QUEUE_BYTES each), SMALL_MESSAGE_DEPTH of each small, fast stream.
+            if topic.name in image_bytes:
+                depth = min(MAX_IMAGE_DEPTH, max(qos_depth, IMAGE_QUEUE_BYTES // max(1, image_bytes[topic.name])))
             else:
-                self._subs.append(self.create_subscription(
-                    Image, cam.rgb_topic, self._rgb_cb(name), sensor_qos, callback_group=sensors))
-            if depth and cam.depth:
-                self._subs.append(self.create_subscription(
-                    Image, cam.depth_topic, self._depth_cb(name), sensor_qos, callback_group=sensors))
-        if tactile:
-            msg_type = self._tactile_msg()
-            for sensor in self.config.tactile_sensors:
-                self._subs.append(self.create_subscription(
-                    msg_type, sensor.topic, self._tactile_cb(sensor), sensor_qos, callback_group=sensors))
+                depth = max(qos_depth, SMALL_MESSAGE_DEPTH)
+            qos = QoSProfile(depth=depth, reliability=sensor_reliability) if topic.name in sensor_topics \
+                else QoSProfile(depth=depth)
+            self._subs.append(self.create_subscription(
+                _message_class(topic.msgtype), topic.name, self._receiver(topic), qos, raw=True,
+                callback_group=MutuallyExclusiveCallbackGroup()))
 
         from diffusion_policy_ros.srv import EpisodeControl
         self._srv_type = EpisodeControl
         self._service = self.create_service(EpisodeControl, "~/episode", self._on_episode,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._status_pub = self.create_publisher(String, "~/status", 10)
-        self._status_timer = self.create_timer(0.5, self._publish_status,
+        # On the steady clock: the operator sees the status before a sim publishes /clock.
+        self._status_timer = self.create_timer(0.5, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME),
                                                callback_group=MutuallyExclusiveCallbackGroup())
-        self._warned: set[str] = set()
+        cameras = sorted({s["name"].split("/", 1)[1] for s in plan.streams if s["kind"].startswith("rgb")})
         self.get_logger().info(
-            f"recording {len(specs)} streams at {rate:g} Hz into {self.dataset_path}; "
-            f"cameras {cameras}{' (compressed: ' + str(sorted(compressed)) + ')' if compressed else ''}")
+            f"recording {len(plan.streams)} sensor streams at {rate:g} Hz into {self.dataset_path}; cameras "
+            f"{cameras}; action: what the safety filter forwards on "
+            f"{sorted({c['topic'] for arm in plan.commands for c in arm['topics']})}")
 
-    # -- dataset -------------------------------------------------------------------------------
     def _open_dataset(self):
         from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
         ensure_writable_dir(self.dataset_path)
         return ReplayBuffer.create(self.dataset_path, exist_ok=True)
 
-    @staticmethod
-    def _tactile_msg():
-        try:
-            from diffusion_policy_ros.msg import TactileArray
-            return TactileArray
-        except ImportError:
-            return None
-
     # -- subscriptions -------------------------------------------------------------------------
-    def _add(self, stream: str, header, value) -> None:
-        """Unstamped messages (stamp 0 = "now", as teleop devices send) take the receive time; under
-        use_sim_time that time is 0 until the first /clock message, and such samples are dropped."""
-        stamp = seconds(header.stamp)
-        if stamp <= 0.0:
-            stamp = now_seconds(self)
-            if stamp <= 0.0:
-                return self._warn_once(f"clock/{stream}", f"{stream}: dropping unstamped samples until the clock runs")
-        self.session.add(stream, stamp, value)
+    def _receiver(self, topic):
+        session, clock, name = self.session, self.get_clock(), topic.name
+        if topic.msgtype.endswith("/SafetyEvent"):
+            from diffusion_policy_ros.msg import SafetyEvent
 
-    def _joint_cb(self, arm):
-        stream = f"joints/{arm.name}"
+            def on_event(data: bytes):
+                now_ns = clock.now().nanoseconds
+                session.receive(name, data, now_ns)
+                m = deserialize_message(data, SafetyEvent)
+                # The stamp exactly as the conversion reads it back from the raw episode.
+                stamp = (header_stamp_ns(data) or now_ns) * 1e-9
+                session.safety_event(stamp, int(m.action), f"{m.arm}: {m.reason}" if m.arm else m.reason)
+            return on_event
+        if topic.msgtype.endswith("/TaskStatus"):
+            from diffusion_policy_ros.msg import TaskStatus
 
-        def cb(msg: JointState):
-            try:
-                values = reorder_joints(msg.name, msg.position, arm.joint_names)
-            except KeyError as e:
-                return self._warn_once(stream, f"ignoring {arm.joint_states_topic}: {e}")
-            self._add(stream, msg.header, values)
-        return cb
-
-    def _action_cb(self, arm):
-        stream = f"action/{arm.name}"
-
-        def cb(msg: JointTrajectory):
-            if not msg.points:
-                return
-            try:
-                values = reorder_joints(msg.joint_names, msg.points[0].positions, arm.joint_names)
-            except KeyError as e:
-                return self._warn_once(stream, f"ignoring {arm.teleop_topic}: {e}")
-            self._add(stream, msg.header, values)
-        return cb
-
-    def _rgb_cb(self, name):
-        stream = f"rgb/{name}"
-
-        def cb(msg: Image):
-            try:
-                rgb = rgb_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                   big_endian=bool(msg.is_bigendian))
-            except ImageDecodeError as e:
-                return self._warn_once(stream, f"ignoring camera {name}: {e}")
-            self._add(stream, msg.header, rgb)
-        return cb
-
-    def _compressed_cb(self, name):
-        stream = f"rgb/{name}"
-
-        def cb(msg: CompressedImage):
-            # Decoded at SAVE (only the sampled frames): keeps the callback cheap.
-            self._add(stream, msg.header, bytes(msg.data))
-        return cb
-
-    def _depth_cb(self, name):
-        stream = f"depth/{name}"
-
-        def cb(msg: Image):
-            try:
-                depth = depth_from_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                       big_endian=bool(msg.is_bigendian))
-            except ImageDecodeError as e:
-                return self._warn_once(stream, f"ignoring depth of {name}: {e}")
-            self._add(stream, msg.header, depth)
-        return cb
-
-    def _tactile_cb(self, sensor):
-        stream = f"tactile/{sensor.name}"
-
-        def cb(msg):
-            values = list(msg.normal_force)
-            if len(values) != sensor.rows * sensor.cols:
-                return self._warn_once(stream, f"ignoring {sensor.topic}: {len(values)} taxels, "
-                                               f"expected {sensor.rows}x{sensor.cols}")
-            import numpy as np
-            self._add(stream, msg.header,
-                             np.asarray(values, dtype=np.float32).reshape(sensor.rows, sensor.cols))
-        return cb
+            def on_status(data: bytes):
+                session.receive(name, data, clock.now().nanoseconds)
+                m = deserialize_message(data, TaskStatus)
+                session.sim_status(int(m.episode), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 - m.episode_time)
+            return on_status
+        return lambda data: session.receive(name, data, clock.now().nanoseconds)
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -231,7 +174,7 @@ class DemoRecorder(Node):
         return response
 
     def _publish_status(self):
-        self._status_pub.publish(String(data=json.dumps(self.session.status())))
+        self._status_pub.publish(String(data=json.dumps(self.session.status(now_seconds(self)))))
 
 
 def main(args=None):
@@ -242,7 +185,8 @@ def main(args=None):
         except (ConfigError, DatasetPathError) as e:
             print(f"demo_recorder_node: {e}", file=sys.stderr)
             return 2
-        executor = MultiThreadedExecutor(num_threads=3)
+        threads = node.parameters["receive_threads"]
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -7,10 +7,12 @@ the keyboard node.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from diffusion_policy_ros.msg import TaskStatus
 from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
@@ -24,6 +26,7 @@ class EpisodeOutcome:
     saved: bool
     frames: int
     message: str
+    episode_index: int = -1
 
 
 class ExpertEpisodeDriver:
@@ -37,12 +40,28 @@ class ExpertEpisodeDriver:
         self._status: TaskStatus | None = None
         self._status_lock = threading.Lock()
         node.create_subscription(TaskStatus, "/sim/task_status", self._on_status, 10)
+        self._recorder_status: dict | None = None
+        node.create_subscription(String, f"/{recorder}/status", self._on_recorder_status, 10)
         self.settle_after_success_s = settle_after_success_s
         self.max_episode_s = max_episode_s
 
     def _on_status(self, msg: TaskStatus) -> None:
         with self._status_lock:
             self._status = msg
+
+    def _on_recorder_status(self, msg: String) -> None:
+        self._recorder_status = json.loads(msg.data)
+
+    def wait_for_conversions(self, timeout_s: float) -> dict:
+        """Until the recorder has converted every saved episode into the dataset; its status."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self._recorder_status
+            if status is not None and status["state"] in ("idle", "error") and not status["pending_conversions"]:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"episodes still converting after {timeout_s:.0f} s: {status}")
+            time.sleep(0.1)
 
     def _latest_status(self) -> TaskStatus | None:
         with self._status_lock:
@@ -91,7 +110,7 @@ class ExpertEpisodeDriver:
                     saved = self._episode_call(EpisodeControl.Request.SAVE)
                     if not saved.success:
                         raise RuntimeError(f"recorder could not save the episode: {saved.message}")
-                    return EpisodeOutcome(seed, True, saved.num_frames, saved.message)
+                    return EpisodeOutcome(seed, True, saved.num_frames, saved.message, saved.episode_index)
             else:
                 success_since = None
             if status.episode_time >= self.max_episode_s:

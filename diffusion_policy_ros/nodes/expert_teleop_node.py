@@ -4,7 +4,7 @@
 
 Like a human's teleop device it streams joint targets, one JointTrajectory per arm per control
 tick (one point, `time_from_start` = one control period, stamp 0 = "start now"), on each arm's
-`teleop_topic` (or, with `output: controller`, straight to `controller_topic`, skipping the
+`teleop_topic` (or, with `output: controller`, straight to the arm's controllers, skipping the
 safety filter). The expert needs the sim's ground truth, which sim_node publishes:
 `/sim/task_status` (episode number and episode time; each message is one control tick),
 `/sim/object_pose` and `/sim/target_pose` (PoseStamped, world frame), and the arms' joint states.
@@ -23,7 +23,9 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffusion_policy_ros.msg import TaskStatus
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, robot_config_from_node
+from diffusion_policy_ros.node_parameters import EXPERT_TELEOP_NODE
+from diffusion_policy_ros.nodes._controller_output import ControllerOutput
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
 from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.sim.expert import make_expert
 from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
@@ -31,11 +33,10 @@ from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
 
 class ExpertTeleopNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("expert_teleop_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        output = str(param(self, "output", "teleop"))
-        if output not in ("teleop", "controller"):
-            raise ValueError(f"expert_teleop_node: output must be teleop or controller, got {output!r}")
+        super().__init__("expert_teleop_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, EXPERT_TELEOP_NODE)
+        self.config = declared.robot
+        output = declared["output"]
         self.model = load_scene_model(self.config.robot)
         self.robot = RobotModel(self.model, self.config)
         self.expert = make_expert(self.config.task, self.robot)
@@ -44,17 +45,16 @@ class ExpertTeleopNode(Node):
         self.object_pose: PoseStamped | None = None
         self.target_pose: PoseStamped | None = None
         self.planned_episode = None
-        self.pubs = {a.name: self.create_publisher(
-            JointTrajectory, a.teleop_topic if output == "teleop" else a.controller_topic, 10)
-            for a in self.config.arms}
+        self.controllers = ControllerOutput(self, self.config, "joint_trajectory") if output == "controller" else None
+        self.pubs = {a.name: self.create_publisher(JointTrajectory, a.teleop_topic, 10) for a in self.config.arms}
         for arm in self.config.arms:
             self.create_subscription(JointState, arm.joint_states_topic,
                                      lambda m, a=arm.name: self.joints.__setitem__(a, m), 10)
         self.create_subscription(PoseStamped, "/sim/object_pose", self._on_object, 10)
         self.create_subscription(PoseStamped, "/sim/target_pose", self._on_target, 10)
         self.create_subscription(TaskStatus, "/sim/task_status", self._on_status, 10)
-        self.get_logger().info(f"scripted {self.config.task} expert publishing on "
-                               f"{[p.topic_name for p in self.pubs.values()]}")
+        self.get_logger().info(f"scripted {self.config.task} expert publishing to " + (
+            self.controllers.describe() if self.controllers else str([p.topic_name for p in self.pubs.values()])))
 
     def _on_object(self, msg):
         self.object_pose = msg
@@ -92,13 +92,15 @@ class ExpertTeleopNode(Node):
             self.plan_start = status.episode_time
             self.get_logger().info(f"episode {status.episode} (seed {status.seed}): planned")
         action = self.expert.action(status.episode_time - self.plan_start + self.period)
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
-            point = JointTrajectoryPoint(positions=action[k:k + n].tolist(),
+        for arm, cols in self.config.arm_slices():
+            if self.controllers is not None:
+                self.controllers.send(arm.name, 0.0, [self.period], [action[cols]], start_on_receipt=True)
+                if self.controllers.streams_positions:
+                    self.controllers.send_positions(arm.name, action[cols])
+                continue
+            point = JointTrajectoryPoint(positions=action[cols].tolist(),
                                          time_from_start=Duration(sec=0, nanosec=int(self.period * 1e9)))
             self.pubs[arm.name].publish(JointTrajectory(joint_names=list(arm.joint_names), points=[point]))
-            k += n
 
 
 def main(args=None):

@@ -3,9 +3,12 @@
     python -m diffusion_policy_ros.nodes.safety_filter_node --ros-args --params-file config/single_arm.yaml
 
 Per arm it reads JointTrajectory from `policy_topic` (or `teleop_topic` with input:=teleop) and the
-arm's joint states, and sends the filtered trajectory to `controller_topic` (JointTrajectory) or,
-with output:=float64_multi_array, positions at the control rate to `forward_topic`. The decisions
-are `diffusion_policy_ros.safety.SafetyFilter` (pass / clamp / reject-and-hold, watchdog, e-stop).
+arm's joint states, and sends the filtered plan to the arm's controllers (nodes/_controller_output.py):
+the arm joints as JointTrajectory on `controller_topic`, as a FollowJointTrajectory goal
+(output:=follow_joint_trajectory) or as positions at the control rate on `forward_topic`
+(output:=float64_multi_array); the gripper, if `gripper_controller` gives it its own controller, to
+that one. Holds and stops are stamped 0 (start on receipt). The decisions are
+`diffusion_policy_ros.safety.SafetyFilter` (pass / clamp / reject-and-hold, watchdog, e-stop).
 Publishes `safety/events` (SafetyEvent, one per clamp, reject or hold) and `/diagnostics`.
 E-stop: service `safety/estop` (EStop: engage or release) and topic `safety/estop` (Bool, true
 engages; only the service releases it).
@@ -17,7 +20,6 @@ filter from the worker between two points of a command. docs/safety.md has the c
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
@@ -33,8 +35,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.graph import policy_forward_topic
 from diffusion_policy_ros.msg import SafetyEvent
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
-from diffusion_policy_ros.nodes._ros_convert import diagnostic_status, to_time, trajectory_msg
+from diffusion_policy_ros.node_parameters import SAFETY_FILTER_NODE
+from diffusion_policy_ros.nodes._controller_output import ControllerOutput
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import responsive_threads
+from diffusion_policy_ros.nodes._ros_convert import diagnostic_status, to_time
 from diffusion_policy_ros.safety import Band, SafetyParams
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.safety.runner import JOINT_STATE, TARGETS, TRAJECTORY, FilterRunner
@@ -45,20 +50,19 @@ MESSAGE_TYPES = {TRAJECTORY: JointTrajectory, TARGETS: Float64MultiArray, JOINT_
 
 class SafetyFilterNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("safety_filter_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        defaults = SafetyParams()
-        values = {f.name: param(self, f.name, list(v) if isinstance(v := getattr(defaults, f.name), tuple) else v)
-                  for f in dataclasses.fields(SafetyParams)}
-        self.params = SafetyParams.from_mapping(values)
-        self.filter = build_safety_filter(self.config, values)
+        super().__init__("safety_filter_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, SAFETY_FILTER_NODE)
+        self.config = declared.robot
+        self.params = SafetyParams.from_mapping(declared.values)
+        self.filter = build_safety_filter(self.config, declared.values)
         self.get_logger().info(f"limits from {self.filter.kinematics.model_path}; input {self.params.input}, "
                                f"output {self.params.output}")
         responsive_threads()  # the e-stop and watchdog threads get the GIL back from the worker quickly
         self.runner = FilterRunner(self.filter, self.now, self._apply, decode,
                                    lambda: self.get_clock().ros_time_is_active)
         reliable = QoSProfile(depth=10)
-        self._out = {}
+        self.output = ControllerOutput(self, self.config, self.params.output, self.params.gripper_max_effort_n)
+        self.get_logger().info(f"controllers: {self.output.describe()}")
         for arm in self.config.arms:
             source = arm.policy_topic if self.params.input == "policy" else arm.teleop_topic
             self.create_subscription(JointTrajectory, source, lambda m, a=arm.name: self._on_command(a, TRAJECTORY, m),
@@ -69,15 +73,11 @@ class SafetyFilterNode(Node):
             self.create_subscription(JointState, arm.joint_states_topic,
                                      lambda m, a=arm.name: self._on_joint_state(a, m), qos_profile_sensor_data,
                                      raw=True)
-            if self.params.output == "joint_trajectory":
-                self._out[arm.name] = self.create_publisher(JointTrajectory, arm.controller_topic, reliable)
-            else:
-                self._out[arm.name] = self.create_publisher(Float64MultiArray, arm.forward_topic, reliable)
         self._events = self.create_publisher(SafetyEvent, "safety/events", reliable)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.create_service(EStop, "safety/estop", self._on_estop_service)
         self.create_subscription(Bool, "safety/estop", self._on_estop_topic, reliable)
-        if self.params.output == "float64_multi_array":
+        if self.output.streams_positions:
             self.create_timer(1.0 / self.config.control_rate_hz, self._on_forward_tick)
         self.create_timer(1.0 / max(self.params.status_rate_hz, 0.1), self._publish_diagnostics)
         self.event_count = 0
@@ -104,18 +104,17 @@ class SafetyFilterNode(Node):
         plan = result.trajectory
         if plan is None:
             return
-        names = self.filter.limits[result.arm].names
-        if self.params.output == "joint_trajectory":
-            self._out[result.arm].publish(trajectory_msg(names, plan.start, plan.times, plan.positions))
-        elif result.band is Band.REJECT:
+        stop = result.band is Band.REJECT   # every reject, watchdog, tracking and e-stop hold
+        self.output.send(result.arm, plan.start, plan.times, plan.positions, start_on_receipt=stop)
+        if stop and self.output.streams_positions:
             self._on_forward_tick()  # a hold goes out now, not at the next control tick
 
     def _on_forward_tick(self) -> None:
         now = self.now()
-        for arm, publisher in self._out.items():
+        for arm in self.output.split:
             plan = self.filter.plan(arm)
             if plan is not None and (not self.filter.holding(arm) or now <= plan.end_time + 1.0):
-                publisher.publish(Float64MultiArray(data=[float(x) for x in plan.state_at(now)[0]]))
+                self.output.send_positions(arm, plan.state_at(now)[0])
 
     def _publish_event(self, event) -> None:
         self.event_count += 1

@@ -7,8 +7,11 @@ Publishes (names from the config): per arm JointState on `joint_states_topic`; p
 `<topic>/camera_info`; per fingertip TactileArray; `/clock`; `/sim/task_status` (TaskStatus, at the
 control rate); the true cube pose `/sim/object_pose` and target `/sim/target_pose` (PoseStamped,
 frame `world`, at the control rate; the scripted expert teleop reads them).
-Accepts per arm JointTrajectory on `controller_topic` (joint_trajectory_controller semantics, see
-sim/trajectory.py) and Float64MultiArray on `forward_topic` (forward position controller).
+Accepts per arm what its ros2_control controllers would (sim/controllers.py): JointTrajectory on
+`controller_topic` (the arm's joint_trajectory_controller over `controller_joint_names`, with the
+JTC's acceptance checks), Float64MultiArray on `forward_topic` (forward position controller), and
+the gripper per `gripper_controller`: JointTrajectory or Float64MultiArray on `gripper_topic`, or
+control_msgs/GripperCommand goals to the action `gripper_topic`.
 Service `/sim/reset` (ResetEpisode) re-randomizes the task from a seed.
 
 Clock: stamps are `start wall time + simulated seconds`, so with real_time_factor 1 they track
@@ -33,10 +36,15 @@ from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.msg import TactileArray, TaskStatus
-from diffusion_policy_ros.nodes._robot_params import node_kwargs, param, responsive_threads, robot_config_from_node
+from diffusion_policy_ros.node_parameters import SIM_NODE
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import responsive_threads
+from diffusion_policy_ros.nodes._ros_convert import jtc_message
+from diffusion_policy_ros.nodes._sim_actions import SimGripperAction, SimTrajectoryAction
 from diffusion_policy_ros.srv import ResetEpisode
+from diffusion_policy_ros.sim.controllers import SimArmControllers
 from diffusion_policy_ros.sim.env import SimEnv
-from diffusion_policy_ros.sim.trajectory import TrajectoryFollower, TrajectoryRejected
+from diffusion_policy_ros.sim.trajectory import TrajectoryRejected
 
 
 def to_time(seconds: float) -> Time:
@@ -57,15 +65,14 @@ PACING_BATCH_S = 0.005
 
 class SimNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("sim_node", **node_kwargs(), **kwargs)
-        self.config = robot_config_from_node(self)
-        self.physics_rate = float(param(self, "physics_rate_hz", 500.0))
-        self.publish_rate = float(param(self, "publish_rate_hz", 30.0))
-        self.joint_rate = float(param(self, "joint_state_rate_hz", 100.0))
-        self.rtf = float(param(self, "real_time_factor", 1.0))
-        self.seed = int(param(self, "seed", 0))
-        if self.physics_rate <= 0 or self.publish_rate <= 0 or self.joint_rate <= 0 or self.rtf < 0:
-            raise ValueError("sim_node: rates must be positive and real_time_factor >= 0")
+        super().__init__("sim_node", **PARAMETER_OPTIONS, **kwargs)
+        declared = declare_node_parameters(self, SIM_NODE)
+        self.config = declared.robot
+        self.physics_rate = declared["physics_rate_hz"]
+        self.publish_rate = declared["publish_rate_hz"]
+        self.joint_rate = declared["joint_state_rate_hz"]
+        self.rtf = declared["real_time_factor"]
+        self.seed = declared["seed"]
         responsive_threads()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -89,7 +96,9 @@ class SimNode(Node):
 
     # --- ROS interfaces ----------------------------------------------------------------------
     def _make_interfaces(self):
-        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        # Reliable with a second of history: a subscriber descheduled on a busy machine (the
+        # recorder) gets what it missed re-sent instead of losing it.
+        sensor_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pubs = {a.name: self.create_publisher(JointState, a.joint_states_topic, sensor_qos)
                            for a in self.config.arms}
@@ -104,40 +113,48 @@ class SimNode(Node):
         self.status_pub = self.create_publisher(TaskStatus, "/sim/task_status", 10)
         self.object_pub = self.create_publisher(PoseStamped, "/sim/object_pose", 10)
         self.target_pub = self.create_publisher(PoseStamped, "/sim/target_pose", 10)
+        self.actions = {}   # "<arm>/<action>" -> its server (goal counts for tests and logs)
         for arm in self.config.arms:
             self.create_subscription(JointTrajectory, arm.controller_topic,
-                                     lambda msg, a=arm.name: self._on_trajectory(a, msg), 10)
+                                     lambda msg, a=arm.name: self._on_trajectory(a, "arm", msg), 10)
             self.create_subscription(Float64MultiArray, arm.forward_topic,
-                                     lambda msg, a=arm.name: self._on_forward(a, msg), 10)
+                                     lambda msg, a=arm.name: self._on_forward(a, "arm", msg), 10)
+            if arm.gripper_controller == "joint_trajectory":
+                self.create_subscription(JointTrajectory, arm.gripper_topic,
+                                         lambda msg, a=arm.name: self._on_trajectory(a, "gripper", msg), 10)
+            elif arm.gripper_controller == "forward_position":
+                self.create_subscription(Float64MultiArray, arm.gripper_topic,
+                                         lambda msg, a=arm.name: self._on_forward(a, "gripper", msg), 10)
+            elif arm.gripper_controller == "gripper_action":
+                self.actions[f"{arm.name}/gripper_command"] = SimGripperAction(self, arm, self.controllers[arm.name])
+            if _have_control_msgs():  # FollowJointTrajectory beside the topic, as the JTC serves it
+                self.actions[f"{arm.name}/follow_joint_trajectory"] = SimTrajectoryAction(
+                    self, arm, self.controllers[arm.name])
         self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
 
     def now(self) -> float:
         """The sim clock in seconds (what stamps and trajectory times refer to)."""
         return self.clock_offset + self.sim_seconds
 
-    def _on_trajectory(self, arm: str, msg: JointTrajectory):
-        start = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
-        positions = [list(p.positions) for p in msg.points]
+    def _on_trajectory(self, arm: str, controller: str, msg: JointTrajectory):
         has_vel = bool(msg.points) and all(len(p.velocities) for p in msg.points)
         velocities = [list(p.velocities) for p in msg.points] if has_vel else None
         with self._lock:
             try:
-                kept = self.followers[arm].set_trajectory(self.now(), start, msg.joint_names, times,
-                                                          positions, velocities)
+                kept = self.controllers[arm].trajectory(controller, self.now(), jtc_message(msg), velocities)
             except (TrajectoryRejected, ValueError) as e:
                 self.rejected_trajectories += 1
-                self.get_logger().error(f"{arm}: trajectory rejected, holding position: {e}")
+                self.get_logger().error(f"{arm} {controller} controller: trajectory rejected, holding position: {e}")
                 return
-        if kept < len(times):
-            self.get_logger().debug(f"{arm}: dropped {len(times) - kept} points already in the past")
+        if kept < len(msg.points):
+            self.get_logger().debug(f"{arm}: dropped {len(msg.points) - kept} points already in the past")
 
-    def _on_forward(self, arm: str, msg: Float64MultiArray):
+    def _on_forward(self, arm: str, controller: str, msg: Float64MultiArray):
         with self._lock:
             try:
-                self.followers[arm].hold(list(msg.data))
+                self.controllers[arm].forward(controller, list(msg.data))
             except TrajectoryRejected as e:
-                self.get_logger().error(f"{arm}: forward command ignored, holding position: {e}")
+                self.get_logger().error(f"{arm} {controller} controller: command ignored, holding position: {e}")
 
     def _on_reset(self, request, response):
         with self._lock:
@@ -156,13 +173,10 @@ class SimNode(Node):
         try:
             self.env = SimEnv(self.config, physics_rate_hz=self.physics_rate)
             self.env.reset(self.seed, observe=False)
-            self.followers = {}
+            self.controllers = {}
             lo, hi = self.env.robot.position_limits()
-            k = 0
-            for arm in self.config.arms:
-                n = len(arm.joint_names)
-                self.followers[arm.name] = TrajectoryFollower(arm.joint_names, np.zeros(n), lo[k:k + n], hi[k:k + n])
-                k += n
+            for arm, cols in self.config.arm_slices():
+                self.controllers[arm.name] = SimArmControllers(arm, lo[cols], hi[cols])
             self._hold_current()
             self.rejected_trajectories = 0
         except BaseException as e:  # noqa: BLE001 - re-raised in __init__
@@ -181,11 +195,8 @@ class SimNode(Node):
 
     def _hold_current(self):
         q = self.env.joint_positions()
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
-            self.followers[arm.name].hold(q[k:k + n])
-            k += n
+        for arm, cols in self.config.arm_slices():
+            self.controllers[arm.name].hold(q[cols])
 
     def _loop(self):
         while not self._interfaces_ready.wait(0.05):
@@ -203,7 +214,7 @@ class SimNode(Node):
                 now = self.now()
                 targets, rates = [], []
                 for arm in self.config.arms:
-                    q, qd = self.followers[arm.name].sample(now)
+                    q, qd = self.controllers[arm.name].sample(now)
                     targets.append(q)
                     rates.append(qd)
                 self.env.step_physics(np.concatenate(targets), np.concatenate(rates))
@@ -233,13 +244,10 @@ class SimNode(Node):
     def _publish_joints(self, stamp):
         self.clock_pub.publish(Clock(clock=stamp))
         q, v, e = self.env.joint_positions(), self.env.joint_velocities(), self.env.joint_efforts()
-        k = 0
-        for arm in self.config.arms:
-            n = len(arm.joint_names)
+        for arm, cols in self.config.arm_slices():
             self.joint_pubs[arm.name].publish(JointState(
-                header=Header(stamp=stamp), name=list(arm.joint_names), position=q[k:k + n].tolist(),
-                velocity=v[k:k + n].tolist(), effort=e[k:k + n].tolist()))
-            k += n
+                header=Header(stamp=stamp), name=list(arm.joint_names), position=q[cols].tolist(),
+                velocity=v[cols].tolist(), effort=e[cols].tolist()))
         for sensor in self.config.tactile_sensors:
             grid = self.env.read_tactile(sensor.name)
             self.tactile_pubs[sensor.name].publish(TactileArray(
@@ -275,6 +283,14 @@ class SimNode(Node):
     def shutdown(self):
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+
+def _have_control_msgs() -> bool:
+    try:
+        import control_msgs.action  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _pose(stamp, pos, quat) -> PoseStamped:

@@ -1,7 +1,10 @@
-"""Synthetic robot sensor streams for benchmarks and tests: joint states, teleop commands,
-cameras (RGB, optional depth) and tactile pads of a robot config, at one rate, with ideal header
-stamps t0 + k / rate. Frame k of every camera is recognisable (`synthetic_rgb(k, ...)`), so a
-recording can be checked against what was sent.
+"""Synthetic robot sensor streams for benchmarks and tests: joint states, the commands a safety
+filter forwards to the controllers, cameras (RGB, optional depth) and tactile pads of a robot
+config, with ideal header stamps t0 + k / rate. Frame k of every camera is recognisable
+(`synthetic_rgb(k, ...)`), so a recording can be checked against what was sent.
+
+Every stream publishes at `rate_hz` unless it has a rate of its own (`joint_rate_hz`,
+`tactile_rate_hz`); each rate runs on its own thread and counts the ticks it published late.
 """
 from __future__ import annotations
 
@@ -9,10 +12,14 @@ import threading
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from diffusion_policy_ros.node_parameters import SYNTHETIC_SENSORS
+from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
 
 
 def synthetic_rgb(k: int, height: int, width: int, camera_index: int = 0) -> np.ndarray:
@@ -23,24 +30,44 @@ def synthetic_rgb(k: int, height: int, width: int, camera_index: int = 0) -> np.
     return img
 
 
+def synthetic_depth_m(k: int) -> float:
+    """Depth of frame k, metres (a multiple of 1 mm: 16UC1 carries it exactly)."""
+    return 0.5 + 0.001 * (k % 100)
+
+
 def synthetic_joints(k: int, n: int, rate: float) -> np.ndarray:
     return np.sin(0.3 * k / rate + np.arange(n)).astype(np.float64)
 
 
+class _Clocked:
+    """One publishing rate: its streams, published counts and late ticks."""
+
+    def __init__(self, name: str, rate: float, publish):
+        self.name, self.rate, self.publish = name, float(rate), publish
+        self.published = 0
+        self.late_ticks = 0
+
+
 class SyntheticSensors(Node):
-    """Publishes every stream the recorder subscribes to for `robot_config`, from a thread."""
+    """Publishes every stream the recorder subscribes to for `robot_config`, from threads."""
 
     def __init__(self, robot_config, rate_hz: float, *, distinct_frames: int | None = None,
-                 reliable: bool = False, **kwargs):
-        super().__init__("synthetic_sensors", **kwargs)
+                 reliable: bool = False, joint_rate_hz: float | None = None,
+                 tactile_rate_hz: float | None = None, depth_encoding: str = "32FC1", **kwargs):
+        super().__init__("synthetic_sensors", **PARAMETER_OPTIONS, **kwargs)
+        declare_node_parameters(self, SYNTHETIC_SENSORS)  # none of its own: refuses stray ones
+        if depth_encoding not in ("32FC1", "16UC1"):
+            raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {depth_encoding!r}")
         self.config = robot_config
         self.rate = float(rate_hz)
+        self.depth_encoding = depth_encoding
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self._joint_pubs = [(arm, self.create_publisher(JointState, arm.joint_states_topic, qos))
                             for arm in robot_config.arms]
-        self._teleop_pubs = [(arm, self.create_publisher(JointTrajectory, arm.teleop_topic, 10))
-                             for arm in robot_config.arms]
+        # What a safety filter forwards: one point a control period ahead, as teleop sends it.
+        self._command_pubs = [(arm, self.create_publisher(JointTrajectory, arm.controller_topic, 10))
+                              for arm in robot_config.arms]
         self._cams = []
         for i, cam in enumerate(robot_config.cameras):
             pub = self.create_publisher(Image, cam.rgb_topic, qos)
@@ -57,81 +84,123 @@ class SyntheticSensors(Node):
         # Pre-built image payloads: building a large message each tick would measure us, not the
         # recorder. `distinct_frames=None`: a fresh, recognisable frame every tick.
         self._distinct = distinct_frames
-        self._image_cache: dict[tuple[int, int], Image] = {}
-        self.published = 0
-        self.late_ticks = 0
+        self._image_cache: dict[tuple, Image] = {}
+        joint_rate = joint_rate_hz or self.rate
+        tactile_rate = tactile_rate_hz or self.rate
+        self.clocks = [_Clocked("cameras", self.rate, self._publish_cameras),
+                       _Clocked("commands", self.rate, self._publish_commands),
+                       _Clocked("joints", joint_rate, self._publish_joints)]
+        if self._tactile:
+            self.clocks.append(_Clocked("tactile", tactile_rate, self._publish_tactile))
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.t0 = 0.0
+
+    @property
+    def published(self) -> int:
+        """Ticks of the main rate (cameras) published."""
+        return self.clocks[0].published
+
+    @property
+    def late_ticks(self) -> int:
+        return sum(c.late_ticks for c in self.clocks)
 
     def start(self, seconds: float | None = None) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(seconds,), daemon=True)
-        self._thread.start()
+        start_ns = self.get_clock().now().nanoseconds
+        start_wall = time.monotonic()
+        self.t0 = start_ns * 1e-9
+        self._threads = [threading.Thread(target=self._run, args=(c, start_ns, start_wall, seconds), daemon=True)
+                         for c in self.clocks]
+        for t in self._threads:
+            t.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self.join()
 
     def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        for t in self._threads:
+            t.join()
 
-    def _run(self, seconds):
-        clock = self.get_clock()
-        start_ns = clock.now().nanoseconds
-        start_wall = time.monotonic()
-        self.t0 = start_ns * 1e-9
+    def _run(self, clock: _Clocked, start_ns: int, start_wall: float, seconds):
         k = 0
         while not self._stop.is_set():
-            due = start_wall + k / self.rate
+            due = start_wall + k / clock.rate
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            elif delay < -0.5 / self.rate:
-                self.late_ticks += 1
-            if seconds is not None and k / self.rate >= seconds:
+            elif delay < -0.5 / clock.rate:
+                clock.late_ticks += 1
+            if seconds is not None and k / clock.rate >= seconds:
                 break
-            self.publish_tick(k, start_ns + int(round(k * 1e9 / self.rate)))
+            clock.publish(k, start_ns + int(round(k * 1e9 / clock.rate)))
+            clock.published += 1
             k += 1
 
     def publish_tick(self, k: int, stamp_ns: int) -> None:
-        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+        """Every stream's message k, stamped stamp_ns (for a caller that keeps its own clock)."""
+        for clock in self.clocks:
+            clock.publish(k, stamp_ns)
+            clock.published += 1
+
+    @staticmethod
+    def _stamp(msg, stamp_ns: int):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return msg
+
+    def _publish_joints(self, k: int, stamp_ns: int) -> None:
+        rate = self._rate_of("joints")
         for arm, pub in self._joint_pubs:
-            msg = JointState(name=list(arm.joint_names),
-                             position=synthetic_joints(k, len(arm.joint_names), self.rate).tolist())
-            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
-            pub.publish(msg)
-        for arm, pub in self._teleop_pubs:
-            msg = JointTrajectory(joint_names=list(arm.joint_names), points=[JointTrajectoryPoint(
-                positions=synthetic_joints(k + 1, len(arm.joint_names), self.rate).tolist())])
-            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
-            pub.publish(msg)
+            pub.publish(self._stamp(JointState(name=list(arm.joint_names), position=synthetic_joints(
+                k, len(arm.joint_names), rate).tolist()), stamp_ns))
+
+    def _publish_commands(self, k: int, stamp_ns: int) -> None:
+        period_ns = int(round(1e9 / self.rate))
+        for arm, pub in self._command_pubs:
+            point = JointTrajectoryPoint(positions=synthetic_joints(k + 1, len(arm.joint_names), self.rate).tolist(),
+                                         time_from_start=Duration(sec=0, nanosec=period_ns))
+            pub.publish(self._stamp(JointTrajectory(joint_names=list(arm.joint_names), points=[point]), stamp_ns))
+
+    def _publish_cameras(self, k: int, stamp_ns: int) -> None:
         for i, cam, pub, depth_pub in self._cams:
-            msg = self._image(i, cam, k)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
-            pub.publish(msg)
+            pub.publish(self._stamp(self._image(i, cam, k), stamp_ns))
             if depth_pub is not None:
-                d = Image(height=cam.height, width=cam.width, encoding="32FC1", step=cam.width * 4,
-                          data=np.full((cam.height, cam.width), 0.5 + 0.001 * (k % 100), np.float32).tobytes())
-                d.header.stamp.sec, d.header.stamp.nanosec = sec, nanosec
-                depth_pub.publish(d)
+                depth_pub.publish(self._stamp(self._depth(i, cam, k), stamp_ns))
+
+    def _publish_tactile(self, k: int, stamp_ns: int) -> None:
         for sensor, pub, msg_type in self._tactile:
-            msg = msg_type(sensor_name=sensor.name, rows=sensor.rows, cols=sensor.cols,
-                           normal_force=[float(k % 50)] * (sensor.rows * sensor.cols))
-            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
-            pub.publish(msg)
-        self.published += 1
+            pub.publish(self._stamp(msg_type(sensor_name=sensor.name, rows=sensor.rows, cols=sensor.cols,
+                                             normal_force=[float(k % 50)] * (sensor.rows * sensor.cols)), stamp_ns))
+
+    def _rate_of(self, name: str) -> float:
+        return next(c.rate for c in self.clocks if c.name == name)
+
+    def _variant(self, k: int) -> int:
+        return k if self._distinct is None else k % self._distinct
 
     def _image(self, i: int, cam, k: int) -> Image:
-        variant = k if self._distinct is None else k % self._distinct
-        key = (i, variant)
-        msg = self._image_cache.get(key)
+        variant = self._variant(k)
+        msg = self._image_cache.get(("rgb", i, variant))
         if msg is None:
             msg = Image(height=cam.height, width=cam.width, encoding="rgb8", step=cam.width * 3,
                         data=synthetic_rgb(variant, cam.height, cam.width, i).tobytes())
             msg.header.frame_id = cam.frame_id
             if self._distinct is not None:
-                self._image_cache[key] = msg
+                self._image_cache[("rgb", i, variant)] = msg
+        return msg
+
+    def _depth(self, i: int, cam, k: int) -> Image:
+        variant = self._variant(k)
+        msg = self._image_cache.get(("depth", i, variant))
+        if msg is None:
+            metres = np.full((cam.height, cam.width), synthetic_depth_m(variant), np.float32)
+            if self.depth_encoding == "16UC1":
+                data, step = np.round(metres * 1000).astype("<u2").tobytes(), cam.width * 2
+            else:
+                data, step = metres.astype("<f4").tobytes(), cam.width * 4
+            msg = Image(height=cam.height, width=cam.width, encoding=self.depth_encoding, step=step, data=data)
+            msg.header.frame_id = cam.frame_id
+            if self._distinct is not None:
+                self._image_cache[("depth", i, variant)] = msg
         return msg

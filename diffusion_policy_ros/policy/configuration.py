@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from diffusion_policy_ros import obs_keys
+
 SAMPLERS = ("ddpm", "ddim", "streaming")
 DISCRETE_METHODS = ("none", "scale", "clip")
 AUTOCAST = ("none", "bf16", "fp16")
@@ -19,14 +21,11 @@ class PolicyConfigError(ValueError):
 
 
 def modality_of(key: str) -> str:
-    """`obs/joint_pos` -> proprio, `obs/<cam>/rgb` -> rgb, `obs/<cam>/depth` -> depth, `obs/<s>/tactile`."""
-    for suffix in ("rgb", "depth", "tactile"):
-        if key.startswith("obs/") and key.endswith("/" + suffix):
-            return suffix
-    if key.startswith("obs/"):
-        return "proprio"        # joint positions, gripper or any other low-dim vector
-    raise PolicyConfigError(f"observation key {key!r} is not proprio (obs/joint_pos), "
-                            "obs/<camera>/rgb, obs/<camera>/depth or obs/<sensor>/tactile")
+    """proprio (joint positions or any other low-dim vector), rgb, depth or tactile."""
+    try:
+        return obs_keys.parse(key).modality
+    except obs_keys.ObsKeyError as e:
+        raise PolicyConfigError(str(e)) from None
 
 
 _RANK = {"proprio": 1, "rgb": 3, "depth": 2, "tactile": 2}
@@ -157,11 +156,11 @@ class PolicyConfig:
 
 def robot_obs_shapes(robot_config) -> dict[str, list[int]]:
     """Observation shapes a `RobotConfig` provides, in dataset key form."""
-    shapes = {"obs/joint_pos": [robot_config.action_dim]}
+    shapes = {obs_keys.JOINT_POS: [robot_config.action_dim]}
     for cam in robot_config.cameras:
-        shapes[f"obs/{cam.name}/rgb"] = [cam.height, cam.width, 3]
+        shapes[obs_keys.rgb(cam.name)] = [cam.height, cam.width, 3]
         if cam.depth:
-            shapes[f"obs/{cam.name}/depth"] = [cam.height, cam.width]
+            shapes[obs_keys.depth(cam.name)] = [cam.height, cam.width]
     for t in robot_config.tactile_sensors:
-        shapes[f"obs/{t.name}/tactile"] = [t.rows, t.cols]
+        shapes[obs_keys.tactile(t.name)] = [t.rows, t.cols]
     return shapes

@@ -6,6 +6,8 @@ Runtime API (what the ROS node and the evaluators call):
                                                   row 0 for obs_time + 1 / control_rate_hz
   select_action(obs_step, obs_time)              -> (action_dim,) for simple synchronous loops
   last_report                                    StepReport of the last chunk computation
+  last_timing                                    InferenceTiming: its encoder and denoiser seconds
+  can_refine(obs_time)                           whether that chunk would be a streaming refinement
   sample_from_noise(obs_history, noise, ...)     deterministic chunk from a given initial noise
 
 Actions live in "model space" inside: min-max normalized to [-1, 1]; with the 'scale' discrete
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.policy.configuration import PolicyConfig, PolicyConfigError
 from diffusion_policy_ros.policy.encoders import ObservationEncoder
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
@@ -32,6 +37,13 @@ from diffusion_policy_ros.sampling.streaming import (StepReport, StreamingSettin
                                                      binarize_discrete)
 
 ACTION_KEY = "action"
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceTiming:
+    """Where the last predict_action_chunk spent its time (seconds; device work included)."""
+    encode_s: float
+    denoise_s: float
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -47,8 +59,7 @@ class DiffusionPolicy(nn.Module):
     def __init__(self, config: PolicyConfig, normalizer: MinMaxNormalizer):
         super().__init__()
         self.config = config.validate()
-        needed = [ACTION_KEY] + [k for k in config.obs_shapes
-                                 if not k.endswith("/rgb") and not k.endswith("/depth")]
+        needed = [ACTION_KEY] + [k for k in config.obs_shapes if not obs_keys.is_image(k)]
         missing = [k for k in needed if k not in normalizer]
         if missing:
             raise PolicyConfigError(f"normalizer has no stats for {missing}")
@@ -61,6 +72,7 @@ class DiffusionPolicy(nn.Module):
         self._generator: torch.Generator | None = None
         self._seed = 0
         self.last_report: StepReport | None = None
+        self.last_timing: InferenceTiming | None = None
         self.reset_stats()
         self.reset()
 
@@ -171,6 +183,7 @@ class DiffusionPolicy(nn.Module):
         self._rows: np.ndarray | None = None
         self._rows_time: float | None = None
         self.last_report = None
+        self.last_timing = None
 
     def reset_stats(self) -> None:
         """Zero the NFE / selected-action counters (they survive reset(), i.e. span episodes)."""
@@ -199,12 +212,26 @@ class DiffusionPolicy(nn.Module):
             out[key] = tensor.to(self.device, non_blocking=True).unsqueeze(0)
         return out
 
+    def can_refine(self, obs_time: float) -> bool:
+        """Whether the chunk for `obs_time` would refine the last one (streaming, and that one's
+        observation lies 0 to horizon - 1 control steps earlier) rather than be sampled from noise."""
+        if self.config.sampler != "streaming":
+            return False
+        return self.streaming.plan_shift(obs_time, self.config.horizon) is not None
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":   # kernels run asynchronously: time them, not their launch
+            torch.cuda.synchronize(self.device)
+
     @torch.no_grad()
     def predict_action_chunk(self, obs_history: Mapping, obs_time: float) -> np.ndarray:
         """(n_action_steps, A) joint targets; row i is for obs_time + (i + 1) / control_rate_hz."""
         self.eval()
         cfg = self.config
+        started = time.perf_counter()
         cond = self.encode(self._batch_obs(obs_history))
+        self._synchronize()
+        encoded = time.perf_counter()
         if cfg.sampler == "streaming":
             def full():
                 steps = full_timesteps(self.schedule, cfg.full_sample_method, cfg.full_sample_steps)
@@ -219,10 +246,11 @@ class DiffusionPolicy(nn.Module):
             steps = full_timesteps(self.schedule, cfg.sampler, steps_n)
             report = StepReport(cfg.sampler, len(steps), False, 0, steps)
         start = cfg.n_obs_steps - 1
-        rows = self.model_to_action(chunk[0, start:start + cfg.n_action_steps])
+        rows = self.model_to_action(chunk[0, start:start + cfg.n_action_steps]).cpu().numpy()  # the one host sync
         self.total_nfe += report.nfe
         self.last_report = report
-        return rows.cpu().numpy()   # the one host synchronisation per call
+        self.last_timing = InferenceTiming(encoded - started, time.perf_counter() - encoded)
+        return rows
 
     def select_action(self, obs_step: Mapping, obs_time: float) -> np.ndarray:
         """One action for obs_time + 1 / rate; replans every n_action_steps (ddpm, ddim) or refines

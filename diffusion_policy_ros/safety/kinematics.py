@@ -33,10 +33,7 @@ class RobotKinematics:
         self.robot = RobotModel(self.model, config)
         mujoco.mj_kinematics(self.model, self.data)
         self._q = self.robot.joint_positions(self.data).astype(float)
-        self._slices, start = {}, 0
-        for arm in config.arms:
-            self._slices[arm.name] = slice(start, start + len(arm.joint_names))
-            start += len(arm.joint_names)
+        self._slices = {arm.name: cols for arm, cols in config.arm_slices()}
         self._index = {a.config.name: a for a in self.robot.arms}
         self._geoms = {name: self._arm_geoms(index) for name, index in self._index.items()}
 

@@ -8,57 +8,73 @@ their own velocity/acceleration/range parameters.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from diffusion_policy_ros.robot_config import ConfigError
+from diffusion_policy_ros.parameters import ConfigError, NodeSchema, parameter, schema_from_dataclass
 
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+POSITIVE = {"minimum": 0.0, "exclusive_minimum": True}
+NON_NEGATIVE = {"minimum": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
 class SafetyParams:
-    """The `/**/safety_filter_node` section, typed. Defaults are conservative for a 6-DoF arm."""
-    output: str = "joint_trajectory"          # joint_trajectory | float64_multi_array
-    input: str = "policy"                     # policy | teleop: which arm topic is filtered
-    robot_model: str = ""                     # MJCF path; "" = resource/mjcf/<robot>.xml
-    position_margin_rad: float = 0.05         # kept away from each revolute joint limit
-    gripper_margin_m: float = 0.0
-    gripper_range_m: tuple[float, float] = (0.0, 0.08)  # used when the model has no such joint
-    max_velocity_rad_s: float = 1.5
-    max_acceleration_rad_s2: float = 6.0
-    max_velocity_scale: float = 1.0
-    gripper_max_velocity_m_s: float = 0.2
-    gripper_max_acceleration_m_s2: float = 2.0
-    max_jerk_rad_s3: float = 60.0             # stops (holds, braking tails) are jerk-limited (ruckig)
-    gripper_max_jerk_m_s3: float = 20.0
-    brake_sample_s: float = 0.025             # spacing of the points of a stop (<= 1/control_rate)
-    max_step_rad: float = 0.25                # per trajectory point (points are <= 1/control_rate apart)
-    reject_step_rad: float = 1.0              # first point this far from the robot -> reject
-    max_tracking_error_rad: float = 0.3       # measured this far from the plan (the robot was moved,
-                                              # reset, or blocked) -> hold where it is
-    reject_beyond_limit_rad: float = 0.3      # target this far outside a hard limit -> reject
-    watchdog_timeout_s: float = 0.08
-    max_horizon_s: float = 0.5                # forwarded commands end this far ahead (+ a stop)
-    workspace_min: tuple[float, float, float] = (-1.0, -1.0, 0.0)
-    workspace_max: tuple[float, float, float] = (1.0, 1.0, 1.5)
-    workspace_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)  # box orientation in the model frame
-    min_arm_distance_m: float = 0.08
-    status_rate_hz: float = 2.0
+    """The `/**/safety_filter_node` section, typed: each field is a node parameter (read-only: the
+    limits are fixed while the node runs). Defaults are conservative for a 6-DoF arm."""
+    output: str = parameter("joint_trajectory", "what each arm's controller receives: JointTrajectory on its "
+                            "controller_topic, a FollowJointTrajectory goal to that controller, or "
+                            "Float64MultiArray on its forward_topic (the gripper: <arm>.gripper_controller)",
+                            choices=("joint_trajectory", "follow_joint_trajectory", "float64_multi_array"))
+    input: str = parameter("policy", "which arm topic is filtered: policy_topic or teleop_topic",
+                           choices=("policy", "teleop"))
+    robot_model: str = parameter("", "MJCF with the joint ranges; '' = resource/mjcf/<robot>.xml")
+    position_margin_rad: float = parameter(0.05, "kept away from each revolute joint limit (rad)", **NON_NEGATIVE)
+    gripper_margin_m: float = parameter(0.0, "kept away from the gripper's range ends (m)", **NON_NEGATIVE)
+    gripper_range_m: tuple[float, float] = parameter(
+        (0.0, 0.08), "gripper opening range [min, max] (m), used when the model has no such joint")
+    max_velocity_rad_s: float = parameter(1.5, "joint velocity limit (rad/s, times max_velocity_scale)", **POSITIVE)
+    max_acceleration_rad_s2: float = parameter(6.0, "joint acceleration limit (rad/s^2)", **POSITIVE)
+    max_velocity_scale: float = parameter(1.0, "scales every velocity limit (e.g. 0.5 for first runs)",
+                                          minimum=0.0, exclusive_minimum=True, maximum=1.0)
+    gripper_max_velocity_m_s: float = parameter(0.2, "gripper velocity limit (m/s)", **POSITIVE)
+    gripper_max_acceleration_m_s2: float = parameter(2.0, "gripper acceleration limit (m/s^2)", **POSITIVE)
+    max_jerk_rad_s3: float = parameter(60.0, "jerk limit of stops (holds, braking tails; ruckig) (rad/s^3)",
+                                       **POSITIVE)
+    gripper_max_jerk_m_s3: float = parameter(20.0, "gripper jerk limit of stops (m/s^3)", **POSITIVE)
+    brake_sample_s: float = parameter(0.025, "spacing of the points of a stop (s, <= 1/control_rate)", **POSITIVE)
+    max_step_rad: float = parameter(0.25, "largest step per trajectory point (rad; points are <= "
+                                    "1/control_rate apart)", **POSITIVE)
+    reject_step_rad: float = parameter(1.0, "a first point this far from the robot is rejected (rad)", **POSITIVE)
+    max_tracking_error_rad: float = parameter(
+        0.3, "measured this far from the plan (the robot was moved, reset or blocked) -> hold where it is (rad)",
+        **POSITIVE)
+    reject_beyond_limit_rad: float = parameter(0.3, "a target this far outside a hard joint limit is rejected "
+                                               "(rad)", **NON_NEGATIVE)
+    watchdog_timeout_s: float = parameter(0.08, "hold when no command arrives this long after the last one ran "
+                                          "out (s)", **POSITIVE)
+    max_horizon_s: float = parameter(0.5, "forwarded commands end this far ahead, plus a stop (s)", **POSITIVE)
+    workspace_min: tuple[float, float, float] = parameter(
+        (-1.0, -1.0, 0.0), "Cartesian workspace box of the tool centre, lower corner [x, y, z] (m, model frame)")
+    workspace_max: tuple[float, float, float] = parameter(
+        (1.0, 1.0, 1.5), "Cartesian workspace box, upper corner [x, y, z] (m)")
+    workspace_rpy: tuple[float, float, float] = parameter(
+        (0.0, 0.0, 0.0), "workspace box orientation in the model frame [roll, pitch, yaw] (rad)")
+    min_arm_distance_m: float = parameter(0.08, "closest the two arms' links may come (m)", **NON_NEGATIVE)
+    status_rate_hz: float = parameter(2.0, "/diagnostics messages per second", **POSITIVE)
+    gripper_max_effort_n: float = parameter(0.0, "max_effort of the GripperCommand goals (N), for grippers "
+                                            "with gripper_controller gripper_action", **NON_NEGATIVE)
+
     # Bounded work per message: each cap is checked before any per-point work (docs/safety.md).
-    max_points: int = 64                      # a command with more points is rejected (too_many_points)
-    max_message_bytes: int = 65536            # a larger serialized message is rejected unread
-    max_stamp_age_s: float = 2.0              # a command stamped longer ago is rejected (invalid_time)
-    max_processing_s: float = 0.1             # a command not filtered this soon after it was taken up
-                                              # is dropped and the arm holds (late): a plan goes out
-                                              # only while the robot is still where it was planned from
-    joint_state_timeout_s: float = 0.5        # no valid joint state for this long: hold, reject commands
-                                              # (as policy_node's stale_after_s)
+    max_points: int = parameter(64, "a command with more points is rejected (too_many_points)", minimum=1)
+    max_message_bytes: int = parameter(65536, "a larger serialized message is rejected unread (bytes)", minimum=1)
+    max_stamp_age_s: float = parameter(2.0, "a command stamped longer ago is rejected (invalid_time) (s)", **POSITIVE)
+    max_processing_s: float = parameter(
+        0.1, "a command not filtered this soon after it was taken up is dropped and the arm holds (late): a "
+        "plan goes out only while the robot is still where it was planned from (s)", **POSITIVE)
+    joint_state_timeout_s: float = parameter(0.5, "no valid joint state for this long (by its stamp): hold, "
+                                             "reject commands (s; as policy_node's stale_after_s)", **POSITIVE)
 
     def __post_init__(self):
         positive = ("watchdog_timeout_s", "max_horizon_s", "brake_sample_s", "max_processing_s",
@@ -68,36 +84,18 @@ class SafetyParams:
             raise ConfigError(f"safety_filter_node: {', '.join(bad)} must be > 0")
 
     @classmethod
+    def schema(cls) -> NodeSchema:
+        return schema_from_dataclass("safety_filter_node", cls)
+
+    @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "SafetyParams":
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in values.items():
-            if key not in fields:
-                continue  # other nodes' or ROS's own parameters (use_sim_time, ...)
-            default = fields[key].default
-            if isinstance(default, tuple):
-                if not isinstance(value, (list, tuple)) or len(value) != len(default) \
-                        or not all(_is_number(v) for v in value):
-                    raise ConfigError(f"safety_filter_node.{key} must be a list of {len(default)} numbers")
-                kwargs[key] = tuple(float(v) for v in value)
-            elif isinstance(default, str):
-                kwargs[key] = str(value)
-            elif isinstance(default, int):
-                if not _is_number(value) or value != int(value) or value < 0:
-                    raise ConfigError(f"safety_filter_node.{key} must be a whole number >= 0, got {value!r}")
-                kwargs[key] = int(value)
-            else:
-                if not _is_number(value) or value < 0:
-                    raise ConfigError(f"safety_filter_node.{key} must be a number >= 0, got {value!r}")
-                kwargs[key] = float(value)
-        params = cls(**kwargs)
-        if params.output not in ("joint_trajectory", "float64_multi_array"):
-            raise ConfigError(f"safety_filter_node.output must be joint_trajectory or "
-                              f"float64_multi_array, got {params.output!r}")
-        if params.input not in ("policy", "teleop"):
-            raise ConfigError(f"safety_filter_node.input must be policy or teleop, got {params.input!r}")
+        """From the node's section: every key must be a field (the closest is named otherwise)."""
+        typed = cls.schema().validate(values)
+        params = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in typed.items()})
         if any(lo >= hi for lo, hi in zip(params.workspace_min, params.workspace_max)):
             raise ConfigError("safety_filter_node.workspace_min must be below workspace_max on every axis")
+        if params.gripper_range_m[0] >= params.gripper_range_m[1]:
+            raise ConfigError("safety_filter_node.gripper_range_m must be [min, max] with min < max")
         return params
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.robot_config import ConfigError, RobotConfig
 from diffusion_policy_ros.sim.expert import make_expert
 from diffusion_policy_ros.sim.rendering import CameraRenderer
@@ -149,14 +150,14 @@ class SimEnv:
         return self.tactile[sensor].read(self.data)
 
     def observation(self) -> dict:
-        obs = {"obs/joint_pos": self.joint_positions().astype(np.float32)}
+        obs = {obs_keys.JOINT_POS: self.joint_positions().astype(np.float32)}
         for name, renderer in self.renderers.items():
             rgb, depth = renderer.render(self.data)
-            obs[f"obs/{name}/rgb"] = rgb
+            obs[obs_keys.rgb(name)] = rgb
             if depth is not None:
-                obs[f"obs/{name}/depth"] = depth
+                obs[obs_keys.depth(name)] = depth
         for name, reader in self.tactile.items():
-            obs[f"obs/{name}/tactile"] = reader.read(self.data)
+            obs[obs_keys.tactile(name)] = reader.read(self.data)
         return obs
 
     def object_pose(self) -> tuple[np.ndarray, np.ndarray]:

@@ -143,15 +143,12 @@ class ScriptedExpert:
 
     def reset(self, q_start, qpos_full, cube_pos, cube_quat, target_pos) -> None:
         """Plan an episode from the start state; q_start in config order."""
-        k = 0
-        for arm in self.arms:
-            n = len(arm.index.is_gripper)
-            q_arm_full = np.asarray(q_start[k:k + n])
+        for arm, (_, cols) in zip(self.arms, self.robot.config.arm_slices()):
+            q_arm_full = np.asarray(q_start[cols])
             arm.q = q_arm_full[~arm.index.is_gripper].copy()
             arm.ik.set_base_pose(qpos_full)
             pos, rot = arm.ik.fk(arm.q)
             arm.start = Keyframe(0.0, pos, rot, float(q_arm_full[arm.index.is_gripper][0]))
-            k += n
         from diffusion_policy_ros.sim.tasks import quat_yaw
         self.plan(np.asarray(cube_pos, float), quat_yaw(cube_quat), np.asarray(target_pos, float))
 

@@ -5,14 +5,10 @@ metres and is clipped to the camera's configured maximum.
 """
 from __future__ import annotations
 
-import os
+import mujoco
+import numpy as np
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from diffusion_policy_ros.robot_config import CameraConfig, ConfigError  # noqa: E402
+from diffusion_policy_ros.robot_config import CameraConfig, ConfigError
 
 
 class CameraRenderer:

@@ -51,12 +51,15 @@ class ObservationSync:
         self._stamps = {name: collections.deque(maxlen=keep) for name in self.inputs}
         self._values = {name: collections.deque(maxlen=keep) for name in self.inputs}
 
-    def add(self, name: str, stamp: float, value: Any) -> None:
+    def add(self, name: str, stamp: float, value: Any) -> bool:
+        """Keep a sample; False (and nothing kept) for one older than the input's newest, so each
+        stream stays ordered by stamp."""
         stamps, values = self._stamps[name], self._values[name]
         if stamps and stamp < stamps[-1]:
-            return  # out-of-order sample: keep the stream monotonic
+            return False
         stamps.append(stamp)
         values.append(value)
+        return True
 
     def clear(self) -> None:
         for name in self.inputs:
@@ -67,6 +70,12 @@ class ObservationSync:
         stamps = self._stamps[name]
         return stamps[-1] if stamps else None
 
+    def complete_stamp(self) -> float | None:
+        """The newest instant every input has reached (where `latest` looks), None until each
+        input has a sample."""
+        newest = [stamps[-1] if stamps else None for stamps in self._stamps.values()]
+        return None if None in newest or not newest else min(newest)
+
     def stale_inputs(self, now: float) -> tuple[str, ...]:
         return tuple(name for name in self.inputs
                      if not self._stamps[name] or now - self._stamps[name][-1] > self.stale_after_s)
@@ -75,8 +84,7 @@ class ObservationSync:
         stale = self.stale_inputs(now)
         if stale:
             return SyncFailure(stale, ())
-        t_obs = min(self._stamps[name][-1] for name in self.inputs)
-        aligned = self._aligned_at(t_obs)
+        aligned = self._aligned_at(self.complete_stamp())
         if isinstance(aligned, tuple):
             return SyncFailure((), aligned)
         return aligned

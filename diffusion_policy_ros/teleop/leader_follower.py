@@ -5,11 +5,14 @@ offset` (calibration), the gripper mapped linearly from the leader's range to th
 opening in metres, everything clipped to the follower's limits. Two guards borrowed from real
 setups: a speed limit on the targets (so the first message cannot yank the follower across
 the workspace: it walks there), and a staleness check (no fresh leader data -> no commands).
+The ramp starts again from the follower's measured joints after `reanchor()` (the safety filter
+refused a command, or the scene was reset), and each step can be cut down further by the
+caller's `limit` (the filter's workspace box: `CommandBounds.limit`).
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -67,9 +70,19 @@ class LeaderFollowerMap:
         target = np.where(self.is_gripper, self.lower + fraction * (self.upper - self.lower), target)
         return np.clip(target, self.lower, self.upper)
 
+    def reanchor(self) -> None:
+        """Forget the ramp: the next step starts from the follower's measured joints."""
+        self._last_target, self._last_time = None, None
+
+    @property
+    def last_target(self) -> np.ndarray | None:
+        return None if self._last_target is None else self._last_target.copy()
+
     def step(self, leader_names, leader_positions, leader_stamp: float, now: float,
-             follower_positions: Sequence[float] | None) -> np.ndarray | None:
-        """Speed-limited target for this tick, or None when the leader is stale / unknown."""
+             follower_positions: Sequence[float] | None,
+             limit: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray | None:
+        """Speed-limited target for this tick, or None when the leader is stale / unknown.
+        `limit(start, target)` may shorten the step further."""
         if now - leader_stamp > self.stale_after_s:
             self._last_target, self._last_time = None, None   # resume with a fresh ramp
             return None
@@ -85,5 +98,7 @@ class LeaderFollowerMap:
         span = np.where(self.is_gripper, self.upper - self.lower, 1.0)
         max_step = self.max_velocity * span * dt
         target = start + np.clip(desired - start, -max_step, max_step)
+        if limit is not None:
+            target = np.asarray(limit(start, target), float)
         self._last_target, self._last_time = target, now
         return target

@@ -3,6 +3,9 @@
 Output folder: model.safetensors + config.json (EMA weights, what inference loads),
 training_state.safetensors + training_state.json (raw weights, optimizer moments, step, loss
 history) for resume, loss_curve.png. Everything safetensors / JSON; no pickle.
+
+Under torchrun (see `distributed`) every process trains on its own batches through
+DistributedDataParallel and only rank 0 writes; the checkpoints are the same as from one process.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from diffusion_policy_ros.policy import checkpoint as ckpt
 from diffusion_policy_ros.policy.configuration import PolicyConfig
 from diffusion_policy_ros.policy.modeling import DiffusionPolicy, resolve_device
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
+from diffusion_policy_ros.training.distributed import Distributed
 from diffusion_policy_ros.training.ema import EMA
 
 
@@ -100,32 +104,55 @@ def save_loss_curve(path: str, losses: list[tuple[int, float]]) -> None:
     plt.close(fig)
 
 
+class _Loss(torch.nn.Module):
+    """The policy's training loss as a forward pass, which DistributedDataParallel wraps."""
+
+    def __init__(self, policy: DiffusionPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        return self.policy.compute_loss(batch, generator=generator)
+
+
 class Trainer:
     def __init__(self, policy_config: PolicyConfig, dataset: SequenceDataset, train_config: TrainConfig,
                  out_dir: str | None = None, normalizer: MinMaxNormalizer | None = None,
-                 extra_info: dict | None = None):
+                 extra_info: dict | None = None, distributed: Distributed | None = None):
         self.tc = train_config
         self.out_dir = out_dir
         self.dataset = dataset
         self.extra_info = dict(extra_info or {})
-        seed_everything(train_config.seed)
+        self.dist = distributed or Distributed()
+        seed_everything(train_config.seed)      # the same initial weights in every process
         if train_config.num_threads:
             torch.set_num_threads(train_config.num_threads)
-        self.device = resolve_device(train_config.device)
+        self.device = resolve_device(self.dist.device(train_config.device))
         normalizer = normalizer or MinMaxNormalizer.fit(dataset.stats_data())
         self.policy = DiffusionPolicy(policy_config, normalizer).to_device(str(self.device))
         self.ema = EMA(self.policy, power=train_config.ema_power, max_decay=train_config.ema_max_decay)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=train_config.lr,
                                            betas=tuple(train_config.betas), weight_decay=train_config.weight_decay)
-        self.rng = np.random.default_rng(train_config.seed)
-        self.generator = torch.Generator(self.device).manual_seed(train_config.seed)
+        self.loss = _Loss(self.policy)
+        if self.dist.enabled:
+            self.loss = torch.nn.parallel.DistributedDataParallel(
+                self.loss, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.rng = np.random.default_rng(self._process_seed(0))
+        self.generator = torch.Generator(self.device).manual_seed(train_config.seed + self.dist.rank * 1_000_003)
         self.step = 0
         self.losses: list[tuple[int, float]] = []
 
+    def _process_seed(self, step: int):
+        """Batches differ between processes (rank 0 draws what a single process draws)."""
+        return self.tc.seed if self.dist.rank == 0 and step == 0 else [self.tc.seed, self.dist.rank, step]
+
     # ------------------------------------------------------------------ persistence
     def save(self) -> None:
-        if not self.out_dir:
-            return
+        if self.out_dir and self.dist.is_main:
+            self._write()
+        self.dist.barrier()     # a save is complete for every process when any continues
+
+    def _write(self) -> None:
         os.makedirs(self.out_dir, exist_ok=True)
         info = {"step": self.step, "train_config": dataclasses.asdict(self.tc), **self.extra_info,
                 "final_loss": self.losses[-1][1] if self.losses else None}
@@ -152,8 +179,11 @@ class Trainer:
         _restore_optimizer(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()}, info["optimizer"])
         self.step, self.ema.step = int(info["step"]), int(info["ema_step"])
         self.losses = [tuple(x) for x in info["losses"]]
-        self.rng.bit_generator.state = info["rng"]
-        self.generator.manual_seed(self.tc.seed + self.step)
+        if self.dist.rank == 0:
+            self.rng.bit_generator.state = info["rng"]
+        else:   # rank 0's saved state would give every process the same batches
+            self.rng = np.random.default_rng(self._process_seed(self.step))
+        self.generator.manual_seed(self.tc.seed + self.step + self.dist.rank * 1_000_003)
         return True
 
     # ------------------------------------------------------------------ loop
@@ -165,14 +195,15 @@ class Trainer:
         tc = self.tc
         stop = tc.steps if until is None else min(until, tc.steps)
         self.policy.train()
-        bar = tqdm(total=tc.steps, initial=self.step, desc="train", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=tc.steps, initial=self.step, desc="train", disable=not (progress and self.dist.is_main),
+                   dynamic_ncols=True)
         pending = []    # losses stay on the device until logged, avoiding a sync per step
         started = time.perf_counter()
         while self.step < stop:
             for group in self.optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(self.step, tc.warmup_steps, tc.steps)
             ids = self.rng.integers(0, len(self.dataset), size=tc.batch_size)
-            loss = self.policy.compute_loss(self._to_device(self.dataset.batch(ids)), generator=self.generator)
+            loss = self.loss(self._to_device(self.dataset.batch(ids)), self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip:
@@ -183,7 +214,7 @@ class Trainer:
             self.step += 1
             bar.update(1)
             if len(pending) >= 25 or self.step == stop:
-                values = torch.stack([v for _, v in pending]).cpu().tolist()
+                values = self.dist.mean(torch.stack([v for _, v in pending])).cpu().tolist()
                 self.losses.extend((s, float(v)) for (s, _), v in zip(pending, values))
                 pending.clear()
                 bar.set_postfix(loss=f"{np.mean(values):.4f}")

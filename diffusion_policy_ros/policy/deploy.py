@@ -1,0 +1,45 @@
+"""A checkpoint made ready to drive a robot (no ROS): loaded, checked against the robot config,
+its sampler chosen, and warmed up so that the first command does not pay for it."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffusion_policy_ros import obs_keys
+from diffusion_policy_ros.policy.checkpoint import load_checkpoint
+from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
+from diffusion_policy_ros.policy.modeling import DiffusionPolicy
+
+
+def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = "streaming",
+                   denoising_steps=(), torch_threads: int = 0) -> DiffusionPolicy:
+    """`denoising_steps`: streaming refinement levels overriding the checkpoint's (empty: its own);
+    `torch_threads` > 0 sets torch's intra-op threads for the process."""
+    if not checkpoint:
+        raise PolicyConfigError("parameter 'checkpoint' is empty: give a folder with model.safetensors + config.json")
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    policy = load_checkpoint(checkpoint, device)
+    policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
+    if abs(policy.config.control_rate_hz - robot.control_rate_hz) > 1e-6:
+        raise PolicyConfigError(f"checkpoint control rate {policy.config.control_rate_hz} Hz != configured "
+                                f"control_rate_hz {robot.control_rate_hz}")
+    if sampler == "streaming" and denoising_steps:
+        steps = [int(s) for s in denoising_steps]
+        renoise = None if policy.config.stream_renoise_level is None else steps[0]
+        policy.set_sampler("streaming", stream_denoising_steps=steps, stream_renoise_level=renoise)
+    else:
+        policy.set_sampler(sampler)
+    warm_up(policy)
+    return policy
+
+
+def warm_up(policy: DiffusionPolicy) -> None:
+    """A sample from noise (and for streaming a refinement of it) on zero observations, then reset."""
+    cfg = policy.config
+    zeros = {k: np.zeros((cfg.n_obs_steps, *s), dtype=np.uint8 if obs_keys.parse(k).modality == "rgb" else np.float32)
+             for k, s in cfg.obs_shapes.items()}
+    policy.reset()
+    for step in range(2 if cfg.sampler == "streaming" else 1):
+        policy.predict_action_chunk(zeros, step / cfg.control_rate_hz)
+    policy.reset()

@@ -1,0 +1,208 @@
+"""Tables printed and pictures written by `dpros` evaluations and benchmarks.
+
+Plain functions of the result dicts the evaluation modules return, so a table or a chart can be
+re-drawn from a saved JSON. matplotlib and PIL are imported only when a picture is written.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+# --- dpros eval sim: samplers through the node graph -------------------------------------------
+def graph_label(name: str, real_time_factors: dict, separator: str = " ") -> str:
+    return f"{name}{separator}(sim x{real_time_factors[name]:g})"
+
+
+def print_graph_eval_table(results: dict, real_time_factors: dict) -> None:
+    print(f"{'method':10s} {'sim x':>5s} {'success':>9s} {'NFE/act':>8s} {'infer p50':>10s} {'p99':>8s} "
+          f"{'e2e p50':>8s} {'p99':>8s} {'traj/s':>7s}")
+    for name, r in results.items():
+        inf, e2e = r["inference_latency_ms"], r["end_to_end_latency_ms"]
+        print(f"{name:10s} {real_time_factors[name]:>5g} {r['successes']:>3d}/{r['episodes']:<3d} "
+              f"{r['success_rate']:>4.0%} {r['nfe_per_action'] or 0:>7.2f} {inf['p50']:>9.1f}ms {inf['p99']:>6.1f}ms"
+              f" {e2e['p50']:>6.1f}ms {e2e['p99']:>6.1f}ms {r['command_rate_hz']:>7.2f}")
+    print("sim x: the sim's speed (real-time factor); traj/s: trajectories reaching the controller per "
+          "sim second, each with one setpoint per control period; latencies: observation stamp -> chunk "
+          "ready (infer), -> command sent to the controller (e2e), in sim time (wall time x the factor)")
+
+
+def save_graph_eval_chart(results: dict, real_time_factors: dict, path: str) -> None:
+    _save(graph_eval_figure(results, real_time_factors), path)
+
+
+def graph_eval_figure(results: dict, real_time_factors: dict):
+    plt = _pyplot()
+    names = list(results)
+    labels = [graph_label(n, real_time_factors, separator="\n") for n in names]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    bars = ax1.bar(labels, [100 * results[n]["success_rate"] for n in names], color="tab:green")
+    _label_success_bars(ax1, bars, [(results[n]["successes"], results[n]["episodes"]) for n in names])
+    ax1.set_ylabel("success (%)")
+    ax1.set_ylim(0, 110)   # room for the labels above a 100 % bar
+    ax1.set_yticks(range(0, 101, 20))
+    ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
+    ax2.bar(labels, [results[n]["inference_latency_ms"]["p99"] for n in names], color="tab:blue")
+    ax2.set_ylabel("inference latency p99 (sim ms)")
+    ax2.set_yscale("log")
+    ax2.set_title("worst-case latency per inference, in sim time")
+    fig.tight_layout()
+    return fig
+
+
+def save_graph_latency_histogram(results: dict, real_time_factors: dict, path: str) -> None:
+    plt = _pyplot()
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    samples = [s for r in results.values() for s in r["latency_samples_ms"] if s > 0]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if samples:
+        # Log-spaced bins: streaming (tens of ms) and DDPM (seconds) on one axis.
+        bins = np.geomspace(min(samples), max(samples) * 1.01, 40)
+        for name, r in results.items():
+            if r["latency_samples_ms"]:
+                ax.hist(r["latency_samples_ms"], bins=bins, alpha=0.6, label=graph_label(name, real_time_factors))
+        ax.legend()
+    ax.set_xlabel("observation stamp -> chunk ready (sim ms)")
+    ax.set_ylabel("inferences")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_frame_strip(frames: list[tuple[float, np.ndarray]], path: str, title: str = "", limit: int = 12) -> None:
+    """Frames side by side, each labelled with its time (seconds) under a title line."""
+    from PIL import Image, ImageDraw
+    shown = frames[:limit]
+    strip = np.concatenate([frame for _, frame in shown], axis=1)
+    scale = max(1, 256 // strip.shape[0])
+    width, height = strip.shape[1] * scale, strip.shape[0] * scale
+    picture = Image.fromarray(strip).resize((width, height), Image.NEAREST)
+    sheet = Image.new("RGB", (width, height + _CAPTION_PX), "white")
+    sheet.paste(picture, (0, _CAPTION_PX))
+    draw = ImageDraw.Draw(sheet)
+    more = f" (first {limit} of {len(frames)})" if len(frames) > limit else ""
+    draw.text((4, 4), title + more, fill="black")
+    frame_width = width // len(shown)
+    for i, (seconds, _) in enumerate(shown):
+        draw.text((i * frame_width + 4, _CAPTION_PX + 4), f"t={seconds:.0f} s", fill=(255, 255, 0),
+                  stroke_width=1, stroke_fill="black")
+    sheet.save(path)
+
+
+_CAPTION_PX = 18
+
+
+def _label_success_bars(ax, bars, counts: list[tuple[int, int]]) -> None:
+    """'k/n' on every bar, so a 0 % bar (no height) still shows its result."""
+    ax.bar_label(bars, labels=[f"{k}/{n}" for k, n in counts], padding=2, fontsize=8)
+
+
+# --- dpros eval policy: samplers in the sim without ROS ----------------------------------------
+def print_policy_eval_table(results: dict, hold_s: float) -> None:
+    print(f"{'method':10s} {'success':>12s} {'held':>12s} {'NFE/act':>8s} {'ms/act':>8s} {'ms/chunk':>9s}")
+    for name, r in results.items():
+        n = r["episodes"]
+        print(f"{name:10s} {r['successes']:>3d}/{n:<3d} {r['success_rate']:>4.0%}"
+              f" {r['held_successes']:>3d}/{n:<3d} {r['held_success_rate']:>4.0%} {r['nfe_per_action']:>8.2f}"
+              f" {r['ms_per_action'] or 0:>8.1f} {r['ms_per_chunk'] or 0:>9.1f}")
+    print(f"success: reached within the timeout; held: success lasted {hold_s:g} sim s; "
+          "ms: wall time of select_action (every action, and those that computed a chunk)")
+
+
+def save_policy_eval_chart(results: dict, hold_s: float, path: str) -> None:
+    _save(policy_eval_figure(results, hold_s), path)
+
+
+def policy_eval_figure(results: dict, hold_s: float):
+    plt = _pyplot()
+    names = list(results)
+    x = np.arange(len(names))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    reached = ax1.bar(x - 0.2, [100 * results[n]["success_rate"] for n in names], 0.4, label="reached",
+                      color="tab:green")
+    held = ax1.bar(x + 0.2, [100 * results[n]["held_success_rate"] for n in names], 0.4,
+                   label=f"held {hold_s:g} s", color="tab:olive")
+    _label_success_bars(ax1, reached, [(results[n]["successes"], results[n]["episodes"]) for n in names])
+    _label_success_bars(ax1, held, [(results[n]["held_successes"], results[n]["episodes"]) for n in names])
+    ax1.set_xticks(x, names)
+    ax1.set_ylabel("success (%)")
+    ax1.set_ylim(0, 130)  # room for the labels and the legend above the 100 % bars
+    ax1.set_yticks(range(0, 101, 20))
+    ax1.legend(loc="upper center", ncol=2)
+    ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
+    ax2.bar(names, [results[n]["ms_per_chunk"] or 0 for n in names], color="tab:blue")
+    ax2.set_ylabel("ms per chunk")
+    ax2.set_yscale("log")
+    ax2.set_title("policy time per inference (no ROS)")
+    fig.tight_layout()
+    return fig
+
+
+# --- dpros bench sampler ------------------------------------------------------------------------
+def print_sampler_table(results: list[dict]) -> None:
+    header = (f"{'method':<22}{'NFE/act':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cold ms':>9}"
+              f"{'err':>8}{'grip':>7}{'xDDPM':>7}{'xDDIM':>7}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        lat = r["step_latency_ms"]
+        grip = "" if r["gripper_mismatch"] is None else f"{r['gripper_mismatch']:.3f}"
+        print(f"{r['method']:<22}{r['nfe_per_action']:>8.2f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}{lat['max']:>9.2f}"
+              f"{r['cold_start_ms'] or 0:>9.1f}{r['action_error']:>8.4f}{grip:>7}"
+              f"{r['max_latency_ratio_vs_ddpm']:>7.1f}{r['max_latency_ratio_vs_ddim']:>7.1f}")
+
+
+def save_sampler_latency_histogram(path: str, latencies: dict[str, np.ndarray]) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    positive = np.concatenate([v[v > 0] for v in latencies.values()])
+    bins = np.logspace(np.log10(max(positive.min(), 1e-3)), np.log10(positive.max() * 1.1), 50)
+    for name, values in latencies.items():
+        ax.hist(np.maximum(values, bins[0]), bins=bins, histtype="step", lw=1.5, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("per-control-step latency [ms]")
+    ax.set_ylabel("steps")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- dpros eval offline ------------------------------------------------------------------------
+def print_offline_eval(result: dict) -> None:
+    print(f"episodes {result['episodes']}, sampler {result['sampler']}, "
+          f"{result['nfe_per_action']:.2f} denoiser evaluations per action")
+    print(f"mean |policy - demonstration|: {result['normalized_mae']:.4f} in normalized action units "
+          "(each joint's range scaled to [-1, 1])")
+    for joint, error in result["mae_per_joint"].items():
+        unit = "m (finger opening)" if joint.endswith("gripper") else "rad"
+        print(f"  {joint:16s} {error:.4f} {unit}")
+
+
+# --- dpros dataset info -------------------------------------------------------------------------
+def print_dataset_summary(path: str, summary: dict) -> None:
+    print(f"{path}: {summary['episodes']} episodes, {summary['frames']} frames, "
+          f"lengths {summary['length_min']}..{summary['length_max']}, tasks {summary['tasks']}")
+    for key, spec in summary["keys"].items():
+        print(f"  {key:32s} {spec['dtype']:8s} {tuple(spec['shape'])}")
+    print(f"  {'ep':>3} {'frames':>6} {'secs':>7} {'fps':>5} {'measured':>8} {'dropped':>7} {'dup':>5}  task")
+    for e in summary["per_episode"]:
+        measured = f"{e['measured_hz']:.2f}" if e["measured_hz"] else "-"
+        print(f"  {e['index']:>3} {e['length']:>6} {e['duration_s']:>7.2f} {e['fps'] or 0:>5g} {measured:>8} "
+              f"{e['dropped_frames']:>7} {e['duplicated_frames']:>5}  {e['task']}")

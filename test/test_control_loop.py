@@ -1,0 +1,157 @@
+"""The policy node's control loop on plain data (a real policy, a real ObservationSync, no ROS):
+START primes the warm start from noise and the loop then only refines, chunks go out when due,
+stale inputs and failures hold, a STOP during sampling sends nothing, late chunks are not sent."""
+import numpy as np
+import pytest
+import torch
+
+from diffusion_policy_ros.policy.configuration import PolicyConfig
+from diffusion_policy_ros.policy.control_loop import ControlLoop, LoopState
+from diffusion_policy_ros.policy.modeling import DiffusionPolicy
+from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
+from diffusion_policy_ros.sync.observation_sync import ObservationSync
+
+RATE, FRAME = 10.0, 1 / 30
+torch.set_num_threads(1)   # small ops: more threads only add contention
+
+
+def make_policy():
+    cfg = PolicyConfig(obs_shapes={"obs/joint_pos": [3]}, joint_names=["a", "b", "gripper"], gripper_dims=[2],
+                       down_dims=[16, 32], step_embed_dim=16, horizon=8, n_action_steps=4, device="cpu",
+                       sampler="streaming", stream_denoising_steps=[2, 1, 0], full_sample_steps=8,
+                       stream_execute_steps=4)
+    data = np.stack([np.linspace(-1, 1, 50), np.linspace(0, 2, 50), np.r_[np.zeros(25), np.full(25, 0.04)]], 1)
+    policy = DiffusionPolicy(cfg, MinMaxNormalizer.fit({"action": data, "obs/joint_pos": data})).to_device("cpu")
+    policy.denoiser_calls = 0
+
+    def count(*_):
+        policy.denoiser_calls += 1
+    policy.unet.register_forward_hook(count)
+    return policy
+
+
+class Inputs:
+    """What the node's PolicyInputs provide, over one joint-state stream."""
+
+    def __init__(self, stale_after_s=0.5):
+        self.sync = ObservationSync(["joints"], 0.02, stale_after_s)
+        self.conversion_s = {"joints": 1e-5}
+
+    def feed(self, stamp):
+        self.sync.add("joints", stamp, np.array([0.1, 0.2, 0.0], np.float32))
+
+    def latest(self, now):
+        return self.sync.latest(now)
+
+    def history(self, observation, n_steps, period):
+        return {"obs/joint_pos": np.stack([s.values["joints"] for s in self.sync.history(observation, n_steps, period)])}
+
+
+class Output:
+    def __init__(self):
+        self.writes, self.cleared = [], 0
+
+    def write(self, obs_time, times, rows):
+        self.writes.append((obs_time, times, rows))
+
+    def clear(self):
+        self.cleared += 1
+
+
+class Rig:
+    def __init__(self, stale_after_s=0.5):
+        self.frames, self.t = 0, 100.0
+        self.policy, self.inputs, self.output, self.chunks = make_policy(), Inputs(stale_after_s), Output(), []
+        self.loop = ControlLoop(self.policy, self.inputs, self.output, RATE, lambda: self.t,
+                                lambda *chunk: self.chunks.append(chunk))
+
+    def frame(self, latency=0.005):
+        """The next camera-rate observation arrives `latency` after its stamp; the loop looks at it."""
+        self.frames += 1
+        stamp = 100.0 + self.frames * FRAME
+        self.inputs.feed(stamp)
+        self.t = stamp + latency
+        return self.loop.step()
+
+
+def test_start_primes_from_noise_then_the_loop_only_refines():
+    rig = Rig()
+    rig.frame()
+    rig.loop.start()
+    assert rig.loop.step() is True                  # primed from the current observation ...
+    assert rig.policy.denoiser_calls == 8 and not rig.output.writes and not rig.chunks   # ... sending nothing
+    rig.frame()
+    assert len(rig.output.writes) == 1 and rig.policy.denoiser_calls == 8 + 3
+    stamp, report, stages = rig.chunks[0][0], rig.chunks[0][2], rig.chunks[0][3]
+    assert report.warm_started and report.nfe == 3 and stamp == pytest.approx(rig.t - 0.005)
+    assert stages["inference_latency"] == pytest.approx(0.005) and stages["denoise_time"] > 0
+    assert rig.loop.state == LoopState.RUNNING
+    # the chunk's 4 actions are executed before the next inference; frames in between send nothing
+    for _ in range(30):
+        rig.frame()
+    sent = [w[0] for w in rig.output.writes]
+    # 4 steps per inference, shortened by one for the latency lead: due 0.3 s on, the 9th frame
+    assert np.allclose(np.diff(sent), 9 * FRAME) and len(sent) == 4
+    assert rig.policy.denoiser_calls == 8 + 3 * len(sent)   # no sample from noise inside the loop
+    times, rows = rig.output.writes[-1][1], rig.output.writes[-1][2]
+    np.testing.assert_allclose(times, sent[-1] + 0.1 * np.arange(1, 5))
+    assert rows.shape == (4, 3)
+
+
+def test_a_stale_input_holds_and_names_it():
+    rig = Rig()
+    rig.frame()
+    rig.loop.start()
+    rig.loop.step()
+    rig.frame()
+    writes = len(rig.output.writes)
+    rig.t += 0.6                                     # the stream stops for longer than stale_after_s
+    rig.loop.step()
+    assert rig.loop.state == LoopState.HOLDING and rig.loop.stale == ("joints",)
+    assert "stale or missing: joints" in rig.loop.message
+    assert rig.output.cleared and len(rig.output.writes) == writes
+
+
+def test_a_stop_during_sampling_sends_nothing():
+    rig = Rig()
+    rig.frame()
+    rig.loop.start()
+    rig.loop.step()
+    predict = rig.policy.predict_action_chunk
+
+    def stopped_meanwhile(*args):
+        rows = predict(*args)
+        rig.loop.stop()                               # STOP arrives while the chunk is computed
+        return rows
+    rig.policy.predict_action_chunk = stopped_meanwhile
+    rig.frame()
+    assert not rig.output.writes and not rig.chunks and rig.loop.state == LoopState.IDLE
+
+
+def test_a_late_chunk_is_not_sent():
+    rig = Rig(stale_after_s=2.0)
+    rig.frame()
+    rig.loop.start()
+    rig.loop.step()
+    rig.frame(latency=1.0)                            # every action of the chunk is already past
+    assert not rig.output.writes and len(rig.chunks) == 1
+    assert "chunk late" in rig.loop.message and "all actions past" in rig.loop.message
+
+
+def test_reset_primes_before_start_and_failure_holds_until_start():
+    rig = Rig()
+    rig.loop.reset()
+    rig.frame()                                       # not running: primed all the same
+    assert rig.policy.denoiser_calls == 8 and not rig.loop.prime_pending
+    rig.loop.start()
+    rig.frame()
+    assert rig.chunks[-1][2].warm_started and rig.policy.denoiser_calls == 11
+    rig.loop.fail(RuntimeError("boom"))
+    assert rig.loop.state == LoopState.ERROR and not rig.loop.running and rig.output.cleared
+    assert rig.loop.message == "inference failed: boom"
+    for _ in range(10):
+        rig.frame()
+    assert len(rig.output.writes) == 1 and rig.loop.state == LoopState.ERROR
+    rig.loop.start()
+    rig.frame()
+    assert len(rig.output.writes) == 2 and rig.loop.state == LoopState.RUNNING
