@@ -64,7 +64,12 @@ def check_limits(path: ExecutedPath, lim, max_step_rad: float, period: float, to
     rest = np.zeros((1, q.shape[1]))
     v = np.vstack([rest, v, rest] if from_rest else [v, rest])
     planned = np.append(planned, period) if from_rest else np.append(planned[1:], period)
-    assert np.all(np.abs(v) <= lim.max_velocity * (1 + rel) + tol), "velocity limit"
+    over = np.abs(v) - (lim.max_velocity * (1 + rel) + tol)
+    if np.any(over > 0):
+        k, j = np.unravel_index(int(np.argmax(over)), over.shape)
+        raise AssertionError(f"velocity limit: joint {j} at {v[k, j]:.4f} on segment {k} (limit "
+                             f"{lim.max_velocity[j]}); knot times {np.round(t - t[0], 4).tolist()}, "
+                             f"positions {np.round(q[:, j], 5).tolist()}")
     step = np.abs(np.diff(q, axis=0))[:, ~lim.is_gripper]
     assert np.all(step <= max_step_rad + tol), "max step"
     dv = np.abs(np.diff(v, axis=0))

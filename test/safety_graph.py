@@ -57,6 +57,7 @@ class TrackingRobot(Node):
         self.forwards: list[Float64MultiArray] = []
         self.events: list[SafetyEvent] = []
         self.violations: list[str] = []
+        self.plan_starts: list[float] = []  # of the plans the node sent this arm, in order
         self.publish_joint_states = joint_states
         self.policy = self.create_publisher(JointTrajectory, cfg.policy_topic, 10)
         self.policy_forward = self.create_publisher(Float64MultiArray, policy_forward_topic(cfg), 10)
@@ -94,19 +95,28 @@ class TrackingRobot(Node):
         self.joints.publish(msg)
 
     def _on_output(self, msg: JointTrajectory) -> None:
+        """Each trajectory replaces the path from the time its plan starts from, and the path is
+        checked from the knot before that on (the junction included). A forwarded command is
+        stamped with that time. A hold or stop is stamped 0, "start on receipt" (the output
+        side's choice, so that a late one is never dropped); its plan's start is the one the node
+        recorded for it (`plan_starts`, in publishing order): the robot executes the filter's
+        model of the path, which is what the filter answers for."""
         arrived = self.now()
-        start = seconds(msg.header.stamp)
-        order = [list(msg.joint_names).index(n) for n in self.names]
-        times = [start + seconds(p.time_from_start) for p in msg.points]
-        positions = [np.asarray(p.positions)[order] for p in msg.points]
+        stamp = seconds(msg.header.stamp)
         with self.lock:
+            start = stamp or self.plan_starts[len(self.outputs)]
+            order = [list(msg.joint_names).index(n) for n in self.names]
+            times = [start + seconds(p.time_from_start) for p in msg.points]
+            positions = [np.asarray(p.positions)[order] for p in msg.points]
             self.path.replace_points(start, times, positions)
             self.outputs.append((arrived, msg))
             try:
-                check_limits(self.path.since(start), self.limits, self.max_step_rad, self.period,
-                             rel=RATE_SLACK, from_rest=False)
+                check_limits(self.path.since(start), self.limits, self.max_step_rad, self.period, rel=RATE_SLACK,
+                             from_rest=False)
             except AssertionError as e:
-                self.violations.append(f"output {len(self.outputs)} (stamped {start:.3f}): {e}")
+                if not self.violations:
+                    self.first_violation = (msg, start, list(self.events[-5:]))
+                self.violations.append(f"output {len(self.outputs)} (plan from {start:.3f}, stamp {stamp:.3f}): {e}")
 
     def _on_forward(self, msg: Float64MultiArray) -> None:
         with self.lock:
@@ -154,10 +164,22 @@ def filter_graph(domain_id: int, config: str = "config/single_arm.yaml", joint_s
 def robots_graph(domain_id: int, config: str, joint_states: bool = True, **overrides):
     """A safety_filter_node and a TrackingRobot per arm: yields (node, {arm name: robot})."""
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain_id, args=["--ros-args", "--params-file", config])
+    # Each arm's gripper in its arm's JTC (all its joints on controller_topic): the split over a
+    # gripper controller is the output side's, tested in test_controller_outputs.py.
+    arms = ["arm"] if "single_arm" in config else ["left", "right"]
+    split = [a for arm in arms for a in ("-p", f"{arm}.gripper_controller:=none")]
+    rclpy.init(context=context, domain_id=domain_id, args=["--ros-args", "--params-file", config, *split])
     node = SafetyFilterNode(context=context,
                             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     robots = {arm.name: TrackingRobot(context, node, arm.name, joint_states=joint_states) for arm in node.config.arms}
+    send = node.runner._send
+
+    def record_and_send(result):  # the plan's start, for the robot to place a hold stamped 0
+        if result.trajectory is not None:
+            robots[result.arm].plan_starts.append(result.trajectory.start)
+        send(result)
+
+    node.runner._send = record_and_send
     executors, threads, stop = [], [], threading.Event()
 
     def spin(executor):  # until told, then the executor is shut down with no spin left inside it

@@ -219,6 +219,46 @@ def test_hold_during_a_braking_tail_keeps_that_stop(single_config):
     check_path(path, filt, "arm")
 
 
+def gripper_to_its_limit_then_rejects(config, reject_times):
+    """The gripper sent far past its range (the plan runs it up to the limit at full speed and
+    brakes just inside), then a NaN command at each of `reject_times`: -> (filter, path, holds)."""
+    filt = build_safety_filter(config)
+    names = list(filt.limits["arm"].names)
+    start = HOME.copy()
+    start[6] = 0.0
+    target = start.copy()
+    target[6] = 0.5
+    filt.update_joint_state("arm", names, start, 0.0)
+    path = ExecutedPath(0.0, start)
+    ramp = [start + (target - start) * k / 5 for k in range(1, 6)]
+    r = filt.filter_command("arm", names, [0.1, 0.2, 0.3, 0.4, 0.5], ramp, 0.0)
+    assert r.band is Band.CLAMP
+    path.replace(r.trajectory)
+    holds = []
+    for now in reject_times:
+        robot_follows(filt, now)
+        hold = filt.filter_command("arm", names, [now + 0.1], [np.full(7, math.nan)], now).trajectory
+        path.replace(hold)
+        holds.append(hold)
+    return filt, path, holds
+
+
+def test_a_hold_decided_at_a_knot_starts_from_the_velocity_the_arm_has(single_config):
+    # Found by the node's hostile fuzzing: at a knot the plan reported the next segment's velocity,
+    # so a hold decided exactly then changed the gripper's velocity at 4.6 m/s^2 (limit 2).
+    filt, path, _ = gripper_to_its_limit_then_rejects(single_config, [0.3])  # 0.3: a knot of the plan
+    check_path(path, filt, "arm", kinematics=False)
+
+
+def test_a_second_hold_keeps_the_stop_of_the_first(single_config):
+    # Found by the node's hostile fuzzing: a reject while the arm already held braked anew from a
+    # sample of that hold (a lagging acceleration), overshot the gripper's range and was clipped.
+    filt, path, holds = gripper_to_its_limit_then_rejects(single_config, [0.29, 0.31])
+    for hold in holds:
+        check_stop(hold, filt, "arm", hold.start)
+    check_path(path, filt, "arm", kinematics=False)
+
+
 def test_stale_command_holds_within_timeout(single_config):
     filt = build_safety_filter(single_config)
     names = list(filt.limits["arm"].names)

@@ -8,6 +8,7 @@ their own velocity/acceleration/range parameters.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,6 +83,11 @@ class SafetyParams:
         bad = [name for name in positive if not getattr(self, name) > 0]
         if bad:
             raise ConfigError(f"safety_filter_node: {', '.join(bad)} must be > 0")
+        # A NaN bound compares false with everything: a NaN gripper range would let NaN targets out.
+        lists = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), tuple)]
+        bad = [name for name in lists if not all(math.isfinite(float(v)) for v in getattr(self, name))]
+        if bad:
+            raise ConfigError(f"safety_filter_node: {', '.join(bad)} must hold finite numbers")
 
     @classmethod
     def schema(cls) -> NodeSchema:
