@@ -171,6 +171,28 @@ def test_stale_joint_states_hold_the_arm_and_reject_commands(filt):
     assert filt.filter_command("arm", names, [later + 0.1], [q + 0.005], later).band is not Band.REJECT
 
 
+def test_a_robot_that_has_not_received_the_new_plan_yet_is_on_track(filt):
+    """Measured shortly after a plan replaced another, the arm may still follow the old one (the
+    new one is on its way): no tracking-error hold. Long after, the same gap is one."""
+    names = filt.limits["arm"].names
+    going = filt.filter_command("arm", names, NOW + 0.1 * np.arange(1, 11), [HOME + np.r_[0.1 * k, 0, 0, 0, 0, 0, 0]
+                                                                          for k in range(1, 11)], NOW)
+    assert going.band is not Band.REJECT
+    old_plan = filt.plan("arm")
+    later = NOW + 0.3
+    q_old, _ = old_plan.state_at(later)
+    back = filt.filter_command("arm", names, [later + 0.1, later + 0.2],
+                               [q_old - np.r_[0.05, 0, 0, 0, 0, 0, 0], q_old - np.r_[0.1, 0, 0, 0, 0, 0, 0]], later)
+    assert back.band is not Band.REJECT  # turning back, as fast as the acceleration limit lets it
+    measured = later + 0.4
+    q_measured, _ = old_plan.state_at(measured)  # still on the old plan
+    assert np.max(np.abs(q_measured - filt.plan("arm").state_at(measured)[0])) > filt.params.max_tracking_error_rad
+    assert filt.update_joint_state("arm", names, q_measured, measured + 0.01, stamp=measured) is None
+    hold = filt.update_joint_state("arm", names, q_measured + np.r_[0.35, 0, 0, 0, 0, 0, 0], measured + 0.02,
+                                   stamp=measured + 0.01)
+    assert hold is not None and hold.events[0].reason == "tracking_error"
+
+
 def test_an_interrupted_command_leaves_the_filter_as_it_was(filt):
     names = filt.limits["arm"].names
     before = (filt.plan("arm"), filt._command_end["arm"], filt.holding("arm"), dict(filt.counts))
@@ -187,33 +209,34 @@ def test_an_interrupted_command_leaves_the_filter_as_it_was(filt):
     assert filt.filter_command("arm", names, [NOW + 0.1], [HOME + 0.01], NOW).band is not Band.REJECT
 
 
-def test_safety_params_are_validated():
-    with pytest.raises(ConfigError, match="watchdog_timeout_s"):
-        SafetyParams(watchdog_timeout_s=0.0)
-    with pytest.raises(ConfigError, match="max_points"):
-        SafetyParams.from_mapping({"max_points": 0})
-    # the messages of the parameter schema (parameters.py), which the node checks at start-up too
-    with pytest.raises(ConfigError, match="max_points must be an integer"):
-        SafetyParams.from_mapping({"max_points": 2.5})
-    with pytest.raises(ConfigError, match="max_velocity_rad_s must be a finite number, got nan"):
-        SafetyParams.from_mapping({"max_velocity_rad_s": math.nan})
-    with pytest.raises(ConfigError, match="max_step_rad must be > 0"):
-        SafetyParams.from_mapping({"max_step_rad": -0.1})
-    with pytest.raises(ConfigError, match="reject_step_rad must be a number"):
-        SafetyParams.from_mapping({"reject_step_rad": True})
-    with pytest.raises(ConfigError, match="workspace_min must have exactly 3 values"):
-        SafetyParams.from_mapping({"workspace_min": [0.0, 0.0]})
-    with pytest.raises(ConfigError, match="workspace_max must be a finite number"):
-        SafetyParams.from_mapping({"workspace_max": [1.0, math.inf, 1.0]})
-    with pytest.raises(ConfigError, match="below workspace_max"):
-        SafetyParams.from_mapping({"workspace_min": [0.0, 0.0, 2.0]})
-    with pytest.raises(ConfigError, match="output"):
-        SafetyParams.from_mapping({"output": "effort"})
-    with pytest.raises(ConfigError, match="input"):
-        SafetyParams.from_mapping({"input": "joystick"})
-    with pytest.raises(ConfigError, match="unknown parameter 'max_velocty'; did you mean 'max_velocity_rad_s'"):
-        SafetyParams.from_mapping({"max_velocty": 1.0})
-    assert SafetyParams.from_mapping({"max_points": 16.0, "use_sim_time": True}).max_points == 16
+@pytest.mark.parametrize("values, message", [
+    ({"watchdog_timeout_s": 0.0}, "watchdog_timeout_s must be > 0"),
+    ({"max_points": 0}, "max_points must be >= 1"),
+    ({"max_points": 2.5}, "max_points must be an integer"),
+    ({"max_velocity_rad_s": math.nan}, "max_velocity_rad_s must be a finite number, got nan"),
+    ({"max_step_rad": -0.1}, "max_step_rad must be > 0"),
+    ({"reject_step_rad": True}, "reject_step_rad must be a number"),
+    ({"max_velocity_scale": 2.0}, "max_velocity_scale must be"),
+    ({"workspace_min": [0.0, 0.0]}, "workspace_min must have exactly 3 values"),
+    ({"workspace_max": [1.0, math.nan, 1.0]}, "workspace_max must be a finite number, got nan"),
+    ({"gripper_range_m": [math.nan, 0.08]}, "gripper_range_m must be a finite number, got nan"),
+    ({"workspace_min": [0.0, 0.0, 2.0]}, "below workspace_max"),
+    ({"gripper_range_m": [0.08, 0.0]}, "min < max"),
+    ({"output": "effort"}, "output must be one of"),
+    ({"input": "joystick"}, "input must be one of"),
+    ({"max_stepp_rad": 0.1}, "did you mean 'max_step_rad'"),
+])
+def test_safety_params_are_validated(values, message):
+    with pytest.raises(ConfigError, match=message):
+        SafetyParams.from_mapping(values)
+
+
+def test_safety_params_direct_construction_is_validated_too():
+    with pytest.raises(ConfigError, match="max_processing_s"):
+        SafetyParams(max_processing_s=0.0)
+    with pytest.raises(ConfigError, match="workspace_rpy"):
+        SafetyParams(workspace_rpy=(math.nan, 0.0, 0.0))
+    assert SafetyParams.from_mapping({"max_points": 16}).max_points == 16
 
 
 def test_joint_limits_are_validated():

@@ -219,6 +219,46 @@ def test_hold_during_a_braking_tail_keeps_that_stop(single_config):
     check_path(path, filt, "arm")
 
 
+def gripper_to_its_limit_then_rejects(config, reject_times):
+    """The gripper sent far past its range (the plan runs it up to the limit at full speed and
+    brakes just inside), then a NaN command at each of `reject_times`: -> (filter, path, holds)."""
+    filt = build_safety_filter(config)
+    names = list(filt.limits["arm"].names)
+    start = HOME.copy()
+    start[6] = 0.0
+    target = start.copy()
+    target[6] = 0.5
+    filt.update_joint_state("arm", names, start, 0.0)
+    path = ExecutedPath(0.0, start)
+    ramp = [start + (target - start) * k / 5 for k in range(1, 6)]
+    r = filt.filter_command("arm", names, [0.1, 0.2, 0.3, 0.4, 0.5], ramp, 0.0)
+    assert r.band is Band.CLAMP
+    path.replace(r.trajectory)
+    holds = []
+    for now in reject_times:
+        robot_follows(filt, now)
+        hold = filt.filter_command("arm", names, [now + 0.1], [np.full(7, math.nan)], now).trajectory
+        path.replace(hold)
+        holds.append(hold)
+    return filt, path, holds
+
+
+def test_a_hold_decided_at_a_knot_starts_from_the_velocity_the_arm_has(single_config):
+    # Found by the node's hostile fuzzing: at a knot the plan reported the next segment's velocity,
+    # so a hold decided exactly then changed the gripper's velocity at 4.6 m/s^2 (limit 2).
+    filt, path, _ = gripper_to_its_limit_then_rejects(single_config, [0.3])  # 0.3: a knot of the plan
+    check_path(path, filt, "arm", kinematics=False)
+
+
+def test_a_second_hold_keeps_the_stop_of_the_first(single_config):
+    # Found by the node's hostile fuzzing: a reject while the arm already held braked anew from a
+    # sample of that hold (a lagging acceleration), overshot the gripper's range and was clipped.
+    filt, path, holds = gripper_to_its_limit_then_rejects(single_config, [0.29, 0.31])
+    for hold in holds:
+        check_stop(hold, filt, "arm", hold.start)
+    check_path(path, filt, "arm", kinematics=False)
+
+
 def test_stale_command_holds_within_timeout(single_config):
     filt = build_safety_filter(single_config)
     names = list(filt.limits["arm"].names)
@@ -255,16 +295,18 @@ def test_estop_latched_until_released(single_config):
 
 
 def test_workspace_box_stops_before_the_boundary(single_config):
-    params = dict(single_config.node_params("safety_filter_node"))
+    """Lowering the arm with joint_2 reaches the box floor (z = 0) long before joint_2's limit:
+    the workspace, not the joint limit, must be what stops it, just above the floor."""
     filt = build_safety_filter(single_config)
-    filt.update_joint_state("arm", list(filt.limits["arm"].names), HOME, 0.0)
+    lim = filt.limits["arm"]
+    names = list(lim.names)
+    floor = filt.params.workspace_min[2]
+    filt.update_joint_state("arm", names, HOME, 0.0)
     filt.kinematics.update({"arm": HOME})
-    z0 = filt.kinematics.end_effector("arm")[2]
-    # lower the arm toward the table with joint_2 until far below the box floor (z = 0)
-    names = list(filt.limits["arm"].names)
+    assert filt.kinematics.end_effector("arm")[2] > floor + 0.2  # it starts well above the floor
     now, path = 0.0, ExecutedPath(0.0, HOME)
     reasons = set()
-    for _ in range(40):
+    for _ in range(40):  # 8 rad asked of joint_2 in 4 s: far past both the floor and its limit
         robot_follows(filt, now)
         q, _ = filt.plan("arm").state_at(now)
         target = q + np.r_[0, 0.2, 0, 0, 0, 0, 0]
@@ -273,8 +315,11 @@ def test_workspace_box_stops_before_the_boundary(single_config):
         path.replace(r.trajectory)
         now += 0.1
     check_path(path, filt, "arm")
-    assert "workspace" in reasons or "position_limit" in reasons
-    assert params["workspace_min"][2] <= z0
+    assert "workspace" in reasons and "position_limit" not in reasons, reasons
+    final, _ = filt.plan("arm").state_at(now + 5.0)
+    assert final[1] < lim.safe_upper[1] - 0.5, "joint_2 ran to its limit: the workspace did not stop it"
+    filt.kinematics.update({"arm": final})
+    assert floor <= filt.kinematics.end_effector("arm")[2] <= floor + 0.05  # stopped just above the floor
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

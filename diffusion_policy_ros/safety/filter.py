@@ -67,6 +67,7 @@ class SafetyFilter:
         self.max_horizon_s = max(float(max_horizon_s), self.period)
         self._workspace_rotation = rpy_to_matrix(*params.workspace_rpy)
         self._plans: dict[str, Trajectory] = {}
+        self._previous: dict[str, Trajectory] = {}  # the plan each arm's current one replaced
         self._command_end: dict[str, float] = {arm: -math.inf for arm in self.limits}
         self._holding: dict[str, bool] = {arm: True for arm in self.limits}
         self._measured: dict[str, np.ndarray] = {}
@@ -90,17 +91,20 @@ class SafetyFilter:
     def update_joint_state(self, arm: str, names: Sequence[str], positions: Sequence[float],
                            now: float, stamp: float = 0.0) -> FilterResult | None:
         """Measured positions (names may include other joints); see `joint_state`."""
-        return self._use_joint_state(arm, now, joint_positions, names, positions, stamp, now, self.params,
+        return self._use_joint_state(arm, now, now, joint_positions, names, positions, stamp, now, self.params,
                                      self.limits[arm].names)
 
-    def joint_state(self, arm: str, msg, now: float) -> FilterResult | None:
-        """A sensor_msgs/JointState (or anything shaped like one) for one arm.
+    def joint_state(self, arm: str, msg, now: float, received: float | None = None) -> FilterResult | None:
+        """A sensor_msgs/JointState (or anything shaped like one) for one arm, received at
+        `received` (default: now).
 
         Records the measured positions; re-anchors the plan to them while the arm is at rest, and
         holds where the arm is when it is far from the plan (moved by hand, a sim reset, a
         collision): planning on from where it is not would yank it back (a hold is returned). A
-        malformed or stale message is not used; the first of a run of them returns an event."""
-        return self._use_joint_state(arm, now, read_joint_state, msg, now, self.params, self.limits[arm].names)
+        malformed or stale message is not used; the first of a run of them returns an event. The
+        measurement counts as taken at its stamp (unstamped: when it arrived)."""
+        return self._use_joint_state(arm, now, now if received is None else received, read_joint_state, msg, now,
+                                     self.params, self.limits[arm].names)
 
     def joint_state_rejected(self, arm: str, problem: InputRejected, now: float) -> FilterResult | None:
         """A joint state that is not used: an event for the first of a run with the same reason
@@ -112,24 +116,24 @@ class SafetyFilter:
         return FilterResult(arm, Band.REJECT, None, [SafetyEvent(
             ACTION_REJECT, problem.reason, arm, (), (), (), f"joint state not used: {problem}", now)])
 
-    def _use_joint_state(self, arm, now, read, *args) -> FilterResult | None:
+    def _use_joint_state(self, arm, now, received, read, *args) -> FilterResult | None:
         lim = self.limits[arm]
         try:
-            q = read(*args)
+            q, stamp = read(*args)
         except InputRejected as e:
             return self.joint_state_rejected(arm, e, now)
+        measured_at = min(stamp or received, now)
         self._joint_state_problem[arm] = None
         self._measured[arm] = q
-        self._measured_at[arm] = now
+        self._measured_at[arm] = measured_at
         plan = self._plans.get(arm)
-        if plan is None or (self._holding[arm] and now >= plan.end_time):
-            self._plans[arm] = Trajectory.hold(now, q)
+        if plan is None or (self._holding[arm] and measured_at >= plan.end_time):  # at rest when measured
+            self._set_plan(arm, Trajectory.hold(now, q))
             return None
-        error = np.abs(plan.state_at(now)[0] - q)
-        error[lim.is_gripper] = 0.0  # a gripper closed on an object is blocked short of its target
+        error = self._tracking_error(arm, measured_at, q)
         if error.max() <= self.params.max_tracking_error_rad:
             return None
-        self._plans[arm] = Trajectory(now, q, np.zeros_like(q), np.array([now + self.period]), q[None, :])
+        self._set_plan(arm, Trajectory(now, q, np.zeros_like(q), np.array([now + self.period]), q[None, :]))
         self._holding[arm] = True
         self._command_end[arm] = -math.inf
         joint = lim.names[int(np.argmax(error))]
@@ -137,6 +141,22 @@ class SafetyFilter:
             ACTION_HOLD, "tracking_error", arm, lim.names, tuple(q), tuple(q),
             f"{joint} is {error.max():.3f} rad from the commanded path (> max_tracking_error_rad "
             f"{self.params.max_tracking_error_rad}); holding where the arm is", now)])
+
+    def _tracking_error(self, arm: str, measured_at: float, q: np.ndarray) -> np.ndarray:
+        """Per joint, how far q is from where the arm was told to be when q was measured. A
+        measurement taken soon after a new plan started may come from a robot that had not
+        received that plan yet (it is on its way): it is on track if it matches the plan before."""
+        plans = [self._plans[arm]]
+        if arm in self._previous and measured_at < plans[0].start + self.params.joint_state_timeout_s:
+            plans.append(self._previous[arm])
+        error = min((np.abs(p.state_at(measured_at)[0] - q) for p in plans), key=np.max)
+        error[self.limits[arm].is_gripper] = 0.0  # a gripper closed on an object is blocked short of its target
+        return error
+
+    def _set_plan(self, arm: str, plan: Trajectory) -> None:
+        if arm in self._plans:
+            self._previous[arm] = self._plans[arm]
+        self._plans[arm] = plan
 
     def joint_state_stale(self, arm: str, now: float) -> bool:
         return now >= self._measured_at.get(arm, -math.inf) + self.params.joint_state_timeout_s
@@ -235,7 +255,7 @@ class SafetyFilter:
             return self.reject(arm, now, stopped or "workspace", "no safe step toward the command; holding",
                                requested=requested[0])
         plan = Trajectory(now, ref_q, ref_v, np.array(out_t + tail_t), np.array(out_q + tail_q))
-        self._plans[arm] = plan
+        self._set_plan(arm, plan)
         self._command_end[arm] = out_t[-1]
         self._holding[arm] = False
         events = self._clamp_events(arm, now, plan, times, requested, reasons)
@@ -391,13 +411,13 @@ class SafetyFilter:
     # ---- holds -------------------------------------------------------------------------------
     def _hold_plan(self, arm: str, now: float) -> Trajectory:
         """Stop from where the current plan is now, as fast as the limits allow. A stop already
-        under way (the braking tail after the last command point) is kept: braking anew from a
-        point of its sampled profile would start from a finite-difference acceleration that lags
-        the real one, and could overshoot the limit that tail was planned to stop short of."""
+        under way (the braking tail after the last command point, or a hold) is kept: braking anew
+        from a point of its sampled profile would start from a finite-difference acceleration that
+        lags the real one, and could overshoot the limit that stop was planned to stop short of."""
         lim = self.limits[arm]
         current = self._plans[arm]
         q, v = current.state_at(now)
-        if now >= self._command_end[arm]:
+        if self._holding[arm] or now >= self._command_end[arm]:
             times, points = self._resample(current, now, self._brake_sample_s(lim))
         else:
             times, points = self._brake(now, q, v, lim, current.acceleration_at(now))
@@ -406,7 +426,7 @@ class SafetyFilter:
         if np.all(q >= lim.safe_lower - _EPS) and np.all(q <= lim.safe_upper + _EPS):
             points = [np.clip(p, lim.safe_lower, lim.safe_upper) for p in points]
         plan = Trajectory(now, q, v, np.array(times), np.array(points))
-        self._plans[arm] = plan
+        self._set_plan(arm, plan)
         self._holding[arm] = True
         return plan
 

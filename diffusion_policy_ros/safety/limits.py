@@ -8,6 +8,7 @@ their own velocity/acceleration/range parameters.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,8 +74,8 @@ class SafetyParams:
     max_processing_s: float = parameter(
         0.1, "a command not filtered this soon after it was taken up is dropped and the arm holds (late): a "
         "plan goes out only while the robot is still where it was planned from (s)", **POSITIVE)
-    joint_state_timeout_s: float = parameter(0.25, "no valid joint state for this long: hold, reject commands (s)",
-                                             **POSITIVE)
+    joint_state_timeout_s: float = parameter(0.5, "no valid joint state for this long (by its stamp): hold, "
+                                             "reject commands (s; as policy_node's stale_after_s)", **POSITIVE)
 
     def __post_init__(self):
         positive = ("watchdog_timeout_s", "max_horizon_s", "brake_sample_s", "max_processing_s",
@@ -82,6 +83,11 @@ class SafetyParams:
         bad = [name for name in positive if not getattr(self, name) > 0]
         if bad:
             raise ConfigError(f"safety_filter_node: {', '.join(bad)} must be > 0")
+        # A NaN bound compares false with everything: a NaN gripper range would let NaN targets out.
+        lists = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), tuple)]
+        bad = [name for name in lists if not all(math.isfinite(float(v)) for v in getattr(self, name))]
+        if bad:
+            raise ConfigError(f"safety_filter_node: {', '.join(bad)} must hold finite numbers")
 
     @classmethod
     def schema(cls) -> NodeSchema:

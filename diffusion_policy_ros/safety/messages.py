@@ -94,18 +94,18 @@ def read_targets(data: Sequence[float], names: Sequence[str]) -> np.ndarray:
     return np.asarray(data, dtype=float)
 
 
-def read_joint_state(msg, now: float, params: SafetyParams, expected_names: Sequence[str]) -> np.ndarray:
-    """A JointState -> the arm's joint positions in `expected_names` order (see `joint_positions`)."""
+def read_joint_state(msg, now: float, params: SafetyParams, expected_names: Sequence[str]):
+    """A JointState -> (positions, stamp): see `joint_positions`."""
     stamp = seconds_of(msg.header.stamp, "header.stamp")
     return joint_positions(msg.name, msg.position, stamp, now, params, expected_names)
 
 
 def joint_positions(names: Sequence[str], positions: Sequence[float], stamp: float, now: float,
-                    params: SafetyParams, expected_names: Sequence[str]) -> np.ndarray:
-    """The arm's joint positions in `expected_names` order. Other joints may be present; every one
-    of the arm's must be, once, with a finite position. A stamp (0 = unstamped) must lie within
-    `joint_state_timeout_s` of now: an older one is stale, a later one comes from a clock that is
-    not the filter's."""
+                    params: SafetyParams, expected_names: Sequence[str]) -> tuple[np.ndarray, float]:
+    """-> (the arm's joint positions in `expected_names` order, the stamp). Other joints may be
+    present; every one of the arm's must be, once, with a finite position. A stamp (0 =
+    unstamped) must lie within `joint_state_timeout_s` of now: an older one is stale, a later one
+    comes from a clock that is not the filter's."""
     if len(names) != len(positions):
         raise InputRejected("invalid_joint_state", f"{len(names)} names but {len(positions)} positions")
     if stamp and abs(stamp - now) > params.joint_state_timeout_s:
@@ -124,4 +124,4 @@ def joint_positions(names: Sequence[str], positions: Sequence[float], stamp: flo
     if not np.all(np.isfinite(q)):
         bad = [n for n, x in zip(expected_names, q) if not math.isfinite(x)]
         raise InputRejected("invalid_joint_state", f"NaN or Inf position for {bad}")
-    return q
+    return q, stamp

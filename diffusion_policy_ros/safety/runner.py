@@ -72,6 +72,8 @@ class RunnerStats:
     interrupted: int = 0    # times a command was set aside for the e-stop or the watchdog
     late: int = 0           # commands dropped for taking longer than max_processing_s
     joint_states: int = 0   # joint states handed in
+    plans: int = 0          # trajectories published (forwarded commands and holds)
+    events: int = 0         # safety events published
 
     @property
     def settled(self) -> int:
@@ -93,7 +95,7 @@ class FilterRunner:
         self.filter = filt
         self.params = filt.params
         self._clock = clock
-        self._publish = publish
+        self._send = publish
         self._decode = decode
         self._sim_time = sim_time
         self.lock = UrgentLock()
@@ -138,6 +140,9 @@ class FilterRunner:
         for thread in self._threads:
             thread.start()
 
+    def is_alive(self) -> bool:
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
     def stop(self) -> None:
         self._running = False
         with self._inbox:
@@ -165,14 +170,15 @@ class FilterRunner:
         return joint_states
 
     def _use_joint_states(self, joint_states: dict[str, _Pending]) -> None:
-        """With the filter's lock held. Each is taken as measured when it arrived: that is how old
-        the measurement is, however long it waited here."""
+        """With the filter's lock held. An unstamped one counts as measured when it arrived, however
+        long it waited here."""
         for arm, pending in joint_states.items():
             problem, msg = self._read(pending)
+            now = self._clock()
             if problem is not None:
-                result = self.filter.joint_state_rejected(arm, problem, pending.received)
+                result = self.filter.joint_state_rejected(arm, problem, now)
             else:
-                result = self.filter.joint_state(arm, msg, pending.received)
+                result = self.filter.joint_state(arm, msg, now, pending.received)
             if result is not None:
                 self._publish(result)
 
@@ -180,6 +186,7 @@ class FilterRunner:
         problem, msg = self._read(pending)
         while True:
             with self.lock.ordinary():
+                self._use_joint_states(self._take_joint_states())  # decide on the freshest measurement
                 now = self._clock()
                 try:
                     result = self._decide(arm, pending.kind, problem, msg, now)
@@ -227,6 +234,11 @@ class FilterRunner:
         except Exception as e:  # noqa: BLE001 - whatever a decoder raises, the message is unusable
             reason = "invalid_joint_state" if pending.kind == JOINT_STATE else "invalid_trajectory"
             return InputRejected(reason, f"cannot decode the message: {e}"), None
+
+    def _publish(self, result: FilterResult) -> None:
+        self.stats.events += len(result.events)
+        self.stats.plans += result.trajectory is not None
+        self._send(result)
 
     def _watch(self) -> None:
         while self._running:

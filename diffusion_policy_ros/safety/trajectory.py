@@ -36,13 +36,15 @@ class Trajectory:
                 np.vstack([self.anchor[None], self.positions]))
 
     def state_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Position and velocity the controller commands at time t (velocity 0 once finished)."""
+        """Position and velocity the controller commands at time t (velocity 0 once finished). At
+        a knot, the velocity of the segment that ends there: the next one has not begun, and a
+        plan that replaces this one from t changes velocity from the one the arm has."""
         if t <= self.start:
             return self.anchor.copy(), self.anchor_velocity.copy()
         if t >= self.end_time:
             return self.final_position.copy(), np.zeros_like(self.anchor)
         knot_t, knot_q = self.knots()
-        i = int(np.searchsorted(knot_t, t, side="right")) - 1
+        i = int(np.searchsorted(knot_t, t, side="left")) - 1
         dt = knot_t[i + 1] - knot_t[i]
         velocity = (knot_q[i + 1] - knot_q[i]) / dt
         return knot_q[i] + velocity * (t - knot_t[i]), velocity
@@ -53,7 +55,7 @@ class Trajectory:
         if t >= self.end_time:
             return np.zeros_like(self.anchor)
         knot_t, knot_q = self.knots()
-        i = max(int(np.searchsorted(knot_t, t, side="right")) - 1, 0)
+        i = max(int(np.searchsorted(knot_t, t, side="left")) - 1, 0)  # at a knot: the segment ending there
         dt = knot_t[i + 1] - knot_t[i]
         velocity = (knot_q[i + 1] - knot_q[i]) / dt
         before = self.anchor_velocity if i == 0 else (knot_q[i] - knot_q[i - 1]) / (knot_t[i] - knot_t[i - 1])
