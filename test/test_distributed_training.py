@@ -37,7 +37,7 @@ def test_two_processes_hold_identical_weights_and_only_rank_0_writes(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     ranks = [json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [3, 3]
-    assert ranks[0]["batch_rng_state"] != ranks[1]["first_batch_rng"], "both processes drew the same batches"
+    assert ranks[0]["batch_rng_state"] != ranks[1]["batch_rng_state"], "both processes drew the same batches"
     weights = [load_file(str(report / f"rank{r}.safetensors")) for r in (0, 1)]
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:

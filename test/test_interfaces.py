@@ -43,6 +43,9 @@ def _value_for(type_name, k):
     if type_name == "builtin_interfaces/Duration":
         from builtin_interfaces.msg import Duration
         return Duration(sec=k, nanosec=500)
+    if type_name == "builtin_interfaces/Time":
+        from builtin_interfaces.msg import Time
+        return Time(sec=1700000000 + k, nanosec=250)
     raise AssertionError(f"no test value for field type {type_name}")
 
 
