@@ -1,6 +1,9 @@
-"""sim_node, policy_node and safety_filter_node as real processes on real topics: commands flow at
-the control rate through the safety filter into the sim; when the camera stops, the policy names
-it as stale, commands stop and the arm holds (the last test of the module: it unplugs the camera)."""
+"""sim_node, policy_node and safety_filter_node as real processes on real topics: the policy's
+trajectories (one action per control period) flow through the safety filter into the sim and the
+arm moves; when the camera stops, the policy names it as stale, commands stop and the arm holds
+(the last test of the module: it unplugs the camera). How many commands per second a machine keeps
+up with is measured by `dpros bench graph`, not asserted here: under load the rate says more about
+the machine than about the graph."""
 from __future__ import annotations
 
 import threading
@@ -17,6 +20,7 @@ from trajectory_msgs.msg import JointTrajectory
 from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.msg import PolicyStatus
+from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
 from waiting import wait_for
@@ -56,11 +60,13 @@ def running_graph(tmp_path_factory, ros_env, ros_domain_id):
         node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
                                  lambda m: state["commands"].append((state["sim_now"](), m)), 10)
         node.create_subscription(JointTrajectory, "/policy/joint_trajectory",
-                                 lambda m: state["policy"].append(state["sim_now"]()), 10)
+                                 lambda m: state["policy"].append((state["sim_now"](), m)), 10)
         node.create_subscription(PolicyStatus, "policy/status", state["status"].append, 10)
-        node.create_subscription(JointState, "/joint_states",
-                                 lambda m: state["joints"].append((state["sim_now"](), np.array(m.position))),
-                                 qos_profile_sensor_data)
+
+        def on_joint_state(msg):
+            state["joint_names"] = list(msg.name)
+            state["joints"].append((state["sim_now"](), np.array(msg.position)))
+        node.create_subscription(JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, daemon=True)
@@ -91,19 +97,33 @@ def wait_for_commands(state, work):
     assert wait_for(lambda: len(state["commands"]) >= 5, 60), f"no commands reached the sim; logs in {work}"
 
 
-# Three processes plus this one on 2 cores: the command rate sits near the floor when the machine
-# is busy. The rerun repeats this rate measurement only; the fixture's graph is unchanged by it.
-@pytest.mark.flaky(reruns=2)
-def test_commands_reach_the_sim_at_the_control_rate(running_graph):
+def test_policy_trajectories_reach_the_sim_through_the_filter_and_the_arm_moves(running_graph):
     state, work = running_graph
     wait_for_commands(state, work)
-    # The configured rate is per second of the graph's clock: count commands over 4 sim seconds.
-    start = state["sim_now"]()
-    sim_sleep(state, 4.0)
-    end = state["sim_now"]()
-    recent = [t for t, _ in state["commands"] if start <= t < end]
-    rate = len(recent) / (end - start)
-    assert rate >= 5.0, f"command rate {rate:.1f} Hz in sim time (configured 10 Hz)"
+    robot = load_robot_config("config/single_arm.yaml")
+    arm = robot.arms[0]
+    period = 1.0 / robot.control_rate_hz
+    for _, msg in state["policy"][:5]:
+        # one action per control period after the observation (past ones dropped): (k + 1) / rate
+        steps = np.array([seconds(p.time_from_start) for p in msg.points]) / period
+        np.testing.assert_allclose(steps, np.arange(round(steps[0]), round(steps[0]) + len(steps)), atol=1e-6)
+        assert steps[0] >= 1 - 1e-6 and list(msg.joint_names) == list(arm.joint_names)
+    # the filter's plans go to the arm's controller over its joints
+    assert all(list(m.joint_names) == list(arm.controller_joint_names) for _, m in state["commands"][:5])
+    # the untrained policy's actions wander +-0.05 rad around home: the arm follows them (the
+    # holding test below bounds the drift of a held arm by 0.01)
+    moving_since, joints = state["commands"][0][0], arm.controller_joint_names
+    assert wait_for(lambda: joint_spread(state, moving_since, joints) > 0.01, 60), \
+        f"the arm did not move under the commands (spread {joint_spread(state, moving_since, joints):.4f} rad)"
+
+
+def joint_spread(state, since, joints):
+    """Largest range one of `joints` covered in the joint states from sim time `since` on."""
+    window = [q for t, q in list(state["joints"]) if t >= since]
+    if len(window) < 2:
+        return 0.0
+    columns = [state["joint_names"].index(name) for name in joints]
+    return float(np.ptp(np.array(window)[:, columns], axis=0).max())
 
 
 def test_a_stale_camera_stops_the_commands_and_the_arm_holds(running_graph):
