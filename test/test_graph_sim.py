@@ -135,9 +135,12 @@ def test_a_stale_camera_stops_the_commands_and_the_arm_holds(running_graph):
     assert state["status"][-1].state == PolicyStatus.STATE_HOLDING
     assert "camera/scene" in state["status"][-1].message
     sim_sleep(state, 2.0)  # the last chunk runs out (<= max_horizon_s, 1 s) and the watchdog holds
-    n_policy, n_cmd = len(state["policy"]), len(state["commands"])
+    n_policy, n_cmd, n_status = len(state["policy"]), len(state["commands"]), len(state["status"])
     hold_start = state["sim_now"]()
     sim_sleep(state, 1.5)
+    # the window is the policy node's too: it kept reporting (so it ran), holding all along
+    assert wait_for(lambda: len(state["status"]) >= n_status + 3, 30), "the policy node stopped reporting"
+    assert all(s.state == PolicyStatus.STATE_HOLDING for s in state["status"][n_status:])
     assert len(state["policy"]) == n_policy, "policy kept publishing with a stale camera"
     assert len(state["commands"]) == n_cmd, "commands still reach the controller"
     window = [q for t, q in state["joints"] if t >= hold_start]
