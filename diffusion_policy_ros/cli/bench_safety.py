@@ -99,13 +99,13 @@ def run_attack(args) -> dict | None:
     procs = start_graph(specs, log_dir=workdir)
     try:
         with spinning_node("dpros_bench_safety") as node:
-            from diffusion_policy_ros.cli.safety_robot import FollowingRobot
+            from diffusion_policy_ros.cli.safety_robot import SKIPPED, FollowingRobot
             robot = FollowingRobot(node, robot_config, safety_filter, params, home, args.joint_state_rate_hz)
             if not robot.wait_ready(procs):
                 print(f"bench safety: the filter did not come up (logs in {workdir})")
                 return None
             attack = robot.attack(args.rate_hz)
-            estop, estop_answer, watchdog = [], [], []
+            estop, estop_answer, watchdog, skipped = [], [], [], 0
             failures = []
             ends = time.monotonic() + args.seconds
             while time.monotonic() < ends and not exited_nodes(specs, procs):
@@ -115,7 +115,12 @@ def run_attack(args) -> dict | None:
                 estop_answer.append(answered)
                 time.sleep(SETTLE_S)
                 delay = robot.watchdog_trial(attack)
-                (watchdog.append(delay) if delay is not None else failures.append("watchdog: no hold"))
+                if delay == SKIPPED:
+                    skipped += 1
+                elif delay is None:
+                    failures.append("watchdog: no hold")
+                else:
+                    watchdog.append(delay)
             sent, attack_s = attack.stop()
             outputs, violations, unexplained = robot.summary()
         dead = exited_nodes(specs, procs)
@@ -127,7 +132,7 @@ def run_attack(args) -> dict | None:
         "points_per_command": params.max_points, "horizon_s": params.max_horizon_s,
         "watchdog_timeout_s": params.watchdog_timeout_s, "joint_state_rate_hz": args.joint_state_rate_hz,
         "estop_to_hold": percentiles(estop), "estop_service_answer": percentiles(estop_answer),
-        "watchdog_hold_delay": percentiles(watchdog),
+        "watchdog_hold_delay": percentiles(watchdog), "watchdog_trials_already_holding": skipped,
         "estop_samples_s": estop, "watchdog_samples_s": watchdog,
         "outputs": outputs, "unsafe_outputs": len(violations), "violations": violations[:10],
         "events_outside_trials": unexplained, "failures": failures, "crashed": dead,

@@ -3,7 +3,8 @@ drives, checked against the limits on each output (`OutputChecker`), and for the
 that executes that path, publishes its joint states and floods the filter (`FollowingRobot`).
 
 A forwarded trajectory is stamped with its plan's start and placed there; a hold or stop is
-stamped 0 ("start on receipt") and planned from the measured joints, so it restarts the path from
+stamped 0 ("start on receipt"): it is placed at the stamp of the hold or reject event the filter
+published just before it (the time it planned the hold), or, if that event has not arrived, from
 the last joint state at its arrival. The checks are `safety.executed_path.check_limits`.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from diffusion_policy_ros.srv import EStop
 
 RATE_SLACK = 0.05     # stamps resolve ~0.2 us and a hold is placed at its arrival: loosen rates by 5 %
 KEEP_HISTORY_S = 2.0  # of each path, enough for any later plan's junction
+SKIPPED = "skipped"   # a watchdog trial that found the arm already holding for another reason
 STALE_MESSAGE = re.compile(r"no new command ([0-9.]+) s after")  # safety/filter.py's stale_command event
 
 
@@ -40,12 +42,15 @@ class ControllerPath:
         self.max_step_rad, self.period = max_step_rad, period
         self.path: ExecutedPath | None = None
 
-    def apply(self, msg: JointTrajectory, arrival: float, measured: np.ndarray) -> str | None:
-        """Place the trajectory on the path; -> a description of the limit it breaks, or None."""
+    def apply(self, msg: JointTrajectory, arrival: float, measured: np.ndarray,
+              hold_start: float | None = None) -> str | None:
+        """Place the trajectory on the path; -> a description of the limit it breaks, or None.
+        A hold stamped 0 starts at `hold_start` (its event's stamp: when the filter planned it)
+        on the commanded path; without one it restarts the path from `measured` at its arrival."""
         stamp = seconds(msg.header.stamp)
-        start = stamp or arrival
+        start = stamp or hold_start or arrival
         here = np.asarray(measured, float)[self.columns]
-        if self.path is None or not stamp:
+        if self.path is None or not (stamp or hold_start):
             self.path = ExecutedPath(start, here)
         order = [list(msg.joint_names).index(n) for n in self.names]
         times = [start + seconds(p.time_from_start) for p in msg.points]
@@ -87,6 +92,7 @@ class OutputChecker:
         self.outputs = 0
         self.violations: list[str] = []
         self.measured: dict[str, np.ndarray] = {}
+        self.hold_stamps = HoldStamps(node)
         for arm in robot_config.arms:
             node.create_subscription(JointState, arm.joint_states_topic,
                                      lambda m, a=arm: self._on_joint_state(a, m), qos_profile_sensor_data)
@@ -109,9 +115,28 @@ class OutputChecker:
             if arm not in self.measured:
                 self.violations.append(f"{path.topic}: an output before any joint state of {arm}")
                 return
-            problem = path.apply(msg, arrival, self.measured[arm])
+            problem = path.apply(msg, arrival, self.measured[arm], self.hold_stamps.latest(arm, arrival))
             if problem:
                 self.violations.append(problem)
+
+
+class HoldStamps:
+    """The stamp of each arm's latest hold or reject event: when the filter planned a hold."""
+
+    def __init__(self, node):
+        self.lock = threading.Lock()
+        self.stamps: dict[str, list[float]] = {}
+        node.create_subscription(SafetyEvent, "/safety/events", self._on_event, 100)
+
+    def _on_event(self, event: SafetyEvent) -> None:
+        if event.action != SafetyEvent.ACTION_CLAMP:
+            with self.lock:
+                self.stamps.setdefault(event.arm, []).append(seconds(event.header.stamp))
+                del self.stamps[event.arm][:-100]
+
+    def latest(self, arm: str, before: float) -> float | None:
+        with self.lock:
+            return max((t for t in self.stamps.get(arm, ()) if t <= before), default=None)
 
 
 class Attack:
@@ -185,6 +210,7 @@ class FollowingRobot:
                 node.create_subscription(JointTrajectory, path.topic,
                                          lambda m, a=arm, p=path: self._on_output(a, p, m), 50)
         self.attacked = robot_config.arms[0]
+        self.hold_stamps = HoldStamps(node)
         node.create_subscription(SafetyEvent, "/safety/events", self._on_event, 100)
         self.estop = node.create_client(EStop, "/safety/estop")
         node.create_timer(1.0 / joint_state_rate_hz, self._publish_joint_states)
@@ -208,7 +234,8 @@ class FollowingRobot:
     def _on_output(self, arm, path: ControllerPath, msg: JointTrajectory) -> None:
         arrival = self.now()
         with self.lock:
-            problem = path.apply(msg, arrival, self.arms[arm.name]["published"])
+            problem = path.apply(msg, arrival, self.arms[arm.name]["published"],
+                                 self.hold_stamps.latest(arm.name, arrival))
             if problem:
                 self.violations.append(problem)
             if arm.name == self.attacked.name and path.topic == self.attacked.controller_topic:
@@ -293,9 +320,14 @@ class FollowingRobot:
             decided = next(((stamp, message) for stamp, reason, _, message in self.events_full
                             if reason == "stale_command" and stamp >= paused), None)
         if hold is None or decided is None:
-            return None
+            with self.lock:  # already holding for another reason (a late command): no watchdog to time
+                other = any(stamp >= paused - 0.2 and reason != "stale_command" and action != SafetyEvent.ACTION_CLAMP
+                            for stamp, reason, action in self.events)
+            return SKIPPED if other else None
+        # the hold that decision sent (an earlier one, e.g. after a late command, may have come first)
+        hold = self._first_hold(decided[0], "stale_command", timeout)
         match = STALE_MESSAGE.search(decided[1])
-        if match is None:
+        if hold is None or match is None:
             return None
         return float(match.group(1)) + (hold - decided[0]) - self.params.watchdog_timeout_s
 
