@@ -1,5 +1,5 @@
-"""Shared by robot.launch.py, sim.launch.py and record.launch.py: launch arguments and nodes from
-`diffusion_policy_ros.graph.build_graph`, the list `dpros up` starts too."""
+"""Shared by the launch files: launch arguments and nodes from `diffusion_policy_ros.graph.build_graph`,
+the list `dpros up` starts too (gazebo.launch.py adds Gazebo and puts the graph on its clock)."""
 import os
 
 from launch import LaunchDescription
@@ -21,7 +21,8 @@ RECORD_ARGUMENTS = {
 }
 
 
-def _nodes(context, mode):
+def graph_nodes(context, mode, use_sim_time=None):
+    """The graph's nodes for `mode`, lifecycle nodes configured and then activated once."""
     values = {name: context.perform_substitution(_arg(name)) for name in launch_arguments(mode)}
     config = context.perform_substitution(_arg("config"))
     actions = []
@@ -32,7 +33,7 @@ def _nodes(context, mode):
         if record["keyboard"].lower() == "true":
             actions.append(Node(package=PACKAGE, executable="keyboard_episode_node", prefix="xterm -e",
                                 output="screen", emulate_tty=True))
-    for spec in build_graph(mode, config, values, **options):
+    for spec in build_graph(mode, config, values, use_sim_time=use_sim_time, **options):
         params = [spec.params_file, spec.overrides] if spec.overrides else [spec.params_file]
         if not spec.lifecycle:
             actions.append(Node(package=PACKAGE, executable=spec.executable, name=spec.name,
@@ -64,4 +65,4 @@ def graph_launch_description(mode: str, default_config: str = "single_arm.yaml")
                  for name, (default, text) in RECORD_ARGUMENTS.items()]
     for name, (node, param) in launch_arguments(mode).items():
         args.append(DeclareLaunchArgument(name, default_value="", description=argument_description(node, param)))
-    return LaunchDescription(args + [OpaqueFunction(function=_nodes, args=[mode])])
+    return LaunchDescription(args + [OpaqueFunction(function=graph_nodes, args=[mode])])

@@ -11,23 +11,22 @@ the ros_gz_bridge for clock and cameras; the policy and the safety filter on sim
 diffusion_policy_ros/gazebo/launch_plan.py for their {config}, {arm} and {task} patterns.
 """
 import os
+import sys
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, OpaqueFunction,
-                            RegisterEventHandler)
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
-from launch.events import matches_action
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
+from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
 
 from diffusion_policy_ros.gazebo import launch_plan, shipped
-from diffusion_policy_ros.graph import PACKAGE, argument_description, build_graph, launch_arguments
+from diffusion_policy_ros.graph import argument_description, launch_arguments
 from diffusion_policy_ros.resources import package_share_path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _graph_launch import graph_nodes  # noqa: E402
 
 ARGUMENTS = {
     "config": (os.path.join(package_share_path("config"), "single_arm.yaml"),
@@ -63,29 +62,7 @@ def _gazebo(context):
         actions += [Node(package="robot_state_publisher", executable="robot_state_publisher", namespace=arm.namespace,
                          output="screen", parameters=[{"robot_description": arm.description, "use_sim_time": True}]),
                     spawn, RegisterEventHandler(OnProcessExit(target_action=spawn, on_exit=[controllers]))]
-    return actions + _graph(context)
-
-
-def _graph(context):
-    """Policy and safety filter as in robot.launch.py, but on Gazebo's clock."""
-    values = {name: _value(context, name) for name in launch_arguments("robot")}
-    actions = []
-    for spec in build_graph("robot", _value(context, "config"), values, use_sim_time=True):
-        params = [spec.params_file, spec.overrides]
-        if not spec.lifecycle:
-            actions.append(Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
-                                parameters=params, output="screen"))
-            continue
-        node = LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
-                             parameters=params, output="screen")
-        actions += [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
-                                                           entities=[_transition(node, Transition.TRANSITION_ACTIVATE)])),
-                    node, _transition(node, Transition.TRANSITION_CONFIGURE)]
-    return actions
-
-
-def _transition(node, transition_id):
-    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+    return actions + graph_nodes(context, "robot", use_sim_time=True)   # policy and filter on Gazebo's clock
 
 
 def generate_launch_description():

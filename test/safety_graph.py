@@ -27,7 +27,7 @@ from diffusion_policy_ros.msg import SafetyEvent
 from diffusion_policy_ros.nodes._ros_convert import seconds, to_time, trajectory_msg
 from diffusion_policy_ros.nodes.safety_filter_node import SafetyFilterNode
 from diffusion_policy_ros.srv import EStop
-from safety_checks import ExecutedPath, check_limits
+from diffusion_policy_ros.safety.executed_path import ExecutedPath, check_limits
 from waiting import wait_for
 
 HOME = [0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04]

@@ -118,3 +118,145 @@ def test_validate_against_robot():
         cfg.validate_against({k: v for k, v in OBS.items() if k != "obs/cam/depth"}, ["a", "b", "gripper"])
     with pytest.raises(PolicyConfigError, match="shape"):
         cfg.validate_against({**OBS, "obs/cam/rgb": [48, 48, 3]}, ["a", "b", "gripper"])
+
+
+# ---------------------------------------------------------------- hostile checkpoints (issue 11, finding 6)
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints",
+                       "single_arm_pick_place")
+
+# Loads each folder given on the command line in a process whose address space is capped at what it
+# already maps plus 1.5 GiB: a config that allocates before checking its sizes dies of MemoryError
+# (or takes its time) instead of taking this machine's memory.
+_LIMITED_LOADER = """
+import json, resource, sys
+from diffusion_policy_ros.policy.checkpoint import load_checkpoint
+with open("/proc/self/status") as f:
+    mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (3 << 29), resource.RLIM_INFINITY))
+for folder in sys.argv[1:]:
+    try:
+        load_checkpoint(folder, device="cpu")
+        print(json.dumps([folder, "loaded", ""]), flush=True)
+    except BaseException as e:
+        print(json.dumps([folder, type(e).__name__, str(e)]), flush=True)
+"""
+
+
+def load_with_memory_cap(folders, timeout=120):
+    """{folder: (error type name or 'loaded', message)} from loading in a memory-capped process."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", _LIMITED_LOADER, *map(str, folders)], capture_output=True,
+                         text=True, timeout=timeout, env=env)
+    results = {}
+    for line in out.stdout.splitlines():
+        folder, kind, message = json.loads(line)
+        results[folder] = (kind, message)
+    assert len(results) == len(folders), out.stderr[-2000:]
+    return results
+
+
+def saved_checkpoint(folder, **policy_changes):
+    save_checkpoint(str(folder), make_policy())
+    edit_config(folder, lambda d: d["policy"].update(policy_changes))
+    return folder
+
+
+def test_estimated_parameter_count_is_exact():
+    from diffusion_policy_ros.policy.configuration import estimated_parameters
+    policy = make_policy()
+    assert sum(estimated_parameters(policy.config).values()) == sum(p.numel() for p in policy.parameters())
+    shipped = load_checkpoint(SHIPPED, device="cpu")
+    assert sum(estimated_parameters(shipped.config).values()) == sum(p.numel() for p in shipped.parameters())
+
+
+def test_oversized_configs_are_refused_before_anything_is_allocated(tmp_path):
+    cases = {  # folder -> the field the refusal must name
+        saved_checkpoint(tmp_path / "wide", down_dims=[16, 1 << 20]): "down_dims",
+        saved_checkpoint(tmp_path / "deep_unet", down_dims=[4096] * 4, horizon=64): "down_dims",
+        saved_checkpoint(tmp_path / "history", n_obs_steps=1000, horizon=1024): "n_obs_steps",
+        saved_checkpoint(tmp_path / "levels", num_train_timesteps=30_000_000): "num_train_timesteps",
+        saved_checkpoint(tmp_path / "image", obs_shapes={**OBS, "obs/cam/rgb": [200_000, 200_000, 3]}): "obs/cam/rgb",
+        saved_checkpoint(tmp_path / "encoder", rgb_channels=[4096, 4096], obs_shapes={
+            **OBS, "obs/cam/rgb": [4096, 4096, 3]}, rgb_crop=[4096, 4096]): "rgb_channels",
+        saved_checkpoint(tmp_path / "typed", down_dims=["16", 32]): "down_dims",
+    }
+    results = load_with_memory_cap(list(cases))
+    for folder, field in cases.items():
+        kind, message = results[str(folder)]
+        assert kind == "CheckpointError" and field in message, (folder.name, kind, message)
+
+
+def test_config_json_must_be_a_regular_file_of_bounded_size(tmp_path):
+    device = saved_checkpoint(tmp_path / "device")
+    os.unlink(device / "config.json")
+    os.symlink("/dev/zero", device / "config.json")
+    padded = saved_checkpoint(tmp_path / "padded")
+    with open(padded / "config.json", "a") as f:
+        f.write(" " * (64 << 20))
+    results = load_with_memory_cap([device, padded])
+    assert results[str(device)][0] == "CheckpointError" and "regular file" in results[str(device)][1]
+    assert results[str(padded)][0] == "CheckpointError" and "bytes" in results[str(padded)][1]
+
+
+def test_deeply_nested_config_is_a_clear_error(tmp_path):
+    folder = saved_checkpoint(tmp_path / "ck")
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="nested"):
+        load_checkpoint(str(folder))
+
+
+def test_weights_of_another_dtype_are_reported_as_dtype(tmp_path):
+    from safetensors.torch import save_file
+    folder = saved_checkpoint(tmp_path / "ck")
+    save_file({k: v.half() for k, v in make_policy().state_dict().items()}, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="dtype") as error:
+        load_checkpoint(str(folder))
+    assert "F16" in str(error.value) and "wrong shape" not in str(error.value)
+
+
+def test_normalizer_of_the_wrong_shape_fails_at_load(tmp_path):
+    folder = saved_checkpoint(tmp_path / "ck")
+    edit_config(folder, lambda d: d["normalizer"]["action"].update(min=[0.0] * 5, max=[1.0] * 5))
+    with pytest.raises(CheckpointError, match="normalizer.*action"):
+        read_config(str(folder))
+    save_checkpoint(str(folder), make_policy())
+    edit_config(folder, lambda d: d["normalizer"]["obs/tip/tactile"].update(min=[0.0] * 4, max=[1.0] * 4))
+    with pytest.raises(CheckpointError, match="obs/tip/tactile"):
+        load_checkpoint(str(folder))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path, bad):
+    from safetensors.torch import save_file
+    folder = saved_checkpoint(tmp_path / "ck")
+    weights = make_policy().state_dict()
+    name = sorted(k for k in weights if k.startswith("unet."))[0]
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] = bad
+    save_file(weights, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"NaN or Inf.*{name}"):
+        load_checkpoint(str(folder))
+
+
+def test_other_format_version_is_refused_clearly(tmp_path):
+    folder = saved_checkpoint(tmp_path / "ck")
+    edit_config(folder, lambda d: d.update(format_version=2))
+    with pytest.raises(CheckpointError, match="format_version 2.*supports 1"):
+        load_checkpoint(str(folder))
+
+
+def test_shipped_checkpoint_loads_and_produces_a_chunk():
+    policy = load_checkpoint(SHIPPED, device="cpu")
+    cfg = policy.config
+    rng = np.random.default_rng(0)
+    lo, hi = (policy.normalizer.stats["obs/joint_pos"][k] for k in ("min", "max"))
+    history = {"obs/joint_pos": rng.uniform(lo, hi, size=(cfg.n_obs_steps, len(lo))).astype(np.float32),
+               "obs/scene/rgb": rng.integers(0, 255, (cfg.n_obs_steps, 96, 96, 3), dtype=np.uint8)}
+    chunk = policy.predict_action_chunk(history, obs_time=0.0)
+    assert chunk.shape == (cfg.n_action_steps, len(cfg.joint_names))
+    # clip_sample keeps the model's output in [-1, 1], so targets stay inside the trained range
+    action_lo, action_hi = (policy.normalizer.stats["action"][k] for k in ("min", "max"))
+    assert np.all(np.isfinite(chunk))
+    assert np.all(chunk >= action_lo - 1e-5) and np.all(chunk <= action_hi + 1e-5)

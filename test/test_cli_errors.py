@@ -24,6 +24,7 @@ def bad_inputs(tmp):
         ("eval", "policy"): (["--checkpoint", missing], "does not exist"),
         ("bench", "sampler"): (["--checkpoint", missing, "--json", str(tmp / "b.json")], "does not exist"),
         ("bench", "graph"): (["--config", str(tmp / "no.yaml")], "no robot config"),
+        ("bench", "safety"): (["--config", str(tmp / "no.yaml")], "no robot config"),
         ("bench", "record"): (["--config", "no_such_robot"], "no robot config 'no_such_robot'"),
         ("sim", "expert"): (["--task", "juggle"], "unknown task 'juggle'"),
         ("sim", "bench"): (["--robots", "no_such_robot"], "no robot config 'no_such_robot'"),

@@ -14,7 +14,7 @@ from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.safety import Band
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.safety.filter import ACTION_CLAMP, ACTION_HOLD, ACTION_REJECT
-from safety_checks import ExecutedPath, check_limits
+from diffusion_policy_ros.safety.executed_path import ExecutedPath, check_limits
 
 HOME = np.array([0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04])  # tcp near (0.3, 0, 0.3) in the arm base frame
 # Bimanual: both tcps at the table centre with this pose (the arms would collide).

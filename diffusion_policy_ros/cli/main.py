@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval", "policy"): ("eval_policy", "success of samplers in the sim without ROS: the policy alone, no latency"),
     ("bench", "sampler"): ("bench_sampler", "latency and function evaluations of each sampler"),
     ("bench", "graph"): ("bench_graph", "end-to-end latency of sim -> policy -> safety filter"),
+    ("bench", "safety"): ("bench_safety", "e-stop and watchdog latency under a flood of worst-case commands; --soak"),
     ("bench", "record"): ("bench_record", "highest sensor load the recorder keeps up with"),
     ("sim", "expert"): ("sim_expert", "run the scripted expert headless and report success"),
     ("sim", "bench"): ("sim_bench", "physics steps/s, render fps and real-time factor"),

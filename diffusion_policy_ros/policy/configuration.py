@@ -6,6 +6,7 @@ robot it is about to drive (`validate_against`) before any tensor is loaded.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,140 @@ def modality_of(key: str) -> str:
 
 
 _RANK = {"proprio": 1, "rgb": 3, "depth": 2, "tactile": 2}
+
+# What a config may ask to allocate, checked before any tensor exists: a hostile or mistyped
+# config.json must fail with a message that names the field, not exhaust the machine's memory.
+# Each bound is several times what published diffusion policies use.
+MAX_PARAMETERS = 512_000_000            # ~2 GiB of float32 weights (Chi et al.'s largest U-Net: ~260 M)
+MAX_IMAGE_ACTIVATIONS = 256_000_000     # float32 feature-map elements of the image encoders per inference
+SIZE_LIMITS = {"horizon": 1024, "n_obs_steps": 64, "n_action_steps": 1024, "num_train_timesteps": 10_000,
+               "full_sample_steps": 10_000, "ddim_steps": 10_000, "stream_execute_steps": 1024,
+               "kernel_size": 31, "n_groups": 1024, "step_embed_dim": 8192, "rgb_keypoints": 1024,
+               "image_feature_dim": 8192, "tactile_feature_dim": 8192}
+MAX_CHANNELS = 8192                     # each entry of down_dims and rgb_channels
+MAX_LEVELS = 8                          # entries in down_dims and rgb_channels
+MAX_JOINTS = 256
+MAX_OBSERVATIONS = 64                   # keys in obs_shapes
+MAX_IMAGE_SIDE = 8192
+MAX_VECTOR = 65_536                     # proprio length, tactile rows * cols
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_sizes(config: "PolicyConfig") -> None:
+    """Raise PolicyConfigError, naming the field, for a size that is not an int or above its limit;
+    then for a model whose estimated parameters or image activations exceed the memory bounds."""
+    def bounded(field: str, value, limit: int, low: int = 1):
+        if not _is_int(value) or not low <= value <= limit:
+            raise PolicyConfigError(f"{field} = {value!r}: must be an integer in [{low}, {limit:,}]")
+
+    for field, limit in SIZE_LIMITS.items():
+        bounded(field, getattr(config, field), limit)
+    for field in ("down_dims", "rgb_channels", "rgb_crop", "stream_denoising_steps"):
+        if not isinstance(getattr(config, field), (list, tuple)):
+            raise PolicyConfigError(f"{field} must be a list of integers, got {getattr(config, field)!r}")
+    for field in ("down_dims", "rgb_channels"):
+        values = getattr(config, field)
+        bounded(f"len({field})", len(values), MAX_LEVELS)
+        for value in values:
+            bounded(field, value, MAX_CHANNELS)
+    bounded("len(rgb_crop)", len(config.rgb_crop), 2, low=2)
+    for value in config.rgb_crop:
+        bounded("rgb_crop", value, MAX_IMAGE_SIDE)
+    bounded("len(stream_denoising_steps)", len(config.stream_denoising_steps), SIZE_LIMITS["num_train_timesteps"])
+    for value in config.stream_denoising_steps:
+        bounded("stream_denoising_steps", value, SIZE_LIMITS["num_train_timesteps"], low=0)
+    bounded("len(joint_names)", len(config.joint_names), MAX_JOINTS)
+    bounded("len(obs_shapes)", len(config.obs_shapes), MAX_OBSERVATIONS)
+    for key, shape in config.obs_shapes.items():
+        kind = modality_of(key)
+        if not isinstance(shape, (list, tuple)) or len(shape) != _RANK[kind]:
+            raise PolicyConfigError(f"{key}: shape {shape!r} is not a valid {kind} shape (rank {_RANK[kind]})")
+        limit = MAX_IMAGE_SIDE if kind in ("rgb", "depth") else MAX_VECTOR
+        for value in shape:
+            bounded(f"{key} shape", value, limit)
+        if kind == "tactile":
+            bounded(f"{key} taxels", shape[0] * shape[1], MAX_VECTOR)
+
+    parts = estimated_parameters(config)
+    total = sum(parts.values())
+    if total > MAX_PARAMETERS:
+        field, largest = max(parts.items(), key=lambda item: item[1])
+        raise PolicyConfigError(f"config would build ~{total:,} parameters, above the limit {MAX_PARAMETERS:,}; "
+                                f"{largest:,} of them come from {field}")
+    activations = estimated_image_activations(config)
+    if activations > MAX_IMAGE_ACTIVATIONS:
+        raise PolicyConfigError(f"image encoders would hold ~{activations:,} activations per inference, above "
+                                f"the limit {MAX_IMAGE_ACTIVATIONS:,} (from rgb_crop {config.rgb_crop}, "
+                                f"rgb_channels {config.rgb_channels} and n_obs_steps {config.n_obs_steps})")
+
+
+def _feature_dim(config: "PolicyConfig", key: str, shape) -> int:
+    kind = modality_of(key)
+    if kind in ("rgb", "depth"):
+        return config.image_feature_dim
+    return config.tactile_feature_dim if kind == "tactile" else int(shape[0])
+
+
+def estimated_parameters(config: "PolicyConfig") -> dict[str, int]:
+    """Parameter count of the model this config builds, by the config field that drives each part
+    (exact for encoders.py and unet.py; test_checkpoint compares it with a built model)."""
+    def conv_norm(c_in, c_out, kernel):         # Conv1d with bias + GroupNorm
+        return c_in * c_out * kernel + 3 * c_out
+
+    def film_block(c_in, c_out):                # -> (convolutions, conditioning) parameters
+        convs = conv_norm(c_in, c_out, k) + conv_norm(c_out, c_out, k) + (c_in * c_out + c_out if c_in != c_out else 0)
+        return convs, cond_dim * 2 * c_out + 2 * c_out
+
+    images = tactile = 0
+    for key, shape in config.obs_shapes.items():
+        kind = modality_of(key)
+        if kind in ("rgb", "depth"):
+            c_prev = config.rgb_channels[0]
+            images += (3 if kind == "rgb" else 1) * c_prev * 25 + 2 * c_prev
+            for c in config.rgb_channels:
+                images += c_prev * c * 9 + c * c * 9 + c_prev * c + 6 * c
+                c_prev = c
+            kp = config.rgb_keypoints
+            images += c_prev * kp + kp + 2 * kp * config.image_feature_dim + config.image_feature_dim
+        elif kind == "tactile":
+            tactile += shape[0] * shape[1] * 64 + 64 + 65 * config.tactile_feature_dim
+    step_dim = sum(_feature_dim(config, key, shape) for key, shape in config.obs_shapes.items())
+    e, k, dims, a = config.step_embed_dim, config.kernel_size, list(config.down_dims), len(config.joint_names)
+    cond_dim = e + step_dim * config.n_obs_steps
+    blocks = []
+    levels = [a, *dims]
+    for level, (c_in, c_out) in enumerate(zip(levels[:-1], levels[1:])):
+        blocks += [(c_in, c_out), (c_out, c_out)]
+    blocks += [(dims[-1], dims[-1])] * 2
+    resampling = sum(3 * c * c + c for c in dims[:-1])
+    for c_out, c_in in reversed(list(zip(dims[:-1], dims[1:]))):
+        blocks += [(2 * c_in, c_out), (c_out, c_out)]
+        resampling += 4 * c_out * c_out + c_out
+    convs = conditioning = 0
+    for c_in, c_out in blocks:
+        conv, film = film_block(c_in, c_out)
+        convs += conv
+        conditioning += film
+    head = conv_norm(dims[0], dims[0], k) + dims[0] * a + a
+    return {"down_dims": convs + resampling + head, "n_obs_steps x observation features": conditioning,
+            "step_embed_dim": 8 * e * e + 5 * e, "rgb_channels": images, "tactile_feature_dim": tactile}
+
+
+def estimated_image_activations(config: "PolicyConfig") -> int:
+    """Feature-map elements the image encoders produce for one observation history (upper estimate:
+    every stride-2 layer's output kept, three tensors per residual block)."""
+    h, w = config.rgb_crop
+    per_image = 0
+    h, w = (h + 1) // 2, (w + 1) // 2
+    per_image += config.rgb_channels[0] * h * w
+    for c in config.rgb_channels:
+        h, w = (h + 1) // 2, (w + 1) // 2
+        per_image += 3 * c * h * w
+    n_images = sum(modality_of(key) in ("rgb", "depth") for key in config.obs_shapes)
+    return n_images * config.n_obs_steps * per_image
 
 
 @dataclasses.dataclass
@@ -93,7 +228,9 @@ class PolicyConfig:
         if missing:
             raise PolicyConfigError(f"policy config lacks {missing}")
         cfg = cls(**{k: v for k, v in d.items()})
-        cfg.obs_shapes = {str(k): [int(s) for s in v] for k, v in dict(cfg.obs_shapes).items()}
+        if not isinstance(cfg.obs_shapes, Mapping):
+            raise PolicyConfigError(f"obs_shapes must be an object of key -> shape, got {cfg.obs_shapes!r}")
+        cfg.obs_shapes = {str(k): list(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.obs_shapes.items()}
         cfg.validate()
         return cfg
 
@@ -101,7 +238,8 @@ class PolicyConfig:
         def need(cond: bool, msg: str):
             if not cond:
                 raise PolicyConfigError(msg)
-        need(len(self.joint_names) > 0, "joint_names is empty")
+        need(isinstance(self.joint_names, (list, tuple)) and len(self.joint_names) > 0, "joint_names is empty")
+        check_sizes(self)
         need(len(set(self.joint_names)) == len(self.joint_names), "joint_names has duplicates")
         need(all(0 <= g < self.action_dim for g in self.gripper_dims),
              f"gripper_dims {self.gripper_dims} outside action_dim {self.action_dim}")

@@ -1,5 +1,6 @@
 """What a joint_trajectory_controller executes from the safety filter's outputs, and the limit
-checks on that path (shared by the safety filter's property, node and hostile-input tests)."""
+checks on that path: the safety filter's property, node and hostile-input tests and `dpros bench
+safety` (its robot and its soak) judge every output with these."""
 from __future__ import annotations
 
 import math
@@ -30,6 +31,13 @@ class ExecutedPath:
         self.t = [self.t[i] for i in keep] + list(knots)
         self.q = [self.q[i] for i in keep] + [q_now] + [np.asarray(p, float) for p in positions]
         self.planned = [self.planned[i] for i in keep] + list(np.diff(knots)) + [math.inf]
+
+    def forget_before(self, t) -> None:
+        """Drop the knots before the last one at or before t: a robot that runs for minutes keeps
+        what it can still be asked about, not its whole history."""
+        first = max(int(np.searchsorted(self.t, t, side="right")) - 1, 0)
+        if first:
+            self.t, self.q, self.planned = self.t[first:], self.q[first:], self.planned[first:]
 
     def since(self, t) -> "ExecutedPath":
         """The part from the last knot before t on (for checking what a replacement changed)."""
