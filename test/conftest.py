@@ -2,6 +2,7 @@
 to each other's nodes."""
 import os
 import random
+import signal
 import sys
 
 import pytest
@@ -18,10 +19,57 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 
+# Fast DDS derives its ports from the domain: 0-232 are usable, 0 is everyone's default.
+_DOMAINS = 232
+_first_domain = random.Random(os.getpid()).randrange(_DOMAINS)   # parallel runs start apart
+_modules_seen: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def ros_domain_id(request):
-    """A ROS domain for this test module alone (1-100; 0 is everyone's default)."""
-    return random.Random(f"{request.module.__name__}-{os.getpid()}").randint(1, 100)
+    """A ROS domain for this test module alone: consecutive modules of one run never share one
+    (a domain drawn at random per module collided within a run, and a node another module left
+    behind then answered this module's requests)."""
+    _modules_seen.append(request.module.__name__)
+    return 1 + (_first_domain + len(_modules_seen)) % _DOMAINS
+
+
+def _children_of(pid: int) -> list[int]:
+    """Every live descendant of `pid`, from /proc (Linux)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [child for child, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_process_outlives_its_module():
+    """A node process a module started and did not stop (its test failed half-way) is killed when
+    the module ends, and named on stderr, instead of talking to the next modules' nodes."""
+    yield
+    if not sys.platform.startswith("linux"):
+        return
+    left = []
+    for pid in _children_of(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            os.kill(pid, signal.SIGKILL)
+            left.append(f"{pid}: {command[:160]}")
+        except (OSError, ProcessLookupError):
+            continue
+    if left:
+        print("\nkilled processes the module left running:\n  " + "\n  ".join(left), file=sys.stderr)
 
 
 @pytest.fixture(scope="module")

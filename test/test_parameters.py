@@ -19,6 +19,17 @@ from diffusion_policy_ros.safety.limits import SafetyParams
 CONFIG = "config/single_arm.yaml"
 
 
+@pytest.fixture
+def rclpy_context(ros_domain_id):
+    """A context per test, shut down after it: a node whose constructor raised is never destroyed,
+    and leaving a dozen of them in one long-lived context upset the next modules' DDS traffic."""
+    import rclpy
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain_id)
+    yield context
+    context.try_shutdown()
+
+
 def mistype(name: str) -> str:
     """The key a tired user types: one letter dropped from the last word."""
     head, _, leaf = name.rpartition(".")
