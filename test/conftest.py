@@ -34,39 +34,42 @@ def ros_domain_id(request):
     return 1 + (_first_domain + len(_modules_seen)) % _DOMAINS
 
 
-def _children_of(pid: int) -> list[int]:
-    """Every live descendant of `pid`, from /proc (Linux)."""
-    parents = {}
+# Every process a test starts inherits this mark, orphans of a killed parent included.
+RUN_MARK = f"DPROS_TEST_RUN={os.getpid()}"
+os.environ["DPROS_TEST_RUN"] = str(os.getpid())
+
+
+def _marked_processes() -> list[tuple[int, str]]:
+    """(pid, command line) of every live process started by this test run, from /proc (Linux)."""
+    found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [child for child, parent in parents.items() if parent in frontier]
-        found += kids
-        frontier = kids
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if RUN_MARK.encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found.append((int(entry), f.read().replace(b"\0", b" ").decode(errors="replace").strip()))
+        except OSError:
+            continue
     return found
 
 
 @pytest.fixture(scope="module", autouse=True)
 def no_process_outlives_its_module():
-    """A node process a module started and did not stop (its test failed half-way) is killed when
-    the module ends, and named on stderr, instead of talking to the next modules' nodes."""
+    """A node process a module started and did not stop (its test failed half-way, or it outlived
+    the launch or supervisor that started it) is killed when the module ends, and named on stderr,
+    instead of answering the next modules' requests."""
     yield
     if not sys.platform.startswith("linux"):
         return
     left = []
-    for pid in _children_of(os.getpid()):
+    for pid, command in _marked_processes():
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
             os.kill(pid, signal.SIGKILL)
             left.append(f"{pid}: {command[:160]}")
-        except (OSError, ProcessLookupError):
+        except ProcessLookupError:
             continue
     if left:
         print("\nkilled processes the module left running:\n  " + "\n  ".join(left), file=sys.stderr)

@@ -3,6 +3,7 @@ recorder (start / save / discard / reset / task text / quit), after which `dpros
 reports the result with a thumbnail PNG."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -153,7 +154,7 @@ def test_dpros_up_record_gives_the_terminal_to_the_console(tmp_path, ros_env):
                            "--config", "config/single_arm.yaml", "--log-dir", str(logs),
                            "--set", f"record_dataset_root:={tmp_path}", "--set", "sim_publish_rate_hz:=5"],
                           env=ros_env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(up.stdout.readline, "")), daemon=True)
     reader.start()
@@ -169,7 +170,7 @@ def test_dpros_up_record_gives_the_terminal_to_the_console(tmp_path, ros_env):
         assert up.wait(timeout=60) == 0, "".join(lines)
     finally:
         if up.poll() is None:
-            up.kill()
+            os.killpg(up.pid, signal.SIGKILL)   # the graph's nodes too, not only the supervisor
         reader.join(timeout=10)
     out = "".join(lines)
     assert f"node logs in {logs}" in out and "[c] start" in out

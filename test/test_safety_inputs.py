@@ -354,3 +354,50 @@ def test_runner_refuses_oversized_messages_unread(config):
         assert published[-1].events[0].reason == "invalid_trajectory"
     finally:
         runner.stop()
+
+
+def test_a_clock_that_steps_back_is_answered_not_a_crash(config):
+    """Sim time steps back when a sim restarts: a command decided before the start of the hold the
+    filter planned at the later time must not crash the filter (it did: IndexError in a hold's
+    acceleration, which has no segment)."""
+    filt = build_safety_filter(config)
+    names = list(filt.limits["arm"].names)
+    filt.update_joint_state("arm", names, HOME, 10.0)          # holds from t = 10
+    result = filt.filter_command("arm", names, [5.1, 5.2], [HOME, HOME], 5.0)
+    assert result.band is not None                             # decided, whatever the band
+    assert all(np.all(np.isfinite(p)) for p in (result.trajectory.positions if result.trajectory else []))
+
+
+def test_a_decision_that_raises_is_refused_with_a_hold_and_the_worker_lives_on(config):
+    """A bug in one decision (here an injected exception) refuses that command with an event and a
+    hold; the next command is decided as usual (before, the worker thread died and the node went
+    on without forwarding anything)."""
+    filt = build_safety_filter(config)
+    published = []
+    runner = FilterRunner(filt, time.monotonic, published.append, lambda kind, msg: msg)
+    decide, calls = filt.filter_trajectory, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IndexError("injected")
+        return decide(*args, **kwargs)
+
+    filt.filter_trajectory = fails_once
+    runner.start()
+    try:
+        names = list(filt.limits["arm"].names)
+        runner.submit_joint_state("arm", JointState(name=names, position=list(HOME)))
+        assert wait_for(lambda: filt.ready("arm"))
+        now = time.monotonic()
+        runner.submit_command("arm", TRAJECTORY, trajectory(names, now, [0.05, 0.1], [HOME, HOME + 0.002]))
+        assert wait_for(lambda: runner.stats.settled == 1)
+        assert published[-1].events[0].reason == "internal_error" and "IndexError" in published[-1].events[0].message
+        assert published[-1].trajectory is not None                      # the hold that went with it
+        now = time.monotonic()
+        runner.submit_command("arm", TRAJECTORY, trajectory(names, now, [0.05, 0.1], [HOME, HOME + 0.002]))
+        assert wait_for(lambda: runner.stats.settled == 2) and runner.is_alive()
+        assert not any(e.reason == "internal_error" for e in published[-1].events)
+        assert runner.stats.errors == 1
+    finally:
+        runner.stop()

@@ -92,8 +92,10 @@ class KeyboardEpisodeNode(Node):
         state = (self.status or {}).get("state")
         if state in BUSY_STATES:
             return f"the recorder is {state}: save (s) or discard (d) the episode before resetting the scene"
-        if not self.reset_client.wait_for_service(timeout_sec=2.0):
-            return (f"no {self.reset_client.srv_name} service (a real robot?): put the scene back by hand, "
+        # As long as for the recorder: a sim started with the graph can come up after the recorder.
+        if not self.reset_client.wait_for_service(timeout_sec=10.0):
+            return (f"no {self.reset_client.srv_name} service after 10 s (a real robot?): put the scene back "
+                    "by hand, "
                     "jog the arm to its start pose, then press c")
         seed = self.next_seed
         res = self._call(self.reset_client, self.reset_srv.Request(seed=seed), timeout)

@@ -74,6 +74,7 @@ class RunnerStats:
     joint_states: int = 0   # joint states handed in
     plans: int = 0          # trajectories published (forwarded commands and holds)
     events: int = 0         # safety events published
+    errors: int = 0         # decisions that raised (a bug): refused with a hold instead
 
     @property
     def settled(self) -> int:
@@ -198,6 +199,10 @@ class FilterRunner:
                         result = self.filter.reject(arm, self._clock(), "late", (
                             f"not filtered within max_processing_s {self.params.max_processing_s} "
                             "(an overloaded machine?); holding"))
+                except Exception as e:  # noqa: BLE001 - a bug must not stop the filter: refuse and hold
+                    self.stats.errors += 1
+                    result = self.filter.reject(arm, self._clock(), "internal_error",
+                                                f"filtering raised {type(e).__name__}: {e}; holding")
                 if result is not None:
                     self.stats.filtered += 1
                     self._publish(result)
@@ -246,11 +251,15 @@ class FilterRunner:
             deadline = self.filter.next_deadline()
             now = self._clock()
             if deadline is not None and now >= deadline:
-                with self.lock.urgent():
-                    # Joint states waiting behind a busy worker are not missing: use them first.
-                    self._use_joint_states(self._take_joint_states())
-                    for result in self.filter.tick(self._clock()):
-                        self._publish(result)
+                try:
+                    with self.lock.urgent():
+                        # Joint states waiting behind a busy worker are not missing: use them first.
+                        self._use_joint_states(self._take_joint_states())
+                        for result in self.filter.tick(self._clock()):
+                            self._publish(result)
+                except Exception:  # noqa: BLE001 - the watchdog must outlive a bug: try again shortly
+                    self.stats.errors += 1
+                    self._watchdog_wake.wait(SIM_TIME_POLL_S)
                 continue
             wait = IDLE_WAIT_S if deadline is None else deadline - now
             if self._sim_time():

@@ -51,8 +51,9 @@ class Trajectory:
 
     def acceleration_at(self, t: float) -> np.ndarray:
         """The velocity change into the segment running at t, over that segment's duration: the
-        acceleration a linear-interpolating controller spreads over it (0 once finished)."""
-        if t >= self.end_time:
+        acceleration a linear-interpolating controller spreads over it (0 once finished, and for
+        a hold, which has no segment: a clock that stepped back can ask one before its start)."""
+        if t >= self.end_time or not len(self.times):
             return np.zeros_like(self.anchor)
         knot_t, knot_q = self.knots()
         i = max(int(np.searchsorted(knot_t, t, side="left")) - 1, 0)  # at a knot: the segment ending there
