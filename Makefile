@@ -14,7 +14,7 @@ demo: setup
 	@./env.sh bash scripts/demo.sh
 
 test: setup
-	@./env.sh python -m pytest test $(PYTEST_ARGS)
+	@./env.sh bash scripts/test_modules.sh $(PYTEST_ARGS)
 
 bench: setup
 	@./env.sh dpros bench sampler --json build/bench/sampler.json
