@@ -5,7 +5,7 @@
 set -uo pipefail
 out=build/final
 mkdir -p "$out"
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-201}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-0}"   # the test suite uses 1-232
 ckpt=checkpoints/single_arm_pick_place
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(graph10 graph20 safety record uprecord jtc soak)
