@@ -25,13 +25,24 @@ _first_domain = random.Random(os.getpid()).randrange(_DOMAINS)   # parallel runs
 _modules_seen: list[str] = []
 
 
+def _next_domain(owner: str) -> int:
+    _modules_seen.append(owner)
+    return 1 + (_first_domain + len(_modules_seen)) % _DOMAINS
+
+
 @pytest.fixture(scope="module")
 def ros_domain_id(request):
     """A ROS domain for this test module alone: consecutive modules of one run never share one
     (a domain drawn at random per module collided within a run, and a node another module left
     behind then answered this module's requests)."""
-    _modules_seen.append(request.module.__name__)
-    return 1 + (_first_domain + len(_modules_seen)) % _DOMAINS
+    return _next_domain(request.module.__name__)
+
+
+@pytest.fixture
+def own_ros_domain_id(request):
+    """A ROS domain for this test alone, for a test whose graph must not meet the module's graph
+    (the module's fixtures may still be running their nodes)."""
+    return _next_domain(request.node.nodeid)
 
 
 # Every process a test starts inherits this mark, orphans of a killed parent included.

@@ -163,16 +163,19 @@ def test_parameters_are_described_and_launch_arguments_reach_the_nodes(sim_launc
         assert wanted <= declared, f"{node} lacks {wanted - declared}"
 
 
-def test_record_launch_records_and_saves_an_episode(launch_env, ros_domain_id, tmp_path):
+def test_record_launch_records_and_saves_an_episode(launch_env, own_ros_domain_id, tmp_path):
+    """In a domain of its own: the module's sim.launch.py graph (a module fixture) may still run,
+    and two sims in one domain publish two clocks (the filter saw joint states 28 s apart)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     from diffusion_policy_ros.data.replay_buffer import ReplayBuffer
     from diffusion_policy_ros.nodes.expert_episodes import ExpertEpisodeDriver
-    launch = Launch(launch_env, tmp_path / "launch.log", "record.launch.py", record_dataset_root=str(tmp_path),
+    env = dict(launch_env, ROS_DOMAIN_ID=str(own_ros_domain_id))
+    launch = Launch(env, tmp_path / "launch.log", "record.launch.py", record_dataset_root=str(tmp_path),
                     record_dataset_name="demos", sim_real_time_factor=SIM_SPEED)
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_domain_id)
+    rclpy.init(context=context, domain_id=own_ros_domain_id)
     node = rclpy.create_node("record_operator", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
