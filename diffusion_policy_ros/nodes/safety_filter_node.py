@@ -99,6 +99,8 @@ class SafetyFilterNode(Node):
         self.runner.submit_command(arm, kind, data)
 
     def _apply(self, result) -> None:
+        if not self.context.ok():   # Ctrl-C shut ROS down before main() stopped the runner's threads
+            return
         for event in result.events:
             self._publish_event(event)
         plan = result.trajectory
