@@ -46,7 +46,7 @@ tail -1 "$out/jtc_check.log"
 python - "$out/jtc_check.json" <<'EOF'
 import json, sys
 report = json.load(open(sys.argv[1]))
-holds = sum(c["start_on_receipt"] for c in report["controllers"].values())
+holds = sum(c["holds"] for c in report["controllers"].values())
 print(f"JTC rules: {report['messages']} messages ({holds} holds/stops), {report['rejected']} would be rejected")
 for name, c in report["controllers"].items():
     for example in c["examples"]:

@@ -57,7 +57,6 @@ class TrackingRobot(Node):
         self.forwards: list[Float64MultiArray] = []
         self.events: list[SafetyEvent] = []
         self.violations: list[str] = []
-        self.plan_starts: list[float] = []  # of the plans the node sent this arm, in order
         self.publish_joint_states = joint_states
         self.policy = self.create_publisher(JointTrajectory, cfg.policy_topic, 10)
         self.policy_forward = self.create_publisher(Float64MultiArray, policy_forward_topic(cfg), 10)
@@ -95,16 +94,16 @@ class TrackingRobot(Node):
         self.joints.publish(msg)
 
     def _on_output(self, msg: JointTrajectory) -> None:
-        """Each trajectory replaces the path from the time its plan starts from, and the path is
-        checked from the knot before that on (the junction included). A forwarded command is
-        stamped with that time. A hold or stop is stamped 0, "start on receipt" (the output
-        side's choice, so that a late one is never dropped); its plan's start is the one the node
-        recorded for it (`plan_starts`, in publishing order): the robot executes the filter's
-        model of the path, which is what the filter answers for."""
+        """Each trajectory replaces the path from the time its plan starts from, its stamp (holds
+        and stops too), and the path is checked from the knot before that on (the junction
+        included): the robot executes the filter's model of the path, which is what the filter
+        answers for."""
         arrived = self.now()
         stamp = seconds(msg.header.stamp)
         with self.lock:
-            start = stamp or self.plan_starts[len(self.outputs)]
+            start = stamp
+            if not start:
+                self.violations.append(f"output {len(self.outputs) + 1} is stamped 0: every plan must carry its start")
             order = [list(msg.joint_names).index(n) for n in self.names]
             times = [start + seconds(p.time_from_start) for p in msg.points]
             positions = [np.asarray(p.positions)[order] for p in msg.points]
@@ -172,14 +171,6 @@ def robots_graph(domain_id: int, config: str, joint_states: bool = True, **overr
     node = SafetyFilterNode(context=context,
                             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     robots = {arm.name: TrackingRobot(context, node, arm.name, joint_states=joint_states) for arm in node.config.arms}
-    send = node.runner._send
-
-    def record_and_send(result):  # the plan's start, for the robot to place a hold stamped 0
-        if result.trajectory is not None:
-            robots[result.arm].plan_starts.append(result.trajectory.start)
-        send(result)
-
-    node.runner._send = record_and_send
     executors, threads, stop = [], [], threading.Event()
 
     def spin(executor):  # until told, then the executor is shut down with no spin left inside it

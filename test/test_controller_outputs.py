@@ -12,9 +12,9 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from trajectory_msgs.msg import JointTrajectory
 
-from diffusion_policy_ros.controllers.jtc_audit import JtcAudit
+from diffusion_policy_ros.controllers.jtc_audit import JtcAudit, is_hold
 from diffusion_policy_ros.controllers.jtc_rules import JtcMessage, JtcPoint, JtcSettings, rejection
-from diffusion_policy_ros.controllers.split import ArmControllers
+from diffusion_policy_ros.controllers.split import HOLD_ACCEPTED_FOR_S, ArmControllers, padded_hold
 from diffusion_policy_ros.msg import SafetyEvent, TaskStatus
 from diffusion_policy_ros.nodes._ros_convert import jtc_message
 from diffusion_policy_ros.robot_config import load_robot_config
@@ -29,7 +29,7 @@ MS = 1_000_000
 # Every message is checked as if it arrived this long after it was sent (independent of this
 # machine's load). A forwarded command is rejected once all its points are past (the robot then
 # finishes the previous command, which ends in a stop): for the expert's one-step commands after
-# ~0.15 s. A hold or stop must be accepted however late it comes.
+# ~0.15 s. A hold or stop must be accepted however late it comes (up to HOLD_ACCEPTED_FOR_S).
 DELAYS_S = (0.0, 0.05, 1.0)
 STOPS_ONLY_S = 1.0
 
@@ -61,14 +61,21 @@ def test_the_jtc_rules_reject_what_the_controller_rejects():
     assert rejection(JtcSettings(ARM, allow_partial_joints_goal=True), message(now, [50], names=ARM[:3]), now) is None
 
 
-def test_a_late_hold_is_accepted_only_when_it_starts_on_receipt():
-    """The issue's case: a 2-point 50 ms hold that arrived 90 ms late."""
+def test_a_late_hold_is_accepted_once_padded():
+    """The issue's case: a 2-point 50 ms hold that arrived 90 ms late. Stamped when it was planned
+    (so a late one joins the stop where it is by now) and padded, it is accepted up to
+    HOLD_ACCEPTED_FOR_S late, and recognised as a hold."""
     jtc = JtcSettings(ARM)
     sent = 5_000 * MS
-    stamped = message(sent, [25, 50])
-    assert "ends in the past" in rejection(jtc, stamped, sent + 90 * MS)
-    on_receipt = message(0, [25, 50])
-    assert rejection(jtc, on_receipt, sent + 90 * MS) is None
+    assert "ends in the past" in rejection(jtc, message(sent, [25, 50]), sent + 90 * MS)
+    times, positions = padded_hold(sent * 1e-9, [sent * 1e-9 + 0.025, sent * 1e-9 + 0.05], np.ones((2, 6)))
+    np.testing.assert_allclose(positions[-1], positions[-2])
+    hold = message(sent, [int(round((t - sent * 1e-9) * 1000)) for t in times])
+    assert is_hold(hold) and not is_hold(message(sent, [25, 50])) and not is_hold(message(0, [25, 50]))
+    late = int(HOLD_ACCEPTED_FOR_S * 1000) * MS
+    assert rejection(jtc, hold, sent + 90 * MS) is None
+    assert rejection(jtc, hold, sent + late - MS) is None
+    assert "ends in the past" in rejection(jtc, hold, sent + late + MS)
 
 
 def test_each_controller_gets_its_own_joints():
@@ -112,7 +119,7 @@ class Observer:
         plain = jtc_message(msg)
         with self.lock:
             for delay, reason in self.audit.check(topic, plain, self.node.get_clock().now().nanoseconds):
-                if delay < STOPS_ONLY_S or plain.stamp_ns == 0:
+                if delay < STOPS_ONLY_S or is_hold(plain):
                     self.problems.append(f"{topic} at +{delay:g} s (stamp {plain.stamp_ns}): {reason}")
 
     def call(self, client, request):
@@ -120,9 +127,6 @@ class Observer:
         future = client.call_async(request)
         assert wait_for(future.done, 30.0), f"no answer from {client.srv_name}"
         return future.result()
-
-    def stops(self, topic):
-        return self.audit.counts[topic].start_on_receipt
 
 
 def run_episode(context, overrides=(), safety_overrides=(), seed=3):
@@ -168,10 +172,10 @@ def test_every_command_of_an_episode_its_holds_and_its_estop_pass_the_jtc_rules(
     arm, gripper = "/arm_controller/joint_trajectory", "/gripper_controller/joint_trajectory"
     observer, sim, safety = run_episode(rclpy_context)
     audit = observer.audit
-    assert wait_for(lambda: audit.counts[arm].start_on_receipt >= 2, 10.0), audit.summary()
+    assert wait_for(lambda: audit.counts[arm].holds >= 2, 10.0), audit.summary()
     assert observer.problems == [], observer.problems[:5]
     assert audit.counts[arm].messages > 50 and audit.counts[gripper].messages > 50, audit.summary()
-    assert audit.counts[arm].start_on_receipt >= 2       # the watchdog hold and the e-stop
+    assert audit.counts[arm].holds >= 2       # the watchdog hold and the e-stop
     late = sum(c.rejected[STOPS_ONLY_S] for c in audit.counts.values())
     assert sum(c.rejected[d] for c in audit.counts.values() for d in DELAYS_S) == late
 

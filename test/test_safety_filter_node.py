@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from std_msgs.msg import Bool, Float64MultiArray
 
+from diffusion_policy_ros.controllers.jtc_audit import is_hold
 from diffusion_policy_ros.msg import SafetyEvent
-from diffusion_policy_ros.nodes._ros_convert import seconds, trajectory_msg
+from diffusion_policy_ros.nodes._ros_convert import jtc_message, seconds, trajectory_msg
 from safety_graph import UNHURRIED, filter_graph, robots_graph
 from waiting import wait_for
 
@@ -32,9 +33,9 @@ def outputs_through(robot, point, since=0):
 
 
 def holds_after(robot, since):
-    """Holds and stops among the outputs after the first `since`: stamped 0, start on receipt
-    (a forwarded command is stamped with the time its plan starts from)."""
-    return [msg for _, msg in robot.outputs[since:] if seconds(msg.header.stamp) == 0.0]
+    """Holds and stops among the outputs after the first `since` (padded to stay valid however
+    late they arrive)."""
+    return [msg for _, msg in robot.outputs[since:] if is_hold(jtc_message(msg))]
 
 
 def at_rest(node, robot) -> bool:

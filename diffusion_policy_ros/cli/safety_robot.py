@@ -2,10 +2,9 @@
 drives, checked against the limits on each output (`OutputChecker`), and for the attack a robot
 that executes that path, publishes its joint states and floods the filter (`FollowingRobot`).
 
-A forwarded trajectory is stamped with its plan's start and placed there; a hold or stop is
-stamped 0 ("start on receipt"): it is placed at the stamp of the hold or reject event the filter
-published just before it (the time it planned the hold), or, if that event has not arrived, from
-the last joint state at its arrival. The checks are `safety.executed_path.check_limits`.
+Every trajectory the filter sends (holds and stops too) is stamped with its plan's start and
+placed there; one stamped 0 (not the filter's) starts from the last joint state at its arrival.
+The checks are `safety.executed_path.check_limits`.
 """
 from __future__ import annotations
 
@@ -21,11 +20,12 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros.msg import SafetyEvent
-from diffusion_policy_ros.nodes._ros_convert import seconds, to_time, trajectory_msg
+from diffusion_policy_ros.controllers.jtc_audit import is_hold
+from diffusion_policy_ros.nodes._ros_convert import jtc_message, seconds, to_time, trajectory_msg
 from diffusion_policy_ros.safety.executed_path import ExecutedPath, check_limits
 from diffusion_policy_ros.srv import EStop
 
-RATE_SLACK = 0.05     # stamps resolve ~0.2 us and a hold is placed at its arrival: loosen rates by 5 %
+RATE_SLACK = 0.05     # stamps resolve ~0.2 us (float seconds since 1970): loosen rates by 5 %
 KEEP_HISTORY_S = 2.0  # of each path, enough for any later plan's junction
 SKIPPED = "skipped"   # a watchdog trial that found the arm already holding for another reason
 STALE_MESSAGE = re.compile(r"no new command ([0-9.]+) s after")  # safety/filter.py's stale_command event
@@ -42,15 +42,13 @@ class ControllerPath:
         self.max_step_rad, self.period = max_step_rad, period
         self.path: ExecutedPath | None = None
 
-    def apply(self, msg: JointTrajectory, arrival: float, measured: np.ndarray,
-              hold_start: float | None = None) -> str | None:
+    def apply(self, msg: JointTrajectory, arrival: float, measured: np.ndarray) -> str | None:
         """Place the trajectory on the path; -> a description of the limit it breaks, or None.
-        A hold stamped 0 starts at `hold_start` (its event's stamp: when the filter planned it)
-        on the commanded path; without one it restarts the path from `measured` at its arrival."""
+        One stamped 0 restarts the path from `measured` at its arrival."""
         stamp = seconds(msg.header.stamp)
-        start = stamp or hold_start or arrival
+        start = stamp or arrival
         here = np.asarray(measured, float)[self.columns]
-        if self.path is None or not (stamp or hold_start):
+        if self.path is None or not stamp:
             self.path = ExecutedPath(start, here)
         order = [list(msg.joint_names).index(n) for n in self.names]
         times = [start + seconds(p.time_from_start) for p in msg.points]
@@ -92,7 +90,6 @@ class OutputChecker:
         self.outputs = 0
         self.violations: list[str] = []
         self.measured: dict[str, np.ndarray] = {}
-        self.hold_stamps = HoldStamps(node)
         for arm in robot_config.arms:
             node.create_subscription(JointState, arm.joint_states_topic,
                                      lambda m, a=arm: self._on_joint_state(a, m), qos_profile_sensor_data)
@@ -115,28 +112,9 @@ class OutputChecker:
             if arm not in self.measured:
                 self.violations.append(f"{path.topic}: an output before any joint state of {arm}")
                 return
-            problem = path.apply(msg, arrival, self.measured[arm], self.hold_stamps.latest(arm, arrival))
+            problem = path.apply(msg, arrival, self.measured[arm])
             if problem:
                 self.violations.append(problem)
-
-
-class HoldStamps:
-    """The stamp of each arm's latest hold or reject event: when the filter planned a hold."""
-
-    def __init__(self, node):
-        self.lock = threading.Lock()
-        self.stamps: dict[str, list[float]] = {}
-        node.create_subscription(SafetyEvent, "/safety/events", self._on_event, 100)
-
-    def _on_event(self, event: SafetyEvent) -> None:
-        if event.action != SafetyEvent.ACTION_CLAMP:
-            with self.lock:
-                self.stamps.setdefault(event.arm, []).append(seconds(event.header.stamp))
-                del self.stamps[event.arm][:-100]
-
-    def latest(self, arm: str, before: float) -> float | None:
-        with self.lock:
-            return max((t for t in self.stamps.get(arm, ()) if t <= before), default=None)
 
 
 class Attack:
@@ -185,15 +163,15 @@ class Attack:
 
 class FollowingRobot:
     """Every arm of the config executes the filter's outputs and publishes its joint states; the
-    first arm is attacked. Records each output of that arm's controller_topic as (arrival, stamped
-    0, end of its plan) and each event, for the e-stop and watchdog trials."""
+    first arm is attacked. Records each output of that arm's controller_topic as (arrival, whether
+    it is a hold) and each event, for the e-stop and watchdog trials."""
 
     def __init__(self, node, robot_config, safety_filter, params, home, joint_state_rate_hz: float):
         self.node, self.params, self.config = node, params, robot_config
         self.lock = threading.Lock()
         self.arms = {}
         self.violations: list[str] = []
-        self.records: list[tuple[float, bool, float]] = []
+        self.records: list[tuple[float, bool]] = []   # (arrival, a hold or stop)
         self.events_full: list[tuple[float, str, int, str]] = []   # (stamp, reason, action, message)
         self.events: list[tuple[float, str, int]] = []   # (stamp, reason, action)
         self.windows: list[tuple[float, float]] = []     # trials: holds inside them are explained
@@ -210,7 +188,6 @@ class FollowingRobot:
                 node.create_subscription(JointTrajectory, path.topic,
                                          lambda m, a=arm, p=path: self._on_output(a, p, m), 50)
         self.attacked = robot_config.arms[0]
-        self.hold_stamps = HoldStamps(node)
         node.create_subscription(SafetyEvent, "/safety/events", self._on_event, 100)
         self.estop = node.create_client(EStop, "/safety/estop")
         node.create_timer(1.0 / joint_state_rate_hz, self._publish_joint_states)
@@ -234,14 +211,11 @@ class FollowingRobot:
     def _on_output(self, arm, path: ControllerPath, msg: JointTrajectory) -> None:
         arrival = self.now()
         with self.lock:
-            problem = path.apply(msg, arrival, self.arms[arm.name]["published"],
-                                 self.hold_stamps.latest(arm.name, arrival))
+            problem = path.apply(msg, arrival, self.arms[arm.name]["published"])
             if problem:
                 self.violations.append(problem)
             if arm.name == self.attacked.name and path.topic == self.attacked.controller_topic:
-                stamp = seconds(msg.header.stamp)
-                end = (stamp + seconds(msg.points[-1].time_from_start)) if msg.points and stamp else arrival
-                self.records.append((arrival, not stamp, end))
+                self.records.append((arrival, is_hold(jtc_message(msg))))
 
     def _on_event(self, event: SafetyEvent) -> None:
         with self.lock:
@@ -275,13 +249,13 @@ class FollowingRobot:
         return Attack(state["policy"], trajectory_msg(list(arm.joint_names), 0.0, times, positions), rate_hz)
 
     def _first_hold(self, since: float, reason: str, timeout: float) -> float | None:
-        """Arrival of the first hold (stamped 0) received at or after `since`, once an event
+        """Arrival of the first hold received at or after `since`, once an event
         `reason` decided at or after `since` confirms it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
                 confirmed = any(s >= since and r == reason for s, r, _ in self.events)
-                hold = next((a for a, zero, _ in self.records if zero and a >= since), None)
+                hold = next((a for a, holds in self.records if holds and a >= since), None)
             if confirmed and hold is not None:
                 return hold
             time.sleep(0.001)

@@ -4,8 +4,10 @@ Each message is checked with the controller's own rules (jtc_rules.py) as if it 
 seconds after a reference time (the rules depend on the arrival time only through "ends in the
 past"): its real arrival (`from_sent=False`: what a controller on this machine would have done), or
 the moment it was sent, which a stamped command carries as its stamp (`from_sent=True`: whether it
-survives `delay` of delivery latency, independent of how loaded this machine is). Holds and stops are
-told apart by their stamp 0 (start on receipt), which no delay can get rejected.
+survives `delay` of delivery latency, independent of how loaded this machine is). The safety
+filter's holds and stops are told apart by their last point, which repeats their rest position
+long after their stamp (controllers/split.py `padded_hold`), so that no realistic delay gets them
+rejected.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import collections
 import dataclasses
 
 from diffusion_policy_ros.controllers.jtc_rules import JtcMessage, JtcSettings, rejection
+from diffusion_policy_ros.controllers.split import is_padded_hold
 
 MAX_EXAMPLES = 5
 
@@ -20,7 +23,7 @@ MAX_EXAMPLES = 5
 @dataclasses.dataclass
 class ControllerCounts:
     messages: int = 0
-    start_on_receipt: int = 0      # stamp 0: holds and stops (and teleop-style commands)
+    holds: int = 0                 # the safety filter's holds and stops (padded_hold)
     rejected: dict[float, int] = dataclasses.field(default_factory=dict)      # delay -> count
     examples: list[str] = dataclasses.field(default_factory=list)
 
@@ -37,7 +40,7 @@ class JtcAudit:
         """Check one message; returns (delay, reason) for each delay that gets it rejected."""
         counts = self.counts[controller]
         counts.messages += 1
-        counts.start_on_receipt += msg.stamp_ns == 0
+        counts.holds += is_hold(msg)
         reference_ns = msg.stamp_ns if self.from_sent and msg.stamp_ns else received_ns
         found = []
         for delay in self.delays_s:
@@ -63,14 +66,18 @@ class JtcAudit:
     def report(self) -> dict:
         return {"delays_s": list(self.delays_s), "messages": self.total_messages, "rejected": self.total_rejected,
                 "controllers": {name: {"joints": list(self.controllers[name].joints), "messages": c.messages,
-                                       "start_on_receipt": c.start_on_receipt,
+                                       "holds": c.holds,
                                        "rejected_by_delay": {f"{d:g}": n for d, n in c.rejected.items()},
                                        "examples": c.examples}
                                 for name, c in self.counts.items()},
                 "reasons": dict(self.reasons)}
 
     def summary(self) -> str:
-        parts = [f"{name}: {c.messages} messages ({c.start_on_receipt} holds/stops), rejected "
+        parts = [f"{name}: {c.messages} messages ({c.holds} holds/stops), rejected "
                  + ", ".join(f"{n} at +{d:g} s" for d, n in c.rejected.items())
                  for name, c in self.counts.items()]
         return "; ".join(parts)
+
+
+def is_hold(msg: JtcMessage) -> bool:
+    return bool(msg.points) and is_padded_hold(msg.stamp_ns, msg.points[-1].time_from_start_ns)

@@ -6,10 +6,13 @@ the gripper in that same controller (`none`) or a controller of its own: a secon
 GripperActionController (control_msgs/GripperCommand goals) or a forward position controller.
 `ArmControllers` gives each of them its part of a plan, in that controller's joint order.
 
-Stamps: a forwarded command is stamped with the time its first point refers to, so points that
-arrive late are skipped as the JTC does. A hold or a stop is stamped 0 ("start when received"):
-it is a stop profile relative to whenever it arrives, so a late delivery delays it instead of
-getting it rejected for ending in the past while the robot goes on with the old command.
+Stamps: every plan the safety filter sends, holds and stops included, is stamped with the time it
+was planned from, so a JTC that receives it late joins it where it is by now, as the filter
+planned: a stop stamped 0 ("start when received") would instead begin from wherever the old
+command had taken the arm meanwhile, and change velocity abruptly by (speed x delay / first
+segment). So that no delivery delay gets a hold rejected for "ending in the past", a hold ends
+in a point that repeats its rest position HOLD_ACCEPTED_FOR_S after its stamp (`padded_hold`).
+Teleop-style one-step commands may still be stamped 0 (`start_on_receipt`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ from diffusion_policy_ros.robot_config import ArmConfig
 # A GripperCommand goal is sent when the gripper target moves by more than this (m): goals at the
 # control rate for an unchanged target would only restart the controller's motion each time.
 GRIPPER_GOAL_RESOLUTION_M = 5e-4
+# A JTC rejects a stamped trajectory whose last point is past when it arrives; a hold stays valid
+# this long. Later than that the arm has stopped anyway: every forwarded plan ends in a stop
+# within max_horizon_s plus its braking tail.
+HOLD_ACCEPTED_FOR_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +57,7 @@ class ArmControllers:
     def trajectories(self, start: float, times, positions, start_on_receipt: bool) -> dict[str, TrajectoryCommand]:
         """JointTrajectory commands for the arm JTC ('arm') and, with gripper_controller
         joint_trajectory, the gripper JTC ('gripper'). `times` absolute, `positions` (N, arm joints);
-        `start_on_receipt` (holds, stops): stamped 0, times relative to `start`."""
+        `start_on_receipt` (teleop-style commands): stamped 0, times relative to `start`."""
         times = np.asarray(times, dtype=float)
         positions = np.asarray(positions, dtype=float).reshape(len(times), len(self.arm.joint_names))
         relative = times - start
@@ -76,6 +83,22 @@ class ArmControllers:
             return None
         self._last_goal = target
         return target
+
+
+def padded_hold(start: float, times, positions) -> tuple[np.ndarray, np.ndarray]:
+    """A hold or stop plan (absolute `times`, `positions` (N, J)) with a last point repeating its
+    rest position HOLD_ACCEPTED_FOR_S after `start` (unless it already ends that late)."""
+    times = np.asarray(times, dtype=float)
+    positions = np.asarray(positions, dtype=float).reshape(len(times), -1)
+    if len(times) and times[-1] >= start + HOLD_ACCEPTED_FOR_S:
+        return times, positions
+    return np.append(times, start + HOLD_ACCEPTED_FOR_S), np.vstack([positions, positions[-1:]])
+
+
+def is_padded_hold(stamp_ns: int, last_time_from_start_ns: int) -> bool:
+    """Whether a stamped JointTrajectory is a hold or stop of the safety filter (`padded_hold`):
+    forwarded commands end within max_horizon_s plus a braking tail, far sooner."""
+    return stamp_ns != 0 and last_time_from_start_ns >= int(HOLD_ACCEPTED_FOR_S * 1e9)
 
 
 def follow_joint_trajectory_action(controller_topic: str) -> str:

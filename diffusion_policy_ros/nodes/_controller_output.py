@@ -17,7 +17,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffusion_policy_ros.controllers.split import (ArmControllers, TrajectoryCommand,
-                                                    follow_joint_trajectory_action)
+                                                    follow_joint_trajectory_action, padded_hold)
 from diffusion_policy_ros.robot_config import ConfigError
 
 ARM_OUTPUTS = ("joint_trajectory", "follow_joint_trajectory", "float64_multi_array")
@@ -97,10 +97,14 @@ class ControllerOutput:
             parts.append(f"{name}: {self.arm_output} ({len(s.arm_joints)} joints){gripper}")
         return "; ".join(parts)
 
-    def send(self, arm: str, start: float, times, positions, start_on_receipt: bool) -> None:
-        """A new plan over all the arm's joints (absolute `times`, `positions` (N, joints)): a
-        forwarded command, or a hold / stop that starts when received (`start_on_receipt`)."""
+    def send(self, arm: str, start: float, times, positions, stop: bool = False,
+             start_on_receipt: bool = False) -> None:
+        """A new plan over all the arm's joints (absolute `times`, `positions` (N, joints)) stamped
+        `start`: a forwarded command, or a hold / stop (`stop`: padded to stay valid however late it
+        arrives, split.padded_hold). `start_on_receipt`: stamped 0 instead (teleop-style commands)."""
         split = self.split[arm]
+        if stop:
+            times, positions = padded_hold(start, times, positions)
         commands = split.trajectories(start, times, positions, start_on_receipt)
         if self.arm_output == "joint_trajectory":
             self._arm[arm].publish(command_msg(commands["arm"]))
@@ -109,7 +113,7 @@ class ControllerOutput:
             self._send_goal(self._arm[arm], goal)
         if "gripper" in commands:
             self._gripper[arm].publish(command_msg(commands["gripper"]))
-        target = split.gripper_goal(positions[-1], force=start_on_receipt)
+        target = split.gripper_goal(positions[-1], force=stop or start_on_receipt)
         if target is not None:
             action = control_msgs_action("GripperCommand")
             goal = action.Goal()

@@ -7,7 +7,8 @@ arm's joint states, and sends the filtered plan to the arm's controllers (nodes/
 the arm joints as JointTrajectory on `controller_topic`, as a FollowJointTrajectory goal
 (output:=follow_joint_trajectory) or as positions at the control rate on `forward_topic`
 (output:=float64_multi_array); the gripper, if `gripper_controller` gives it its own controller, to
-that one. Holds and stops are stamped 0 (start on receipt). The decisions are
+that one. Every plan is stamped with the time it was planned from (holds too, padded to stay
+valid however late they arrive: controllers/split.py). The decisions are
 `diffusion_policy_ros.safety.SafetyFilter` (pass / clamp / reject-and-hold, watchdog, e-stop).
 Publishes `safety/events` (SafetyEvent, one per clamp, reject or hold) and `/diagnostics`.
 E-stop: service `safety/estop` (EStop: engage or release) and topic `safety/estop` (Bool, true
@@ -107,7 +108,7 @@ class SafetyFilterNode(Node):
         if plan is None:
             return
         stop = result.band is Band.REJECT   # every reject, watchdog, tracking and e-stop hold
-        self.output.send(result.arm, plan.start, plan.times, plan.positions, start_on_receipt=stop)
+        self.output.send(result.arm, plan.start, plan.times, plan.positions, stop=stop)
         if stop and self.output.streams_positions:
             self._on_forward_tick()  # a hold goes out now, not at the next control tick
 
