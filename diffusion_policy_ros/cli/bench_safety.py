@@ -220,7 +220,7 @@ def run_soak(args) -> dict | None:
                           f"{len(checker.violations)} unsafe", flush=True)
             rss_end = rss_of(specs, procs)
             wall = time.monotonic() - started
-            outputs, violations = checker.outputs, list(checker.violations)
+            outputs, violations, unchecked = checker.outputs, list(checker.violations), checker.unchecked
         dead = exited_nodes(specs, procs)
     finally:
         stop_graph(procs)
@@ -228,13 +228,15 @@ def run_soak(args) -> dict | None:
               for name in rss_start if name in rss_end}
     result = {"config": args.config, "checkpoint": described, "seconds": wall, "outputs": outputs,
               "outputs_per_s": outputs / wall if wall else 0.0, "unsafe_outputs": len(violations),
+              "unchecked_outputs": unchecked,
               "violations": violations[:10], "crashed": dead,
               "rss_mb_start": {k: v / 1e6 for k, v in rss_start.items()},
               "rss_mb_end": {k: v / 1e6 for k, v in rss_end.items()}, "rss_growth_percent": growth,
               "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count(), "logs": workdir}
     result["passed"] = not dead and not violations and outputs > 0 and all(g < 5.0 for g in growth.values())
     print(f"soak {wall:.0f} s of the sim graph ({described}): {outputs} filter outputs "
-          f"({result['outputs_per_s']:.1f}/s), {len(violations)} unsafe, crashed: {', '.join(dead) or 'none'}")
+          f"({result['outputs_per_s']:.1f}/s; {unchecked} before its first joint state, not checked), "
+          f"{len(violations)} unsafe, crashed: {', '.join(dead) or 'none'}")
     for name in rss_start:
         if name in rss_end:
             print(f"  {name:22s} RSS {rss_start[name] / 1e6:7.1f} -> {rss_end[name] / 1e6:7.1f} MB "

@@ -98,9 +98,13 @@ class SafetyFilter:
         """A sensor_msgs/JointState (or anything shaped like one) for one arm, received at
         `received` (default: now).
 
-        Records the measured positions; re-anchors the plan to them while the arm is at rest, and
-        holds where the arm is when it is far from the plan (moved by hand, a sim reset, a
-        collision): planning on from where it is not would yank it back (a hold is returned). A
+        Records the measured positions (the first one anchors the plan), and holds where the arm
+        is when it is far from the plan (moved by hand, a sim reset, a collision): planning on from
+        where it is not would yank it back (a hold is returned). Closer than that, the plan stays
+        anchored where the controller was told to be, also at rest: a controller that starts a new
+        trajectory from its last command (the sim's, an open-loop JTC) would otherwise jump by the
+        tracking error at the next command's first point, a velocity change the plan never
+        checked (re-anchoring at rest silently did that: soak, issue 11). A
         malformed or stale message is not used; the first of a run of them returns an event. The
         measurement counts as taken at its stamp (unstamped: when it arrived)."""
         return self._use_joint_state(arm, now, now if received is None else received, read_joint_state, msg, now,
@@ -126,8 +130,7 @@ class SafetyFilter:
         self._joint_state_problem[arm] = None
         self._measured[arm] = q
         self._measured_at[arm] = measured_at
-        plan = self._plans.get(arm)
-        if plan is None or (self._holding[arm] and measured_at >= plan.end_time):  # at rest when measured
+        if arm not in self._plans:
             self._set_plan(arm, Trajectory.hold(now, q))
             return None
         error = self._tracking_error(arm, measured_at, q)
