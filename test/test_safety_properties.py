@@ -65,13 +65,13 @@ def check_stop(plan, filt, arm, stop_start):
     return len(t)
 
 
-def robot_follows(filt, now):
-    """Joint states from a robot that tracks every arm's plan exactly (they must keep coming:
-    without them the filter holds)."""
+def robot_follows(filt, now, sag=0.0):
+    """Joint states from a robot that tracks every arm's plan exactly, or `sag` (rad per joint)
+    off it (they must keep coming: without them the filter holds)."""
     for arm in filt.limits:
         plan = filt.plan(arm)
         if plan is not None:
-            filt.update_joint_state(arm, list(filt.limits[arm].names), plan.state_at(now)[0], now)
+            filt.update_joint_state(arm, list(filt.limits[arm].names), plan.state_at(now)[0] + sag, now)
 
 
 def command_strategy(n_joints):
@@ -88,7 +88,7 @@ def command_strategy(n_joints):
     })
 
 
-def run_stream(filt, arm, stream, t0=100.0):
+def run_stream(filt, arm, stream, t0=100.0, sag=0.0):
     lim = filt.limits[arm]
     names = list(lim.names)
     now = t0
@@ -98,13 +98,13 @@ def run_stream(filt, arm, stream, t0=100.0):
     for cmd in stream:
         # the watchdog ticks between commands, as the node's timer does
         for k in range(1, int(cmd["delay"] / 0.02) + 1):
-            robot_follows(filt, now + 0.02 * k)
+            robot_follows(filt, now + 0.02 * k, sag)
             for r in filt.tick(now + 0.02 * k):
                 path.replace(r.trajectory)
                 check_stop(r.trajectory, filt, arm, r.trajectory.start)
                 results.append((r, None))
         now += cmd["delay"] + 1e-4
-        robot_follows(filt, now)
+        robot_follows(filt, now, sag)
         q_now, _ = filt.plan(arm).state_at(now)
         offsets = np.array(cmd["points"], float)
         with np.errstate(invalid="ignore"):  # inf - inf in a wild command stays a NaN command
@@ -149,6 +149,20 @@ def test_no_forwarded_command_violates_a_limit(single_config, stream):
                 assert r.band is Band.REJECT and r.events[0].reason == "unknown_joint"
             elif not np.all(np.isfinite(positions)):
                 assert r.band is Band.REJECT and r.events[0].reason == "non_finite"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=st.lists(command_strategy(7), min_size=2, max_size=8), fraction=st.floats(-0.9, 0.9))
+def test_a_robot_off_its_commands_by_less_than_the_tracking_bound_changes_no_command_path(
+        single_config, stream, fraction):
+    """A real arm sags and a gripper stalls on an object: measured positions a little off the
+    command (below max_tracking_error_rad) must not move the plan's anchor, at rest neither (a
+    controller that starts from its last command would jump to the next command's first point:
+    found by the 600 s soak)."""
+    filt = build_safety_filter(single_config)
+    sag = fraction * filt.params.max_tracking_error_rad * np.ones(7)
+    path, _ = run_stream(filt, "arm", stream, sag=sag)
+    check_path(path, filt, "arm", kinematics=False)
 
 
 def test_nan_rejects_and_holds(single_config):
@@ -336,7 +350,7 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
     for arm, cmd in stream:
         names = list(filt.limits[arm].names)
         now += cmd["delay"] + 1e-4
-        robot_follows(filt, now)
+        robot_follows(filt, now, sag)
         for r in filt.tick(now):
             paths[r.arm].replace(r.trajectory)
         q_now, _ = filt.plan(arm).state_at(now)
