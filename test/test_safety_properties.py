@@ -350,7 +350,7 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
     for arm, cmd in stream:
         names = list(filt.limits[arm].names)
         now += cmd["delay"] + 1e-4
-        robot_follows(filt, now, sag)
+        robot_follows(filt, now)
         for r in filt.tick(now):
             paths[r.arm].replace(r.trajectory)
         q_now, _ = filt.plan(arm).state_at(now)
