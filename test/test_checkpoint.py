@@ -260,3 +260,22 @@ def test_shipped_checkpoint_loads_and_produces_a_chunk():
     action_lo, action_hi = (policy.normalizer.stats["action"][k] for k in ("min", "max"))
     assert np.all(np.isfinite(chunk))
     assert np.all(chunk >= action_lo - 1e-5) and np.all(chunk <= action_hi + 1e-5)
+
+
+def test_the_compiled_denoiser_computes_what_the_module_does():
+    policy = load_checkpoint(SHIPPED, device="cpu")
+    keys = set(policy.state_dict())
+    cfg = policy.config
+    x = torch.randn(1, cfg.horizon, cfg.action_dim, generator=torch.Generator().manual_seed(0))
+    cond = torch.randn(1, policy.obs_encoder.output_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eager = [policy.denoiser(cond)(x, t) for t in (0, 25, 99)]
+        assert policy.compile_for_inference()
+        compiled = policy.denoiser(cond)
+        for t, expected in zip((0, 25, 99), eager):
+            np.testing.assert_allclose(compiled(x, t).numpy(), expected.numpy(), atol=1e-5)
+        assert not torch.equal(compiled(x, 25), compiled(x, 99))   # the step still reaches the network
+    assert set(policy.state_dict()) == keys    # nothing joins the checkpoint
+    x.requires_grad_(True)
+    policy.denoiser(cond)(x, 25).sum().backward()   # gradients (NCDPO) take the module
+    assert x.grad is not None and torch.isfinite(x.grad).all()

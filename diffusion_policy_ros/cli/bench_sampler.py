@@ -38,6 +38,8 @@ def add_arguments(parser) -> None:
                         help="robot config of the sim stream when there is no dataset (default: the shipped "
                              "config the checkpoint fits)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eager", action="store_true",
+                        help="keep the U-Net an eager module (default: compiled for inference, as deployed)")
 
 
 def run(args) -> int:
@@ -65,6 +67,8 @@ def run(args) -> int:
     policy = load_checkpoint(checkpoint, device=args.device)
     if args.autocast != "none":
         policy.set_sampler(policy.config.sampler, autocast=args.autocast)
+    if not args.eager and policy.compile_for_inference():
+        print("U-Net compiled for inference, as the policy node runs it (--eager: the module)")
     cfg = policy.config
     streaming = (streaming_neighbours(cfg) if args.stream_steps is None else
                  [streaming_settings(cfg, levels) for levels in parse_stream_steps(args.stream_steps)])

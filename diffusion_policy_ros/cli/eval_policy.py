@@ -51,6 +51,7 @@ def run(args) -> int:
     robot = load_robot_config(config_path(args.config))
     variants = parse_variants(args.variants, robot)
     policy = load_checkpoint(args.checkpoint, device=args.device)
+    policy.compile_for_inference()   # as deployed (the same numbers to 1e-5, faster)
     try:  # the sim provides what the config's robot provides (it renders only what is used)
         policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
     except PolicyConfigError as e:

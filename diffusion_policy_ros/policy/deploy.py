@@ -30,6 +30,7 @@ def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = 
         policy.set_sampler("streaming", stream_denoising_steps=steps, stream_renoise_level=renoise)
     else:
         policy.set_sampler(sampler)
+    policy.compile_for_inference()
     warm_up(policy)
     return policy
 
