@@ -49,6 +49,8 @@ POLICY_NODE = NodeSchema("policy_node", (
     P("torch_threads", "int", 1, "torch CPU threads; 0 = torch's default. One: the U-Net's small convolutions "
       "gain nothing from more, and beside the sim and the safety filter on a few cores extra threads only wait "
       "for each other", read_only=False, minimum=0),
+    P("compile", "bool", True, "on CPU, run the U-Net traced and optimized for inference (TorchScript; the same "
+      "outputs to 1e-5, ~2.5x faster per evaluation); false: the eager module", read_only=False),
     P("start_on_activate", "bool", False, "command at once on activate, without policy/command START"),
     P("status_rate_hz", "double", 5.0, "policy/status and /diagnostics messages per second", **POSITIVE),
     P("executor", "string", "events", "events: rclpy's EventsExecutor (callbacks queued in C++, no Python wait "

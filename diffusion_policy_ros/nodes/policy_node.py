@@ -64,6 +64,7 @@ class PolicyNode(LifecycleNode):
         self.sync_tolerance_s, self.stale_after_s = p["sync_tolerance_s"], p["stale_after_s"]
         self.denoising_steps, self.device = p["denoising_steps"], p["device"]   # [] = the checkpoint's levels
         self.image_transport, self.torch_threads = p["image_transport"], p["torch_threads"]
+        self.compile = p["compile"]
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -84,7 +85,8 @@ class PolicyNode(LifecycleNode):
             check_output(self.output_kind)
             started = time.perf_counter()
             self.policy = load_for_robot(self.checkpoint, self.config, self.device, self.sampler,
-                                         self.denoising_steps, self.torch_threads)
+                                         self.denoising_steps, self.torch_threads,
+                                         compile_unet=self.compile)
             self.inputs = PolicyInputs(self, self.config, self.policy.config.obs_shapes, self.image_transport,
                                        self.sync_tolerance_s, self.stale_after_s, self._on_observation)
         except Exception as e:  # a clear message and a failed transition, never a half-configured node

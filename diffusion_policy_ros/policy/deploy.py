@@ -12,9 +12,10 @@ from diffusion_policy_ros.policy.modeling import DiffusionPolicy
 
 
 def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = "streaming",
-                   denoising_steps=(), torch_threads: int = 0) -> DiffusionPolicy:
+                   denoising_steps=(), torch_threads: int = 0, compile_unet: bool = True) -> DiffusionPolicy:
     """`denoising_steps`: streaming refinement levels overriding the checkpoint's (empty: its own);
-    `torch_threads` > 0 sets torch's intra-op threads for the process."""
+    `torch_threads` > 0 sets torch's intra-op threads for the process; `compile_unet`: see
+    `DiffusionPolicy.compile_for_inference`."""
     if not checkpoint:
         raise PolicyConfigError("parameter 'checkpoint' is empty: give a folder with model.safetensors + config.json")
     if torch_threads > 0:
@@ -30,7 +31,8 @@ def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = 
         policy.set_sampler("streaming", stream_denoising_steps=steps, stream_renoise_level=renoise)
     else:
         policy.set_sampler(sampler)
-    policy.compile_for_inference()
+    if compile_unet:
+        policy.compile_for_inference()
     warm_up(policy)
     return policy
 
