@@ -1,9 +1,10 @@
 """`dpros bench record`: whether the demo recorder keeps up with a real rig's sensors.
 
-Starts demo_recorder_node (a real process, as `dpros up record` does) and publishes from this
-process, on threads of their own, what a teleoperation rig's drivers publish: N cameras of W x H
-RGB at R Hz (optionally depth on the first, 16UC1 or 32FC1), joint states, tactile pads and the
-commands a safety filter forwards. It records `--episodes` episodes of S seconds back to back
+Starts demo_recorder_node (a real process, as `dpros up record` does) and publishes what a
+teleoperation rig's drivers publish: from this process N cameras of W x H RGB at R Hz (optionally
+depth on the first, 16UC1 or 32FC1), and from a second process (`RigDriver`) joint states, tactile
+pads and the commands a safety filter forwards, each stream on a thread of its own, all on one
+time grid. A tick more than half a period behind its time counts as late. It records `--episodes` episodes of S seconds back to back
 (START right after each SAVE) and reports, per stream, the messages published inside the
 episode, received and written by the recorder, the frames dropped and duplicated, the
 publishers' late ticks, how long SAVE took and how long after SAVE each episode was trainable
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import threading
 import time
+
+WARM_UP_S = 1.0   # after the publishers start: discovery and the first messages; late ticks count after it
 
 
 def add_arguments(parser) -> None:
@@ -110,14 +113,15 @@ def _bench(args, root: str) -> dict:
     log = open(os.path.join(root, "recorder.log"), "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "diffusion_policy_ros.nodes.demo_recorder_node",
                              "--ros-args", "--params-file", params], env=env, stdout=log, stderr=subprocess.STDOUT)
+    driver = RigDriver(params, args, env, os.path.join(root, "driver.log"))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     executor = MultiThreadedExecutor(context=context)
     episodes = []
     try:
         sensors = SyntheticSensors(config, args.rate, distinct_frames=8, reliable=args.reliable,
-                                   joint_rate_hz=args.joint_rate, tactile_rate_hz=args.tactile_rate,
-                                   depth_encoding="32FC1" if args.depth == "none" else args.depth, context=context)
+                                   depth_encoding="32FC1" if args.depth == "none" else args.depth,
+                                   streams=("cameras",), context=context)
         client = sensors.create_client(EpisodeControl, "/demo_recorder_node/episode")
         alive = threading.Event()
         sensors.create_subscription(String, "/demo_recorder_node/status", lambda _m: alive.set(), 10)
@@ -137,9 +141,11 @@ def _bench(args, root: str) -> dict:
                 raise RuntimeError("recorder did not answer")
             return future.result()
 
-        sensors.start()
-        time.sleep(1.0)                       # warm-up: discovery, first messages
-        late0 = {c.name: c.late_ticks for c in sensors.clocks}
+        driver.wait_ready()
+        start_ns, start_wall = sensors.get_clock().now().nanoseconds + 200_000_000, time.monotonic() + 0.2
+        driver.start(start_ns, start_wall)
+        sensors.start(start_ns=start_ns, start_wall=start_wall)
+        time.sleep(0.2 + WARM_UP_S)           # warm-up: discovery, first messages
         cpu0 = _cpu_seconds(proc.pid)
         t_first = time.monotonic()
         watcher = _ConversionWatch(dataset_path)
@@ -155,15 +161,22 @@ def _bench(args, root: str) -> dict:
                 raise RuntimeError(saved.message)
             watcher.expect(saved.episode_index, t_save + save_s)
             episodes.append({"index": saved.episode_index, "frames": int(saved.num_frames), "save_s": save_s,
-                             "message": saved.message})
+                             "message": saved.message, "saved_at": t_save})
         recording_s = time.monotonic() - t_first
         cpu = _cpu_seconds(proc.pid)
         cpu = None if cpu is None or cpu0 is None else cpu - cpu0
         sensors.stop()
-        late = {c.name: c.late_ticks - late0[c.name] for c in sensors.clocks}
-        rates = {c.name: c.rate for c in sensors.clocks}
+        clocks = {c.name: {"published": c.published, "rate": c.rate, "late": c.late} for c in sensors.clocks}
+        clocks.update(driver.stop())
+        late_ticks = {name: [(round(t, 3), round(1e3 * behind, 1)) for t, behind in c["late"] if t >= WARM_UP_S]
+                      for name, c in clocks.items()}   # (seconds since the publishers started, ms late)
+        worst_late_ms = {name: max((ms for _, ms in ticks), default=0.0) for name, ticks in late_ticks.items()}
+        late = {name: len(ticks) for name, ticks in late_ticks.items()}
+        saves = [round(e.pop("saved_at") - start_wall, 3) for e in episodes]   # seconds since the publishers started
+        rates = {name: c["rate"] for name, c in clocks.items()}
         trainable = watcher.wait(timeout=max(600.0, 4 * args.seconds * args.episodes))
     finally:
+        driver.close()
         executor.shutdown()
         context.try_shutdown()
         proc.terminate()
@@ -199,16 +212,61 @@ def _bench(args, root: str) -> dict:
             problems.append(f"episode {ep['index']}: trainable {ep['trainable_after_save_s']} s after SAVE "
                             f"(limit {2 * args.seconds:g} s)")
     if any(late.values()):
-        problems.append(f"publishers late: {late}")
+        problems.append(f"publishers late: {late} (worst, ms: {worst_late_ms})")
     return {
         "cameras": args.cameras, "width": args.width, "height": args.height, "rate_hz": args.rate,
         "depth": args.depth, "dds_profile": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"), "joint_rate_hz": rates["joints"], "tactile_rate_hz": rates.get("tactile"),
         "seconds": args.seconds, "episodes": episodes, "reliable": args.reliable,
         "megabytes_per_s": megabytes, "publisher_late_ticks": late,
+        "publisher_worst_late_ms": worst_late_ms, "publisher_late_at_ms": late_ticks,
+        "save_at_s": saves,
         "recorder_cpu_percent": None if cpu is None else 100.0 * cpu / recording_s,
         "sustained": not problems, "problems": problems, "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
     }
+
+
+class RigDriver:
+    """The robot side of the rig (joints, tactile, commands) in its own process
+    (`cli/bench_record_driver.py`): a publisher thread there never waits for the GIL behind a
+    640x480 image being published here, as none of a real rig's drivers would."""
+
+    def __init__(self, params: str, args, env: dict, log_path: str):
+        self.log = open(log_path, "w")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "diffusion_policy_ros.cli.bench_record_driver", "--params", params,
+               "--rate", str(args.rate)]
+        cmd += ["--joint-rate", str(args.joint_rate)] if args.joint_rate else []
+        cmd += ["--tactile-rate", str(args.tactile_rate)] if args.tactile_rate else []
+        cmd += ["--reliable"] if args.reliable else []
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True)
+
+    def _line(self, timeout: float) -> dict:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not lines or not lines[0]:
+            raise RuntimeError(f"the rig's driver process did not answer; see {self.log.name}")
+        return json.loads(lines[0])
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self._line(timeout)
+
+    def start(self, start_ns: int, start_wall: float) -> None:
+        self.proc.stdin.write(json.dumps({"start_ns": start_ns, "start_wall": start_wall}) + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> dict:
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        return self._line(30.0)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.log.close()
 
 
 class _ConversionWatch:
@@ -284,7 +342,8 @@ def _print(result: dict) -> None:
             print(f"  {name:22s} {row['published']:9d} {row['received']:9d} {row['written']:8d} "
                   f"{row['dropped']:8d} {row['duplicated']:10d}")
     cpu = result["recorder_cpu_percent"]
-    print(f"publishers' late ticks: {result['publisher_late_ticks']}; recorder CPU "
+    print(f"publishers' late ticks (more than half a period): {result['publisher_late_ticks']}, worst "
+          f"{result['publisher_worst_late_ms']} ms; recorder CPU "
           f"{'?' if cpu is None else f'{cpu:.0f} %'}")
     print("OK: sustained" if result["sustained"] else "NOT SUSTAINED: " + "; ".join(result["problems"]))
 

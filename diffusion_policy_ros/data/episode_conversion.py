@@ -310,6 +310,11 @@ def main(argv=None) -> int:
                         help="wait this long (s) for more saved episodes before exiting")
     args = parser.parse_args(argv)
     lower_priority(args.priority)
+    import zarr
+    # zarr's default pool (a thread per core and more) hands every one-frame chunk between threads:
+    # 68k futex calls in 8 s of one conversion, kernel time that delayed the next episode's
+    # publishers although the conversion runs SCHED_IDLE. A background job needs one worker.
+    zarr.config.set({"threading.max_workers": 1})
     convert_pending(args.spool, args.dataset, keep_raw=args.keep_raw, linger_s=args.linger)
     return 0
 

@@ -8,6 +8,7 @@ Every stream publishes at `rate_hz` unless it has a rate of its own (`joint_rate
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -20,6 +21,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from diffusion_policy_ros.node_parameters import SYNTHETIC_SENSORS
 from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
+from diffusion_policy_ros.nodes._robot_params import responsive_threads
 
 
 def synthetic_rgb(k: int, height: int, width: int, camera_index: int = 0) -> np.ndarray:
@@ -39,13 +41,23 @@ def synthetic_joints(k: int, n: int, rate: float) -> np.ndarray:
     return np.sin(0.3 * k / rate + np.arange(n)).astype(np.float64)
 
 
+STREAMS = ("cameras", "commands", "joints", "tactile")
+
+
 class _Clocked:
     """One publishing rate: its streams, published counts and late ticks."""
 
     def __init__(self, name: str, rate: float, publish):
         self.name, self.rate, self.publish = name, float(rate), publish
         self.published = 0
-        self.late_ticks = 0
+        self.late: list[tuple[float, float]] = []   # (tick time from start, seconds behind it)
+
+    @property
+    def late_ticks(self) -> int:
+        return len(self.late)
+
+    def late_after(self, t: float) -> list[tuple[float, float]]:
+        return [(at, behind) for at, behind in self.late if at >= t]
 
 
 class SyntheticSensors(Node):
@@ -53,30 +65,37 @@ class SyntheticSensors(Node):
 
     def __init__(self, robot_config, rate_hz: float, *, distinct_frames: int | None = None,
                  reliable: bool = False, joint_rate_hz: float | None = None,
-                 tactile_rate_hz: float | None = None, depth_encoding: str = "32FC1", **kwargs):
+                 tactile_rate_hz: float | None = None, depth_encoding: str = "32FC1",
+                 streams=STREAMS, **kwargs):
+        """`streams`: which of STREAMS this node publishes (a rig runs each driver in a process of
+        its own: `dpros bench record` starts joints, tactile and commands in a second one)."""
         super().__init__("synthetic_sensors", **PARAMETER_OPTIONS, **kwargs)
+        responsive_threads()  # each publishing thread gets the GIL within 0.5 ms of its tick
         declare_node_parameters(self, SYNTHETIC_SENSORS)  # none of its own: refuses stray ones
         if depth_encoding not in ("32FC1", "16UC1"):
             raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {depth_encoding!r}")
+        unknown = set(streams) - set(STREAMS)
+        if unknown:
+            raise ValueError(f"unknown streams {sorted(unknown)}; choose from {STREAMS}")
         self.config = robot_config
         self.rate = float(rate_hz)
         self.depth_encoding = depth_encoding
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self._joint_pubs = [(arm, self.create_publisher(JointState, arm.joint_states_topic, qos))
-                            for arm in robot_config.arms]
+                            for arm in robot_config.arms if "joints" in streams]
         # What a safety filter forwards: one point a control period ahead, as teleop sends it.
         self._command_pubs = [(arm, self.create_publisher(JointTrajectory, arm.controller_topic, 10))
-                              for arm in robot_config.arms]
+                              for arm in robot_config.arms if "commands" in streams]
         self._cams = []
-        for i, cam in enumerate(robot_config.cameras):
+        for i, cam in enumerate(robot_config.cameras if "cameras" in streams else ()):
             pub = self.create_publisher(Image, cam.rgb_topic, qos)
             depth_pub = self.create_publisher(Image, cam.depth_topic, qos) if cam.depth else None
             self._cams.append((i, cam, pub, depth_pub))
         self._tactile = []
         try:
             from diffusion_policy_ros.msg import TactileArray
-            for sensor in robot_config.tactile_sensors:
+            for sensor in robot_config.tactile_sensors if "tactile" in streams else ():
                 self._tactile.append((sensor, self.create_publisher(TactileArray, sensor.topic, qos),
                                       TactileArray))
         except ImportError:
@@ -92,23 +111,33 @@ class SyntheticSensors(Node):
                        _Clocked("joints", joint_rate, self._publish_joints)]
         if self._tactile:
             self.clocks.append(_Clocked("tactile", tactile_rate, self._publish_tactile))
+        self.clocks = [c for c in self.clocks if c.name in streams]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.t0 = 0.0
 
     @property
     def published(self) -> int:
-        """Ticks of the main rate (cameras) published."""
+        """Ticks of the first rate (cameras, unless not published here) published."""
         return self.clocks[0].published
 
     @property
     def late_ticks(self) -> int:
         return sum(c.late_ticks for c in self.clocks)
 
-    def start(self, seconds: float | None = None) -> None:
+    def start(self, seconds: float | None = None, start_ns: int | None = None,
+              start_wall: float | None = None) -> None:
+        """Tick k of each stream is due at start_wall + k / rate (time.monotonic(), the same in every
+        process) and stamped start_ns + k / rate (default: now): publishers in several processes
+        given the same pair keep one time grid."""
+        # A full garbage collection over this process's objects (rclpy, messages, caches) holds the
+        # GIL for ~20 ms every few seconds: every publishing thread misses its tick (seen at 200 Hz).
+        # A camera driver has no such pauses; move what exists now out of the collector's way.
+        gc.collect()
+        gc.freeze()
         self._stop.clear()
-        start_ns = self.get_clock().now().nanoseconds
-        start_wall = time.monotonic()
+        start_ns = self.get_clock().now().nanoseconds if start_ns is None else int(start_ns)
+        start_wall = time.monotonic() if start_wall is None else float(start_wall)
         self.t0 = start_ns * 1e-9
         self._threads = [threading.Thread(target=self._run, args=(c, start_ns, start_wall, seconds), daemon=True)
                          for c in self.clocks]
@@ -131,7 +160,7 @@ class SyntheticSensors(Node):
             if delay > 0:
                 time.sleep(delay)
             elif delay < -0.5 / clock.rate:
-                clock.late_ticks += 1
+                clock.late.append((k / clock.rate, -delay))
             if seconds is not None and k / clock.rate >= seconds:
                 break
             clock.publish(k, start_ns + int(round(k * 1e9 / clock.rate)))
@@ -163,10 +192,15 @@ class SyntheticSensors(Node):
             pub.publish(self._stamp(JointTrajectory(joint_names=list(arm.joint_names), points=[point]), stamp_ns))
 
     def _publish_cameras(self, k: int, stamp_ns: int) -> None:
+        # rclpy holds the GIL while it converts and writes a message (~1-2 ms for 640x480): after
+        # each image the other streams' threads get their turn, or four images back to back would
+        # hold a 200 Hz joint tick for longer than half its period.
         for i, cam, pub, depth_pub in self._cams:
             pub.publish(self._stamp(self._image(i, cam, k), stamp_ns))
+            time.sleep(0)
             if depth_pub is not None:
                 depth_pub.publish(self._stamp(self._depth(i, cam, k), stamp_ns))
+                time.sleep(0)
 
     def _publish_tactile(self, k: int, stamp_ns: int) -> None:
         for sensor, pub, msg_type in self._tactile:
