@@ -292,10 +292,21 @@ def lower_priority(kind: str) -> None:
     if kind == "idle" and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            _io_priority_idle()
             return
         except OSError:
             pass
     os.nice(10)
+
+
+def _io_priority_idle() -> None:
+    """ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE): its reads, writes and fsyncs
+    wait for the disk to be otherwise idle (Linux; threads started later inherit it)."""
+    import ctypes
+    import platform
+    number = {"x86_64": 251, "aarch64": 30}.get(platform.machine())
+    if number is not None:
+        ctypes.CDLL(None, use_errno=True).syscall(number, 1, 0, 3 << 13)
 
 
 def main(argv=None) -> int:
