@@ -32,56 +32,78 @@ def start_recorder(env, config, params: dict, *, log_path=None, cwd=None, preexe
 
 
 class Operator:
-    """The person at the keyboard: a client of the recorder's episode service."""
+    """The person at the keyboard: a client of the recorder's episode service.
+
+    Its node spins on a thread of its own, and nothing is destroyed on the node while it spins:
+    rclpy (7.1.5, Jazzy) collects a node's waitables for its wait set, and a subscription destroyed
+    from another thread in the meantime leaves its QoS event handler in the list; the executor then
+    raises InvalidHandle in `add_to_wait_set` and its thread ends (ros2/rclpy#1284). Every reply
+    and message to this process is "lost" from then on. So the status subscription is made once,
+    and subscriptions a test adds (`subscribe`) live until `close`."""
 
     def __init__(self, context):
+        import json
+
+        from std_msgs.msg import String
+
         from diffusion_policy_ros.srv import EpisodeControl
         self.srv = EpisodeControl
         self.node = Node("test_operator", context=context)
         self.client = self.node.create_client(EpisodeControl, SERVICE)
+        # The recorder's status messages (JSON dicts, in arrival order; a reliable topic).
+        self.statuses: list[dict] = []
+        self.node.create_subscription(String, STATUS, lambda m: self.statuses.append(json.loads(m.data)), 10)
         self.executor = MultiThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spin_error: BaseException | None = None
+        self._closing = False
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except BaseException as e:
+            self.spin_error = e
+            raise
+
+    def check_spinning(self):
+        """Fail at once, naming the reason, when the executor thread has ended (otherwise every
+        wait below would time out as if the recorder had not answered)."""
+        if not self.thread.is_alive() and not self._closing:
+            raise AssertionError(f"the test's executor thread ended: {self.spin_error!r}")
 
     def add_node(self, node):
         self.executor.add_node(node)
 
+    def subscribe(self, msg_type, topic, callback, qos=10):
+        """A subscription on the operator's node, kept until close (see the class docstring)."""
+        return self.node.create_subscription(msg_type, topic, callback, qos)
+
     def wait_for_recorder(self, timeout=30.0, proc=None):
         """Until a live recorder answers: its status topic ticks (a killed recorder's service can
         linger in discovery for a while and would swallow requests)."""
-        from std_msgs.msg import String
-        heard = threading.Event()
-        sub = self.node.create_subscription(String, STATUS, lambda _m: heard.set(), 10)
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                # A harmless request (an unknown command, refused whatever the state) until one is
-                # answered: a ready service only means our requests reach it; its answers can
-                # still be lost while discovery of the way back is under way (slow on a loaded
-                # machine), and a request left unanswered may still arrive later.
-                if heard.wait(0.2) and self.client.wait_for_service(timeout_sec=1.0) \
-                        and answer(self.client, self.srv.Request(command=HARMLESS_COMMAND), 5.0):
-                    return
-                if proc is not None and proc.poll() is not None:
-                    raise AssertionError(f"recorder exited with {proc.returncode}")
-            raise AssertionError("recorder never came up")
-        finally:
-            self.node.destroy_subscription(sub)
-
-    def watch_status(self):
-        """Keep the recorder's status messages (JSON dicts, in order) in self.statuses."""
-        import json
-
-        from std_msgs.msg import String
-        self.statuses = []
-        self._status_sub = self.node.create_subscription(
-            String, STATUS, lambda m: self.statuses.append(json.loads(m.data)), 10)
+        since = len(self.statuses)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_spinning()
+            # A harmless request (an unknown command, refused whatever the state) until one is
+            # answered: a ready service only means our requests reach it; its answers can
+            # still be lost while discovery of the way back is under way (slow on a loaded
+            # machine), and a request left unanswered may still arrive later.
+            if len(self.statuses) > since and self.client.wait_for_service(timeout_sec=1.0) \
+                    and answer(self.client, self.srv.Request(command=HARMLESS_COMMAND), 5.0, self.check_spinning):
+                return
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"recorder exited with {proc.returncode}")
+            time.sleep(0.2)
+        raise AssertionError("recorder never came up")
 
     def wait_status(self, predicate, timeout=60.0, since=0):
         """The first status message (from index `since` on) satisfying predicate."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check_spinning()
             for status in self.statuses[since:]:
                 if predicate(status):
                     return status
@@ -99,21 +121,26 @@ class Operator:
         future = self.client.call_async(req)
         deadline = time.monotonic() + timeout
         while not future.done():
+            self.check_spinning()
             if time.monotonic() > deadline:
                 raise AssertionError(f"{command} timed out")
             time.sleep(0.01)
         return future.result()
 
     def close(self):
+        self._closing = True
         self.executor.shutdown()
         self.node.destroy_node()
 
 
-def answer(client, request, timeout):
-    """The service's answer, or None when none came within timeout seconds."""
+def answer(client, request, timeout, check=None):
+    """The service's answer, or None when none came within timeout seconds. `check` (e.g.
+    Operator.check_spinning) runs while waiting and may raise."""
     future = client.call_async(request)
     deadline = time.monotonic() + timeout
     while not future.done():
+        if check is not None:
+            check()
         if time.monotonic() > deadline:
             client.remove_pending_request(future)
             return None
@@ -121,12 +148,12 @@ def answer(client, request, timeout):
     return future.result()
 
 
-def call_idempotent(client, request, timeout=60.0, attempt_s=5.0):
+def call_idempotent(client, request, timeout=60.0, attempt_s=5.0, check=None):
     """Call a service whose request can safely be repeated, asking again when an answer is lost
     (a service's replies can be dropped until discovery of the reply path has finished)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = answer(client, request, attempt_s)
+        result = answer(client, request, attempt_s, check)
         if result is not None:
             return result
     raise AssertionError(f"no answer from {client.srv_name} in {timeout:.0f} s")

@@ -91,8 +91,8 @@ def test_message_round_trips_over_a_topic(graph, name):
         got.wait(0.1)
     assert received, f"{name} never arrived"
     assert_same(sent, received[0])
-    talker.destroy_publisher(pub)
-    listener.destroy_subscription(sub)
+    # pub and sub are not destroyed here: destroyed while the executor spins on its thread they
+    # can end that thread (ros2/rclpy#1284, see recorder_helpers.Operator); they go with the nodes.
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -118,8 +118,6 @@ def test_service_round_trips_request_and_response(graph, name):
     assert future.done(), f"{name} got no response"
     assert_same(request, seen_requests[0])
     assert_same(filled(srv_type.Response, seed=11), future.result())
-    talker.destroy_client(client)
-    listener.destroy_service(server)
 
 
 def test_interface_constants_are_distinct():

@@ -27,7 +27,6 @@ def config():
 @pytest.fixture(scope="module")
 def operator(rclpy_context):
     op = Operator(rclpy_context)
-    op.watch_status()
     yield op
     op.close()
 

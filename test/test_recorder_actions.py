@@ -117,7 +117,6 @@ def graph(tmp_path_factory, ros_env, rclpy_context):
     procs = [start_node("sim_node", ros_env, log, "-p", "real_time_factor:=0.5"),
              start_node("safety_filter_node", ros_env, log, "-p", "input:=teleop", "-p", sim_time)]
     operator = Operator(rclpy_context)
-    operator.watch_status()
     rig = Rig(operator)
     try:
         assert rig.reset_client.wait_for_service(timeout_sec=60)

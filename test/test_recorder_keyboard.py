@@ -9,12 +9,11 @@ import sys
 import threading
 
 import pytest
-from std_msgs.msg import String
 
 from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.teleop.console import SafetyNote, changed, parse_status, status_line
-from recorder_helpers import REPO_ROOT, STATUS, Operator, start_recorder, stop, wait_for_dataset
+from recorder_helpers import REPO_ROOT, Operator, start_recorder, stop, wait_for_dataset
 from waiting import wait_for
 
 
@@ -60,9 +59,7 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
                               {"dataset_root": str(tmp_path), "dataset_name": "kb"})
     keyboard = None
     lines: list[str] = []
-    statuses: list[dict] = []  # the recorder's status messages (a reliable topic: in order)
-    status_sub = operator.node.create_subscription(String, STATUS, lambda m: statuses.append(json.loads(m.data)),
-                                                   10)
+    statuses = operator.statuses  # the recorder's status messages (a reliable topic: in order)
     try:
         operator.wait_for_recorder(proc=recorder)
         keyboard = subprocess.Popen(
@@ -117,7 +114,6 @@ def test_keyboard_session_and_dataset_info(tmp_path, ros_env, rclpy_context, ope
         reader.join(timeout=10)
         out = "".join(lines)
     finally:
-        operator.node.destroy_subscription(status_sub)
         if keyboard is not None and keyboard.poll() is None:
             keyboard.kill()
         stop(recorder)

@@ -55,8 +55,7 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
     # The nodes run on sim time, and under load the sim runs slower than the wall clock: episode
     # lengths are waited for in sim time.
     clock = {"t": None}
-    clock_sub = operator.node.create_subscription(
-        Clock, "/clock", lambda m: clock.update(t=m.clock.sec + m.clock.nanosec * 1e-9), 10)
+    operator.subscribe(Clock, "/clock", lambda m: clock.update(t=m.clock.sec + m.clock.nanosec * 1e-9))
 
     def sim_sleep(duration, timeout=120.0):
         deadline = time.monotonic() + timeout
@@ -75,7 +74,8 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
         dead = [p.args[2] for p in procs if p.poll() is not None]
         assert not dead, f"{dead} exited (see {tmp_path / 'nodes.log'})"
         for i in range(6):
-            assert call_idempotent(reset, ResetEpisode.Request(seed=100 + i)).success  # same seed: same reset
+            # same seed: same reset
+            assert call_idempotent(reset, ResetEpisode.Request(seed=100 + i), check=operator.check_spinning).success
             sim_sleep(0.5)
             task = f"pick the cube and place it on the target (seed {100 + i})"
             res = operator.call("START", task)
@@ -92,7 +92,6 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
             assert res.success, res.message
             saved.append((task, res.num_frames))
     finally:
-        operator.node.destroy_subscription(clock_sub)
         for p in [recorder, *procs]:
             stop(p)
         logs.close()

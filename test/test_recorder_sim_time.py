@@ -55,7 +55,6 @@ def test_unstamped_command_before_the_first_clock_is_dropped(tmp_path, ros_env, 
     config = load_robot_config(os.path.join(REPO_ROOT, "config/single_arm.yaml"))
     arm = config.arms[0]
     operator = Operator(rclpy_context)
-    operator.watch_status()
     sensors = SyntheticSensors(config, RATE, context=rclpy_context)
     clock_node = Node("test_sim_clock", context=rclpy_context)
     operator.add_node(sensors)
