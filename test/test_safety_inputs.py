@@ -21,8 +21,7 @@ from diffusion_policy_ros.safety import Band, JointLimits, SafetyParams
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.safety.filter import ACTION_HOLD, ACTION_REJECT, Interrupted
 from diffusion_policy_ros.safety.messages import InputRejected, read_trajectory
-from diffusion_policy_ros.runtime.urgent_lock import UrgentLock
-from diffusion_policy_ros.safety.runner import TRAJECTORY, FilterRunner
+from diffusion_policy_ros.safety.runner import TRAJECTORY, FilterRunner, UrgentLock
 from waiting import wait_for
 
 HOME = np.array([0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04])

@@ -79,7 +79,7 @@ class SimTrajectoryAction(_Server):
 
     async def _execute(self, goal_handle):
         result = self.action.Result()
-        with self.node._lock.urgent():
+        with self.node._lock:
             try:
                 self.controllers.trajectory("arm", self.node.now(), jtc_message(goal_handle.request.trajectory))
             except TrajectoryRejected as e:
@@ -110,7 +110,7 @@ class SimGripperAction(_Server):
                      cancel_callback=lambda request: CancelResponse.ACCEPT)
 
     async def _execute(self, goal_handle):
-        with self.node._lock.urgent():
+        with self.node._lock:
             target = self.controllers.gripper_goal(self.node.now(), goal_handle.request.command.position)
         outcome = await self._replace(_Goal(Future(), target)).done
         result = self.action.Result(position=self._position(), effort=0.0, stalled=outcome == "stalled",
@@ -122,7 +122,7 @@ class SimGripperAction(_Server):
         return result
 
     def _position(self) -> float:
-        with self.node._lock.urgent():
+        with self.node._lock:
             return float(self.node.env.joint_positions()[self.index])
 
     def outcome(self, goal) -> str | None:

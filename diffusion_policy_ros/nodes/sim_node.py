@@ -44,7 +44,6 @@ from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_no
 from diffusion_policy_ros.nodes._robot_params import responsive_threads
 from diffusion_policy_ros.nodes._ros_convert import jtc_message
 from diffusion_policy_ros.nodes._sim_actions import SimGripperAction, SimTrajectoryAction
-from diffusion_policy_ros.runtime.urgent_lock import UrgentLock
 from diffusion_policy_ros.srv import ResetEpisode
 from diffusion_policy_ros.sim.controllers import SimArmControllers
 from diffusion_policy_ros.sim.env import SimEnv
@@ -79,7 +78,7 @@ class SimNode(Node):
         self.seed = declared["seed"]
         self.task_variant = declared["task_variant"]
         responsive_threads()
-        self._lock = UrgentLock()   # callbacks (urgent) get in between two physics steps (ordinary)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._interfaces_ready = threading.Event()
@@ -143,7 +142,7 @@ class SimNode(Node):
     def _on_trajectory(self, arm: str, controller: str, msg: JointTrajectory):
         has_vel = bool(msg.points) and all(len(p.velocities) for p in msg.points)
         velocities = [list(p.velocities) for p in msg.points] if has_vel else None
-        with self._lock.urgent():
+        with self._lock:
             try:
                 kept = self.controllers[arm].trajectory(controller, self.now(), jtc_message(msg), velocities)
             except (TrajectoryRejected, ValueError) as e:
@@ -154,14 +153,14 @@ class SimNode(Node):
             self.get_logger().debug(f"{arm}: dropped {len(msg.points) - kept} points already in the past")
 
     def _on_forward(self, arm: str, controller: str, msg: Float64MultiArray):
-        with self._lock.urgent():
+        with self._lock:
             try:
                 self.controllers[arm].forward(controller, list(msg.data))
             except TrajectoryRejected as e:
                 self.get_logger().error(f"{arm} {controller} controller: command ignored, holding position: {e}")
 
     def _on_reset(self, request, response):
-        with self._lock.urgent():
+        with self._lock:
             try:
                 self.env.reset(int(request.seed), observe=False)   # renders only on the sim thread
                 self._events_logged = 0
@@ -216,7 +215,7 @@ class SimNode(Node):
         wall_start, sim_start = time.perf_counter(), self.sim_seconds
         report_wall, report_sim = wall_start, sim_start
         while not self._stop.is_set() and self.context.ok():
-            with self._lock.ordinary():
+            with self._lock:
                 now = self.now()
                 targets, rates = [], []
                 for arm in self.config.arms:

@@ -16,17 +16,52 @@ function (called with the filter's lock held, so outputs leave in the order they
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable
 
-from diffusion_policy_ros.runtime.urgent_lock import UrgentLock
 from diffusion_policy_ros.safety.filter import FilterResult, Interrupted, SafetyFilter
 from diffusion_policy_ros.safety.messages import InputRejected
 
 TRAJECTORY, TARGETS, JOINT_STATE = "trajectory", "targets", "joint_state"
 SIM_TIME_POLL_S = 0.005  # under simulated time a deadline is watched by polling the clock
 IDLE_WAIT_S = 1.0
+
+
+class UrgentLock:
+    """A lock whose ordinary holder lets urgent users in between two steps of its work.
+
+    Urgent users announce themselves (`wanted()` turns true), then wait for the lock; the
+    ordinary holder polls `wanted()` and lets go. Ordinary acquisition waits while anyone urgent
+    is waiting, so a releasing worker cannot snatch the lock back ahead of them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._state = threading.Condition()
+        self._urgent = 0
+
+    def wanted(self) -> bool:
+        return self._urgent > 0
+
+    @contextlib.contextmanager
+    def urgent(self):
+        with self._state:
+            self._urgent += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._state:
+                self._urgent -= 1
+                self._state.notify_all()
+
+    @contextlib.contextmanager
+    def ordinary(self):
+        with self._state:
+            self._state.wait_for(lambda: self._urgent == 0)
+        with self._lock:
+            yield
 
 
 @dataclasses.dataclass
