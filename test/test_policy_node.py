@@ -171,21 +171,17 @@ def checkpoints(tmp_path_factory):
             "20hz": make_untrained_checkpoint(fast, str(work / "fast"), home(single))}
 
 
-@pytest.fixture(scope="module")
-def executor(rclpy_context):
-    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield executor
-    executor.shutdown()
-    thread.join(timeout=5)
-
-
 class Graph:
-    """The nodes of one test, added to the module's executor and removed afterwards."""
+    """The nodes of one test on an executor of their own, stopped before any node is destroyed:
+    destroying entities while an executor spins can end its thread (InvalidHandle in
+    add_to_wait_set, ros2/rclpy#1284), and with one executor for the module every later test of
+    it then waited for answers that never came."""
 
-    def __init__(self, context, executor, config_file, sensors=True, **sensor_kwargs):
-        self.context, self.executor, self.config_file = context, executor, config_file
+    def __init__(self, context, config_file, sensors=True, **sensor_kwargs):
+        self.context, self.config_file = context, config_file
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
         self.robot = load_robot_config(config_file)
         self.nodes = []
         self.listener = self.add(Listener(context, self.robot))
@@ -218,19 +214,18 @@ class Graph:
     def close(self):
         if self.policy is not None:
             self.policy._halt()
-        for node in reversed(self.nodes):
-            self.executor.remove_node(node)
-        time.sleep(0.3)  # callbacks already running (on the shared executor) end before their node goes
+        self.executor.shutdown()
+        self.thread.join(timeout=10)
         for node in reversed(self.nodes):
             node.destroy_node()
 
 
 @pytest.fixture
-def make_graph(rclpy_context, executor):
+def make_graph(rclpy_context):
     graphs = []
 
     def make(config_file=SINGLE, **kwargs):
-        graphs.append(Graph(rclpy_context, executor, config_file, **kwargs))
+        graphs.append(Graph(rclpy_context, config_file, **kwargs))
         return graphs[-1]
     yield make
     for g in graphs:
