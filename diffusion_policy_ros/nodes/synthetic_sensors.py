@@ -52,13 +52,6 @@ class _Clocked:
         self.published = 0
         self.late: list[tuple[float, float]] = []   # (tick time from start, seconds behind it)
 
-    @property
-    def late_ticks(self) -> int:
-        return len(self.late)
-
-    def late_after(self, t: float) -> list[tuple[float, float]]:
-        return [(at, behind) for at, behind in self.late if at >= t]
-
 
 class SyntheticSensors(Node):
     """Publishes every stream the recorder subscribes to for `robot_config`, from threads."""
@@ -120,10 +113,6 @@ class SyntheticSensors(Node):
     def published(self) -> int:
         """Ticks of the first rate (cameras, unless not published here) published."""
         return self.clocks[0].published
-
-    @property
-    def late_ticks(self) -> int:
-        return sum(c.late_ticks for c in self.clocks)
 
     def start(self, seconds: float | None = None, start_ns: int | None = None,
               start_wall: float | None = None) -> None:
