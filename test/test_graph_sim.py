@@ -42,7 +42,7 @@ def running_graph(tmp_path_factory, ros_env, ros_domain_id):
     specs[specs.index(sim)] = type(sim)(sim.name, sim.params_file, {"camera": {"scene": {"topic": "/raw/scene"}}})
     procs = start_graph(specs, env=ros_env, log_dir=str(work))
     old = os.environ.get("ROS_DOMAIN_ID")
-    context = node = executor = None
+    context = node = executor = thread = None
     try:
         os.environ["ROS_DOMAIN_ID"] = str(ros_domain_id)
         context = rclpy.Context()
@@ -77,6 +77,8 @@ def running_graph(tmp_path_factory, ros_env, ros_domain_id):
         stop_graph(procs)
         if executor is not None:
             executor.shutdown()
+        if thread is not None:
+            thread.join(timeout=10)
         if node is not None:
             node.destroy_node()
         if context is not None:

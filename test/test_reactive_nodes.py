@@ -87,13 +87,12 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
                         f"{last.episode} at {last.episode_time:.2f} s, cube at ({cube.x:.3f}, {cube.y:.3f}, "
                         f"{cube.z:.3f}), sim events {sim.env.world.events}, real-time factor {sim.achieved_rtf:.2f}")
     finally:
-        if expert is not None:
-            executor.remove_node(expert)
-            expert.destroy_node()
-        executor.shutdown()
+        executor.shutdown()   # before any node is destroyed: destroyed while it spins, its thread can die (rclpy#1284)
+        spinner.join(timeout=10)
         sim.shutdown()
-        sim.destroy_node()
-        probe.destroy_node()
+        for node in (sim, probe, expert):
+            if node is not None:
+                node.destroy_node()
     with lock:
         start = min(stamp_s(s.header.stamp) for s in statuses if s.episode > episode)
         xy = np.array([[p.pose.position.x, p.pose.position.y] for p in poses if stamp_s(p.header.stamp) >= start])

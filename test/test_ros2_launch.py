@@ -90,6 +90,7 @@ class Probe:
 
     def close(self):
         self.executor.shutdown()
+        self.thread.join(timeout=10)
         self.node.destroy_node()
         self.context.try_shutdown()
 
@@ -191,6 +192,7 @@ def test_record_launch_records_and_saves_an_episode(launch_env, own_ros_domain_i
         assert dataset.n_episodes == 1 and dataset.episode_length(0) == outcome.frames > 10
     finally:
         executor.shutdown()
+        spinner.join(timeout=10)
         node.destroy_node()
         context.try_shutdown()
         launch.stop()

@@ -100,15 +100,17 @@ def graph(rclpy_context):
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     assert probe.wait_for(lambda: len(probe.take("/joint_states")) > 5), "sim_node publishes nothing"
-    yield sim, probe, executor
+    retired = []   # nodes a test took off the executor: destroyed once it no longer spins (rclpy#1284)
+    yield sim, probe, executor, retired
     executor.shutdown()
+    spinner.join(timeout=10)
     sim.shutdown()
-    sim.destroy_node()
-    probe.node.destroy_node()
+    for node in (sim, probe.node, *retired):
+        node.destroy_node()
 
 
 def test_sensor_topics_have_right_encodings_shapes_frames_and_increasing_stamps(graph):
-    sim, probe, _ = graph
+    sim, probe, *_ = graph
     probe.clear()
     t0, _ = probe.latest_joints()
     assert probe.sim_time_reaches(t0 + 1.0)
@@ -157,7 +159,7 @@ def _position_at(msgs, t):
 
 
 def test_joint_trajectory_reaches_targets_at_their_times(graph):
-    sim, probe, _ = graph
+    sim, probe, *_ = graph
     t_now, q0 = probe.latest_joints()
     delta = np.array([0.3, 0.1, -0.2, 0.3, -0.2, 0.5, 0.0])
     p1 = q0 + delta
@@ -180,7 +182,7 @@ def test_joint_trajectory_reaches_targets_at_their_times(graph):
 
 
 def test_trajectory_stamped_in_the_past_is_rejected(graph):
-    sim, probe, _ = graph
+    sim, probe, *_ = graph
     t_now, q0 = probe.latest_joints()
     rejected = sim.rejected_trajectories
     probe.traj.publish(_trajectory(t_now - 5.0, [1.0, 2.0], [q0[:6] + 0.2, q0[:6] + 0.3]))
@@ -194,7 +196,7 @@ def test_trajectory_stamped_in_the_past_is_rejected(graph):
 
 
 def test_forward_position_command_moves_and_holds(graph):
-    sim, probe, _ = graph
+    sim, probe, *_ = graph
     t_now, q0 = probe.latest_joints()
     target = q0.copy()
     target[0] -= 0.2
@@ -205,7 +207,7 @@ def test_forward_position_command_moves_and_holds(graph):
 
 
 def test_reset_then_expert_teleop_solves_the_task_and_tactile_tracks_contact(graph, rclpy_context):
-    sim, probe, executor = graph
+    sim, probe, executor, retired = graph
     result = probe.call_reset(5)
     assert result.success, result.message
     expert = ExpertTeleopNode(context=rclpy_context, cli_args=PARAMS,
@@ -217,7 +219,7 @@ def test_reset_then_expert_teleop_solves_the_task_and_tactile_tracks_contact(gra
         assert probe.sim_time_reaches(stamp_s(probe.take("/joint_states")[-1].header.stamp) + 0.5)
     finally:
         executor.remove_node(expert)
-        expert.destroy_node()
+        retired.append(expert)
     assert ok, "expert teleop did not solve pick_place through sim_node"
     statuses = probe.take("/sim/task_status")
     assert statuses[0].episode_time < 1.0 and statuses[0].seed == 5

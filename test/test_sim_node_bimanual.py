@@ -35,7 +35,8 @@ def test_each_arm_has_its_own_namespace_and_controller(rclpy_context):
     executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
     executor.add_node(sim)
     executor.add_node(probe)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     try:
         end = time.monotonic() + 15
         while time.monotonic() < end and not (all(got.values()) and len(got["left"]) > 20):
@@ -63,6 +64,7 @@ def test_each_arm_has_its_own_namespace_and_controller(rclpy_context):
         np.testing.assert_allclose(got["left"][-1].position, left0, atol=0.01)   # the other arm holds
     finally:
         executor.shutdown()
+        spinner.join(timeout=10)
         sim.shutdown()
         sim.destroy_node()
         probe.destroy_node()

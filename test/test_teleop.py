@@ -302,6 +302,7 @@ def test_teleop_nodes_publish_the_action_topic(rclpy_context, tmp_path):
         stop.set()
         publisher.join(timeout=5)
         executor.shutdown()
+        thread.join(timeout=10)
         for n in (leader_node, joy_node, probe):
             n.destroy_node()
     assert list(lf[-1].joint_names) == JOINTS
@@ -371,6 +372,7 @@ def test_bimanual_leader_with_one_stale_leader_commands_only_the_other_arm(rclpy
         stop.set()
         publisher.join(timeout=5)
         executor.shutdown()
+        spinner.join(timeout=10)
         node.destroy_node()
         probe.destroy_node()
     first = np.array(got["right"][0].points[0].positions)
@@ -431,6 +433,7 @@ def test_leader_against_a_robot_that_does_not_follow_never_drifts_into_rejects(r
         stop.set()
         publisher.join(timeout=5)
         executor.shutdown()
+        spinner.join(timeout=10)
         for n in (safety, leader_node, probe):
             n.destroy_node()
     offsets = [abs(m.points[0].positions[0] - frozen[0]) for m in commands]
