@@ -2,12 +2,13 @@
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE = "/demo_recorder_node/episode"
@@ -55,23 +56,14 @@ class Operator:
         self.node.create_subscription(String, STATUS, lambda m: self.statuses.append(json.loads(m.data)), 10)
         self.executor = MultiThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        self.spin_error: BaseException | None = None
         self._closing = False
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except BaseException as e:
-            self.spin_error = e
-            raise
+        self.spin = SpinThread(self.executor).start()
 
     def check_spinning(self):
         """Fail at once, naming the reason, when the executor thread has ended (otherwise every
         wait below would time out as if the recorder had not answered)."""
-        if not self.thread.is_alive() and not self._closing:
-            raise AssertionError(f"the test's executor thread ended: {self.spin_error!r}")
+        if not self.spin.alive and not self._closing:
+            raise AssertionError(f"the test's executor thread ended: {self.spin.error!r}")
 
     def add_node(self, node):
         self.executor.add_node(node)
@@ -129,7 +121,7 @@ class Operator:
 
     def close(self):
         self._closing = True
-        self.executor.shutdown()
+        self.spin.stop()
         self.node.destroy_node()
 
 

@@ -18,6 +18,7 @@ from diffusion_policy_ros.controllers.split import HOLD_ACCEPTED_FOR_S, ArmContr
 from diffusion_policy_ros.msg import SafetyEvent, TaskStatus
 from diffusion_policy_ros.nodes._ros_convert import jtc_message
 from diffusion_policy_ros.robot_config import load_robot_config
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.srv import EStop, ResetEpisode
 from ros2_tools import need
 from waiting import wait_for
@@ -146,8 +147,7 @@ def run_episode(context, overrides=(), safety_overrides=(), seed=3):
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     for node in (sim, safety, expert, observer.node):
         executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     try:
         assert wait_for(lambda: all(safety.filter.ready(a.name) for a in sim.config.arms), 30.0)
         assert observer.call(observer.reset, ResetEpisode.Request(seed=seed)).success
@@ -161,8 +161,7 @@ def run_episode(context, overrides=(), safety_overrides=(), seed=3):
         assert not observer.call(observer.estop, EStop.Request(engage=False, reason="test")).engaged
         return observer, sim, safety
     finally:
-        executor.shutdown()
-        spinner.join(timeout=10)
+        spinner.stop()
         sim.shutdown()
         for node in (sim, safety, expert, observer.node):
             node.destroy_node()

@@ -6,7 +6,6 @@ up with is measured by `dpros bench graph`, not asserted here: under load the ra
 the machine than about the graph."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.msg import PolicyStatus
@@ -69,16 +69,13 @@ def running_graph(tmp_path_factory, ros_env, ros_domain_id):
         node.create_subscription(JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
+        thread = SpinThread(executor).start()
         assert manage_lifecycle(["policy_node"], start=True) == "", f"lifecycle failed; logs in {work}"
         yield state, work
     finally:
         stop_graph(procs)
-        if executor is not None:
-            executor.shutdown()
         if thread is not None:
-            thread.join(timeout=10)
+            thread.stop()
         if node is not None:
             node.destroy_node()
         if context is not None:

@@ -9,6 +9,7 @@ from rclpy.node import Node
 
 from diffusion_policy_ros import msg as dp_msg
 from diffusion_policy_ros import srv as dp_srv
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from std_msgs.msg import Header
 
 MESSAGES = ["ActionChunk", "PolicyStatus", "SafetyEvent", "TactileArray", "TaskStatus"]
@@ -68,10 +69,9 @@ def graph(rclpy_context):
     listener = Node("interface_listener", context=rclpy_context)
     executor.add_node(talker)
     executor.add_node(listener)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    thread = SpinThread(executor).start()
     yield talker, listener
-    executor.shutdown()
+    thread.stop()
     talker.destroy_node()
     listener.destroy_node()
 

@@ -11,7 +11,6 @@ the observations to act on and would have sent their commands."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 
 import cv2
@@ -34,6 +33,7 @@ from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.nodes.policy_node import PolicyNode
 from diffusion_policy_ros.parameters import ParameterError
 from diffusion_policy_ros.robot_config import load_robot_config
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
 from waiting import wait_for
@@ -180,8 +180,7 @@ class Graph:
     def __init__(self, context, config_file, sensors=True, **sensor_kwargs):
         self.context, self.config_file = context, config_file
         self.executor = MultiThreadedExecutor(num_threads=4, context=context)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.thread = SpinThread(self.executor).start()
         self.robot = load_robot_config(config_file)
         self.nodes = []
         self.listener = self.add(Listener(context, self.robot))
@@ -214,8 +213,7 @@ class Graph:
     def close(self):
         if self.policy is not None:
             self.policy._halt()
-        self.executor.shutdown()
-        self.thread.join(timeout=10)
+        self.thread.stop()
         for node in reversed(self.nodes):
             node.destroy_node()
 

@@ -19,6 +19,7 @@ from diffusion_policy_ros.msg import TaskStatus  # noqa: E402
 from diffusion_policy_ros.nodes.expert_teleop_node import ExpertTeleopNode  # noqa: E402
 from diffusion_policy_ros.nodes.sim_node import SimNode  # noqa: E402
 from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
+from diffusion_policy_ros.runtime.spin_thread import SpinThread  # noqa: E402
 from diffusion_policy_ros.sim.env import SimEnv  # noqa: E402
 from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
 from waiting import wait_for  # noqa: E402
@@ -62,8 +63,7 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
     executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
     for node in (sim, probe):
         executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     expert = None
     try:
         assert reset.wait_for_service(timeout_sec=10.0)
@@ -87,8 +87,7 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
                         f"{last.episode} at {last.episode_time:.2f} s, cube at ({cube.x:.3f}, {cube.y:.3f}, "
                         f"{cube.z:.3f}), sim events {sim.env.world.events}, real-time factor {sim.achieved_rtf:.2f}")
     finally:
-        executor.shutdown()   # before any node is destroyed: destroyed while it spins, its thread can die (rclpy#1284)
-        spinner.join(timeout=10)
+        spinner.stop()   # before any node is destroyed: destroyed while it spins, its thread can die (rclpy#1284)
         sim.shutdown()
         for node in (sim, probe, expert):
             if node is not None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 import yaml
 
 from diffusion_policy_ros import graph
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from ros2_tools import need
 from waiting import wait_for
 
@@ -85,12 +85,10 @@ class Probe:
         self.node.create_subscription(SafetyEvent, "/safety/events", self.events.append, 50)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.thread = SpinThread(self.executor).start()
 
     def close(self):
-        self.executor.shutdown()
-        self.thread.join(timeout=10)
+        self.thread.stop()
         self.node.destroy_node()
         self.context.try_shutdown()
 
@@ -180,8 +178,7 @@ def test_record_launch_records_and_saves_an_episode(launch_env, own_ros_domain_i
     node = rclpy.create_node("record_operator", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     try:
         driver = ExpertEpisodeDriver(node)
         driver.wait_until_ready(timeout_s=STARTUP_S)
@@ -191,8 +188,7 @@ def test_record_launch_records_and_saves_an_episode(launch_env, own_ros_domain_i
         dataset = ReplayBuffer.open(str(tmp_path / "demos"))
         assert dataset.n_episodes == 1 and dataset.episode_length(0) == outcome.frames > 10
     finally:
-        executor.shutdown()
-        spinner.join(timeout=10)
+        spinner.stop()
         node.destroy_node()
         context.try_shutdown()
         launch.stop()

@@ -22,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 from diffusion_policy_ros.msg import TactileArray, TaskStatus  # noqa: E402
 from diffusion_policy_ros.nodes.expert_teleop_node import ExpertTeleopNode  # noqa: E402
 from diffusion_policy_ros.nodes.sim_node import SimNode  # noqa: E402
+from diffusion_policy_ros.runtime.spin_thread import SpinThread  # noqa: E402
 from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
 from waiting import wait_for
 
@@ -97,13 +98,11 @@ def graph(rclpy_context):
     executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
     executor.add_node(sim)
     executor.add_node(probe.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     assert probe.wait_for(lambda: len(probe.take("/joint_states")) > 5), "sim_node publishes nothing"
     retired = []   # nodes a test took off the executor: destroyed once it no longer spins (rclpy#1284)
     yield sim, probe, executor, retired
-    executor.shutdown()
-    spinner.join(timeout=10)
+    spinner.stop()
     sim.shutdown()
     for node in (sim, probe.node, *retired):
         node.destroy_node()

@@ -1,6 +1,5 @@
 """The bimanual sim_node: one namespace per arm, prefixed joints, wrist cameras with depth."""
 import os
-import threading
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -17,6 +16,7 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from diffusion_policy_ros.msg import TactileArray  # noqa: E402
 from diffusion_policy_ros.nodes.sim_node import SimNode  # noqa: E402
+from diffusion_policy_ros.runtime.spin_thread import SpinThread  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARAMS = ["--ros-args", "--params-file", os.path.join(ROOT, "config", "bimanual.yaml")]
@@ -35,8 +35,7 @@ def test_each_arm_has_its_own_namespace_and_controller(rclpy_context):
     executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
     executor.add_node(sim)
     executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     try:
         end = time.monotonic() + 15
         while time.monotonic() < end and not (all(got.values()) and len(got["left"]) > 20):
@@ -63,8 +62,7 @@ def test_each_arm_has_its_own_namespace_and_controller(rclpy_context):
         np.testing.assert_allclose(got["right"][-1].position, target, atol=0.01)
         np.testing.assert_allclose(got["left"][-1].position, left0, atol=0.01)   # the other arm holds
     finally:
-        executor.shutdown()
-        spinner.join(timeout=10)
+        spinner.stop()
         sim.shutdown()
         sim.destroy_node()
         probe.destroy_node()

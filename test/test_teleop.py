@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from diffusion_policy_ros.robot_config import load_robot_config
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.safety.build import build_safety_filter
 from diffusion_policy_ros.safety.filter import Band
 from diffusion_policy_ros.safety.kinematics import RobotKinematics
@@ -268,8 +269,7 @@ def test_teleop_nodes_publish_the_action_topic(rclpy_context, tmp_path):
     executor = MultiThreadedExecutor(context=rclpy_context)
     for n in (leader_node, joy_node, probe):
         executor.add_node(n)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    thread = SpinThread(executor).start()
     q0 = [0.0, 0.3, 0.8, 0.0, 0.5, 0.0, 0.01]
     stick = {"axes": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]}
     stop = threading.Event()
@@ -301,8 +301,7 @@ def test_teleop_nodes_publish_the_action_topic(rclpy_context, tmp_path):
     finally:
         stop.set()
         publisher.join(timeout=5)
-        executor.shutdown()
-        thread.join(timeout=10)
+        thread.stop()
         for n in (leader_node, joy_node, probe):
             n.destroy_node()
     assert list(lf[-1].joint_names) == JOINTS
@@ -343,8 +342,7 @@ def test_bimanual_leader_with_one_stale_leader_commands_only_the_other_arm(rclpy
     executor = MultiThreadedExecutor(context=rclpy_context)
     for n in (node, probe):
         executor.add_node(n)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     follower_q = [0.0, 0.3, 0.8, 0.0, 0.5, 0.0, 0.01]
     leader_q = [0.3, 0.3, 0.8, 0.0, 0.5, 0.0, 0.7]
     right_age = {"s": 2.0}
@@ -371,8 +369,7 @@ def test_bimanual_leader_with_one_stale_leader_commands_only_the_other_arm(rclpy
     finally:
         stop.set()
         publisher.join(timeout=5)
-        executor.shutdown()
-        spinner.join(timeout=10)
+        spinner.stop()
         node.destroy_node()
         probe.destroy_node()
     first = np.array(got["right"][0].points[0].positions)
@@ -409,8 +406,7 @@ def test_leader_against_a_robot_that_does_not_follow_never_drifts_into_rejects(r
     executor = MultiThreadedExecutor(context=rclpy_context)
     for n in (safety, leader_node, probe):
         executor.add_node(n)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(executor).start()
     frozen = HOME + [0.04]
     far = [HOME[0] + 1.5] + HOME[1:] + [0.5]            # joint_1 1.5 rad away: a long walk
     stop = threading.Event()
@@ -432,8 +428,7 @@ def test_leader_against_a_robot_that_does_not_follow_never_drifts_into_rejects(r
     finally:
         stop.set()
         publisher.join(timeout=5)
-        executor.shutdown()
-        spinner.join(timeout=10)
+        spinner.stop()
         for n in (safety, leader_node, probe):
             n.destroy_node()
     offsets = [abs(m.points[0].positions[0] - frozen[0]) for m in commands]

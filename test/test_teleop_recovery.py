@@ -25,6 +25,7 @@ from diffusion_policy_ros.graph import build_graph  # noqa: E402
 from diffusion_policy_ros.msg import SafetyEvent, TaskStatus  # noqa: E402
 from diffusion_policy_ros.nodes._ros_convert import seconds  # noqa: E402
 from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
+from diffusion_policy_ros.runtime.spin_thread import SpinThread  # noqa: E402
 from diffusion_policy_ros.safety.kinematics import RobotKinematics  # noqa: E402
 from diffusion_policy_ros.srv import EStop, ResetEpisode  # noqa: E402
 from waiting import wait_for  # noqa: E402
@@ -74,10 +75,9 @@ class Operator:
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(n)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self.executor.spin, daemon=True),
-                         threading.Thread(target=self._gamepad, daemon=True)]
-        for t in self._threads:
-            t.start()
+        self.spin = SpinThread(self.executor).start()
+        self._gamepad_thread = threading.Thread(target=self._gamepad, daemon=True)
+        self._gamepad_thread.start()
 
     def _on_joints(self, msg: JointState):
         by_name = dict(zip(msg.name, msg.position))
@@ -140,9 +140,8 @@ class Operator:
 
     def close(self):
         self._stop.set()
-        self.executor.shutdown()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._gamepad_thread.join(timeout=5)
+        self.spin.stop()
         self.node.destroy_node()
 
 

@@ -99,6 +99,7 @@ def _bench(args, root: str) -> dict:
     from diffusion_policy_ros.nodes.synthetic_sensors import SyntheticSensors
     from diffusion_policy_ros.resources import package_share_path
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
+    from diffusion_policy_ros.runtime.spin_thread import SpinThread
     from diffusion_policy_ros.srv import EpisodeControl
 
     domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 80
@@ -116,7 +117,7 @@ def _bench(args, root: str) -> dict:
     driver = RigDriver(params, args, env, os.path.join(root, "driver.log"))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    executor = MultiThreadedExecutor(context=context)
+    spin = SpinThread(MultiThreadedExecutor(context=context))
     episodes = []
     try:
         sensors = SyntheticSensors(config, args.rate, distinct_frames=8, reliable=args.reliable,
@@ -125,8 +126,8 @@ def _bench(args, root: str) -> dict:
         client = sensors.create_client(EpisodeControl, "/demo_recorder_node/episode")
         alive = threading.Event()
         sensors.create_subscription(String, "/demo_recorder_node/status", lambda _m: alive.set(), 10)
-        executor.add_node(sensors)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spin.executor.add_node(sensors)
+        spin.start()
         deadline = time.monotonic() + 60
         while not (alive.is_set() and client.wait_for_service(timeout_sec=0.5)):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -177,7 +178,7 @@ def _bench(args, root: str) -> dict:
         trainable = watcher.wait(timeout=max(600.0, 4 * args.seconds * args.episodes))
     finally:
         driver.close()
-        executor.shutdown()
+        spin.stop()
         context.try_shutdown()
         proc.terminate()
         try:

@@ -89,14 +89,13 @@ def bench_robot(robot: str, sim_seconds: float) -> dict:
 
 def bench_node(robot: str, wall_seconds: float) -> dict:
     """Run the real sim_node as fast as it goes with every camera on; simulated s per wall s."""
-    import threading
-
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from diffusion_policy_ros.nodes.sim_node import SimNode
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
+    from diffusion_policy_ros.runtime.spin_thread import SpinThread
     from diffusion_policy_ros.sim.robot_model import load_scene_model
 
     config = _all_cameras(load_robot_config(config_path(robot)), load_scene_model(robot))
@@ -111,13 +110,12 @@ def bench_node(robot: str, wall_seconds: float) -> dict:
                        parameter_overrides=overrides)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        spin = SpinThread(executor).start()
         time.sleep(0.5)
         sim0, t0 = node.sim_seconds, time.perf_counter()
         time.sleep(wall_seconds)
         rtf = (node.sim_seconds - sim0) / (time.perf_counter() - t0)
-        executor.shutdown()
+        spin.stop()
         node.shutdown()
         node.destroy_node()
     finally:

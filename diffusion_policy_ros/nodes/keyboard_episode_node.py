@@ -29,6 +29,7 @@ from std_msgs.msg import String
 from diffusion_policy_ros.node_parameters import KEYBOARD_EPISODE_NODE
 from diffusion_policy_ros.nodes._parameters import PARAMETER_OPTIONS, declare_node_parameters
 from diffusion_policy_ros.nodes._robot_params import now_seconds
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.teleop.console import KEYS_HELP, SafetyNote, changed, parse_status, status_line
 
 KEYS = {"c": "START", " ": "START", "s": "SAVE", "d": "DISCARD", "\x7f": "DISCARD", "\b": "DISCARD"}
@@ -235,8 +236,7 @@ def main(args=None):
         console = Console(node)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        spinner = SpinThread(executor).start()
         console.say(KEYS_HELP)
         console.say(f"task: {node.task or '(none: press t)'}")
         watcher = threading.Thread(target=node.wait_for_recorder, args=(stop, console.say), daemon=True)
@@ -260,10 +260,8 @@ def main(args=None):
         for thread in (watcher, display):
             if thread is not None:
                 thread.join(timeout=5.0)
-        if executor is not None:
-            executor.shutdown()
         if spinner is not None:
-            spinner.join(timeout=5.0)
+            spinner.stop(timeout_s=5.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
+
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 
 
 def start_graph(specs, env=None, log_dir: str | None = None) -> list[subprocess.Popen]:
@@ -107,13 +108,11 @@ def spinning_node(name: str) -> Iterator:
     node = rclpy.create_node(name)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = SpinThread(executor, name=f"{name}_spin").start()
     try:
         yield node
     finally:
-        executor.shutdown()
-        spinner.join(timeout=5.0)
+        spin.stop()
         node.destroy_node()
         rclpy.try_shutdown()
 
