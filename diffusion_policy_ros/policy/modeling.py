@@ -173,7 +173,9 @@ class DiffusionPolicy(nn.Module):
                 raise ValueError(f"initial noise must have shape {shape}, got {tuple(initial_noise.shape)}")
             x = initial_noise.to(cond.device, torch.float32)
         steps = full_timesteps(self.schedule, method, num_steps)
-        return denoise(self.denoiser(cond), x, steps, self.schedule, method, self.config.clip_sample, generator)
+        eta = self.config.ddim_eta if method == "ddim" else 0.0
+        return denoise(self.denoiser(cond), x, steps, self.schedule, method, self.config.clip_sample, generator,
+                       eta=eta)
 
     @torch.no_grad()
     def sample_from_noise(self, obs_history: Mapping, noise, method: str = "ddim",
