@@ -262,3 +262,34 @@ def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_pa
     assert (tmp_path / "rl" / "learning_curve.png").stat().st_size > 1000
     chunk = loaded.predict_action_chunk({obs_keys.JOINT_POS: np.zeros((1, ACTION_DIM), np.float32)}, 0.0)
     assert chunk.shape == (2, ACTION_DIM) and np.isfinite(chunk).all()
+
+
+# --------------------------------------------------------------------------- the sim as a chunk env
+def test_sim_chunk_env_pays_the_expert_its_shaping_and_one_success_bonus():
+    """Real MuJoCo: the scripted expert, one row per decision, succeeds; the return is the bonus
+    (once) plus the shaping, which telescopes to scale * (phi(end) - phi(start))."""
+    from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY, SimChunkEnv
+    from diffusion_policy_ros.rl.rewards import PickPlaceReward
+    from diffusion_policy_ros.robot_config import load_robot_config
+    env = SimChunkEnv(load_robot_config("config/single_arm.yaml"), "pick_place", {obs_keys.JOINT_POS: [7]},
+                      n_obs_steps=2, n_action_steps=1, episode_seconds=12.0)
+    obs, info = env.reset(seed=5)
+    assert info["task_seed"] >= 1_000_000
+    assert obs[obs_keys.JOINT_POS].shape == (2, 7) and obs[CRITIC_KEY].shape == (17,)
+    assert env.observation_space.contains(obs)
+    start = PickPlaceReward.potential(env.env)
+    total, terminated, truncated = 0.0, False, False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, _ = env.step(env.env.expert_action()[None])
+        total += reward
+    assert terminated and not truncated and env.env.success()
+    shaping = 10.0 * (PickPlaceReward.potential(env.env) - start)
+    assert shaping > 0
+    assert total == pytest.approx(10.0 + shaping, abs=1e-9)
+    with pytest.raises(ValueError, match="chunk of shape"):
+        env.step(np.zeros((2, 7)))
+    with pytest.raises(ValueError, match="cannot provide"):
+        SimChunkEnv(load_robot_config("config/single_arm.yaml"), "pick_place", {"obs/cube_pose": [7]}, 2, 8)
+    with pytest.raises(ValueError, match="unknown sim task"):
+        SimChunkEnv(load_robot_config("config/single_arm.yaml"), "juggle", {obs_keys.JOINT_POS: [7]}, 2, 8)
+    env.close()

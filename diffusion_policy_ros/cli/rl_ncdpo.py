@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", default="single_arm", help="robot config (single_arm | path)")
     parser.add_argument("--iterations", type=int, default=100, help="PPO iterations (collect + update)")
     parser.add_argument("--envs", type=int, default=4, help="sim instances stepped as one batch")
-    parser.add_argument("--vector", choices=("sync", "async"), default="sync",
+    parser.add_argument("--vector", choices=("sync", "async"), default="async",
                         help="sync: one process; async: one worker process per env")
     parser.add_argument("--decisions", type=int, default=15, help="decisions (executed chunks) per env per iteration")
     parser.add_argument("--episode-seconds", type=float, default=12.0, help="training episode time-out (sim s)")

@@ -35,19 +35,21 @@ class SimChunkEnv(gym.Env):
 
     def __init__(self, robot_config, task: str, obs_shapes: dict, n_obs_steps: int, n_action_steps: int,
                  episode_seconds: float | None = None, reward_kwargs: dict | None = None):
-        from diffusion_policy_ros.sim.env import SimEnv   # MuJoCo only where an env is built
-        cameras = sorted({obs_keys.parse(k).name for k in obs_shapes if obs_keys.is_image(k)})
-        self.env = SimEnv(robot_config, task=task, cameras=cameras, render=bool(cameras), variant="static")
-        provided = self.env.observation()
-        missing = [k for k in obs_shapes if k not in provided]
-        if missing:
-            raise ValueError(f"the sim cannot provide the policy's observations {missing} "
-                             f"(it has {sorted(provided)})")
+        from diffusion_policy_ros.policy.configuration import robot_obs_shapes
+        from diffusion_policy_ros.sim.tasks import TASKS
+        provided = robot_obs_shapes(robot_config)
+        wrong = [k for k, shape in obs_shapes.items() if list(provided.get(k, [])) != list(shape)]
+        if wrong:
+            raise ValueError(f"the sim cannot provide the policy's observations {wrong} with the policy's shapes "
+                             f"(it has {provided})")
+        self.robot_config, self.task_name = robot_config, task
+        self._env = None
         self.keys = sorted(obs_shapes)
         self.n_obs_steps, self.n_action_steps = n_obs_steps, n_action_steps
         self.action_dim = robot_config.action_dim
-        self.max_steps = int(round((episode_seconds or self.env.task.episode_seconds)
-                                   * robot_config.control_rate_hz))
+        if task not in TASKS:
+            raise ValueError(f"unknown sim task {task!r}; known: {sorted(TASKS)}")
+        self.max_steps = int(round((episode_seconds or TASKS[task].episode_seconds) * robot_config.control_rate_hz))
         self.reward = make_reward(task, **(reward_kwargs or {}))
         critic_dim = self.action_dim + 3 + 3 + 3 + 1
         spaces = {k: _box_for(k, obs_shapes[k], n_obs_steps) for k in self.keys}
@@ -57,6 +59,17 @@ class SimChunkEnv(gym.Env):
         self._history: collections.deque = collections.deque(maxlen=n_obs_steps)
         self.steps = 0
         self.task_seed = None
+
+    @property
+    def env(self):
+        """The SimEnv, built on first use: AsyncVectorEnv builds one env in the main process to
+        read its spaces before forking the workers, and a GL context must not be forked."""
+        if self._env is None:
+            from diffusion_policy_ros.sim.env import SimEnv   # MuJoCo only where an env runs
+            cameras = sorted({obs_keys.parse(k).name for k in self.keys if obs_keys.is_image(k)})
+            self._env = SimEnv(self.robot_config, task=self.task_name, cameras=cameras, render=bool(cameras),
+                               variant="static")
+        return self._env
 
     def _observe(self) -> dict:
         obs = {k: np.stack([h[k] for h in self._history]) for k in self.keys}
@@ -94,4 +107,5 @@ class SimChunkEnv(gym.Env):
         return self._observe(), total, success, truncated, {"task_seed": self.task_seed}
 
     def close(self):
-        self.env.close()
+        if self._env is not None:
+            self._env.close()

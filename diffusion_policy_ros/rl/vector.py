@@ -1,8 +1,10 @@
 """Several chunk envs stepped as one batch through gymnasium's vector API.
 
 'sync' steps them one after another in this process; 'async' runs each in a worker process
-(gymnasium AsyncVectorEnv, spawned: no GL context or torch threads inherited), which pays off only when a step costs more than the pipes that carry
+(gymnasium AsyncVectorEnv), which pays off only when a step costs more than the pipes that carry
 its observations and there are idle cores to run them (scripts/bench_vector_env.py measures it).
+Workers are forked, not spawned: spawn re-runs the main script, and the generated `dpros` script
+has no __main__ guard; SimChunkEnv builds its sim (and GL context) only in the worker.
 Autoreset in the same step: the observation after an episode's last decision is already the next
 episode's first, which is what the rollout stores for the next decision.
 """
@@ -25,7 +27,7 @@ def make_vector_env(env_fn, num_envs: int, mode: str = "sync"):
     reset = gym.vector.AutoresetMode.SAME_STEP
     if mode == "sync":
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=reset)
-    return gym.vector.AsyncVectorEnv(fns, autoreset_mode=reset, context="spawn")
+    return gym.vector.AsyncVectorEnv(fns, autoreset_mode=reset, context="fork")
 
 
 def sim_chunk_env_fn(robot_config, task: str, policy_config, episode_seconds=None, reward_kwargs=None):
