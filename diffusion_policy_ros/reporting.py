@@ -332,8 +332,20 @@ def save_rl_learning_curve(history: list[dict], path: str, title: str = "") -> N
     fig, (ax_success, ax_return) = plt.subplots(1, 2, figsize=(10, 3.6))
     if points:
         steps = [h["env_steps"] for h in points]
-        ax_success.plot(steps, [100.0 * h["success_rate"] for h in points], marker=".", lw=1.2)
-        ax_return.plot(steps, [h["mean_return"] for h in points], marker=".", lw=1.2, color="tab:orange")
+        episodes = np.array([h["episodes"] for h in points], float)
+        success = np.array([h["success_rate"] for h in points]) * 100.0
+        returns = np.array([h["mean_return"] for h in points])
+        window = max(1, len(points) // 20)    # a few episodes per iteration: average iterations
+
+        def smooth(values):   # episode-weighted mean over the last `window` iterations
+            kernel = np.ones(window)
+            weighted = np.convolve(values * episodes, kernel)[:len(values)]
+            return weighted / np.convolve(episodes, kernel)[:len(values)]
+
+        for ax, values, color in ((ax_success, success, "tab:blue"), (ax_return, returns, "tab:orange")):
+            ax.plot(steps, values, marker=".", lw=0.6, alpha=0.35, color=color, label="per iteration")
+            ax.plot(steps, smooth(values), lw=1.6, color=color, label=f"mean of {window} iterations")
+            ax.legend(fontsize=8)
     ax_success.set_ylim(-2, 102)
     ax_success.set_ylabel("success of training episodes (%)")
     ax_return.set_ylabel("mean episode return")

@@ -28,17 +28,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episode-seconds", type=float, default=12.0, help="training episode time-out (sim s)")
     parser.add_argument("--denoising-steps", type=int, default=8, help="K: DDIM steps, all carrying gradient")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in (0, 1]; 1 = DDPM over the K levels")
-    parser.add_argument("--init-std", type=float, default=0.1, help="exploration std, normalized action space")
-    parser.add_argument("--min-std", type=float, default=0.03, help="floor of the exploration std")
+    parser.add_argument("--init-std", type=float, default=0.05, help="exploration std, normalized action space")
+    parser.add_argument("--min-std", type=float, default=0.02, help="floor of the exploration std")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatch", type=int, default=32, help="decisions per minibatch")
     parser.add_argument("--clip", type=float, default=0.2)
     parser.add_argument("--gamma", type=float, default=0.99, help="discount per decision")
     parser.add_argument("--lam", type=float, default=0.95, help="GAE lambda")
-    parser.add_argument("--policy-lr", type=float, default=1e-5)
+    parser.add_argument("--policy-lr", type=float, default=1e-6,
+                        help="Adam on the U-Net: one step at 3e-6 already moves the executed means by up to 0.03")
     parser.add_argument("--std-lr", type=float, default=1e-3)
     parser.add_argument("--value-lr", type=float, default=1e-3)
-    parser.add_argument("--target-kl", type=float, default=None, help="stop an update's epochs past this KL")
+    parser.add_argument("--target-kl", type=float, default=0.1,
+                        help="stop an update's epochs once a minibatch's approximate KL passes it (0: never)")
     parser.add_argument("--kl-coef", type=float, default=0.0, help="KL to the base policy (same noise)")
     parser.add_argument("--bc-dataset", help="demonstrations for the behaviour-cloning term")
     parser.add_argument("--bc-coef", type=float, default=0.0, help="weight of the diffusion loss on --bc-dataset")
@@ -78,7 +80,7 @@ def _settings(args):
         raise UsageError("--bc-coef needs --bc-dataset")
     ppo = PPOConfig(epochs=args.epochs, minibatch_size=args.minibatch, clip=args.clip, gamma=args.gamma,
                     lam=args.lam, policy_lr=args.policy_lr, std_lr=args.std_lr, value_lr=args.value_lr,
-                    kl_coef=args.kl_coef, bc_coef=args.bc_coef, target_kl=args.target_kl,
+                    kl_coef=args.kl_coef, bc_coef=args.bc_coef, target_kl=args.target_kl or None,
                     freeze_encoder=args.freeze_encoder)
     settings = NCDPOSettings(iterations=args.iterations, decisions_per_iteration=args.decisions,
                              denoising_steps=args.denoising_steps, eta=args.eta, init_std=args.init_std,
