@@ -111,11 +111,11 @@ class PPOUpdater:
                 if cfg.kl_coef:
                     kl = self.head.kl_same_std(mean, batch["base_mean"][ids]).mean()
                     loss = loss + cfg.kl_coef * kl
-                    stats["kl_to_base"] = float(kl)
+                    stats["kl_to_base"] = float(kl.detach())
                 if cfg.bc_coef and demonstrations is not None:
                     bc = self.sampler.policy.compute_loss(demonstrations())
                     loss = loss + cfg.bc_coef * bc
-                    stats["bc_loss"] = float(bc)
+                    stats["bc_loss"] = float(bc.detach())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
