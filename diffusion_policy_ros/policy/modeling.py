@@ -182,8 +182,8 @@ class DiffusionPolicy(nn.Module):
                           num_steps: int | None = None, seed: int = 0) -> np.ndarray:
         """Full chunk (horizon, A) of joint targets from a given initial noise (horizon, A).
 
-        Deterministic: DDIM is a function of the noise alone; DDPM draws its intermediate noise
-        from a generator seeded with `seed`. Meant for steering / fine-tuning in noise space.
+        Deterministic: DDIM with ddim_eta 0 is a function of the noise alone; DDPM and DDIM with
+        ddim_eta > 0 draw their intermediate noise from a generator seeded with `seed`. Meant for steering / fine-tuning in noise space.
         """
         self.eval()
         cond = self.encode(self._batch_obs(obs_history))
