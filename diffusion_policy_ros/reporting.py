@@ -321,3 +321,38 @@ def print_dataset_summary(path: str, summary: dict) -> None:
         measured = f"{e['measured_hz']:.2f}" if e["measured_hz"] else "-"
         print(f"  {e['index']:>3} {e['length']:>6} {e['duration_s']:>7.2f} {e['fps'] or 0:>5g} {measured:>8} "
               f"{e['dropped_frames']:>7} {e['duplicated_frames']:>5}  {e['task']}")
+
+
+# --- dpros rl ncdpo: learning curve --------------------------------------------------------------
+def save_rl_learning_curve(history: list[dict], path: str, title: str = "") -> None:
+    """Success rate and mean return of the episodes each iteration finished (exploration on) vs
+    environment steps (control periods, all envs). Iterations that finished none are skipped."""
+    points = [h for h in history if h.get("episodes")]
+    plt = _pyplot()
+    fig, (ax_success, ax_return) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if points:
+        steps = [h["env_steps"] for h in points]
+        episodes = np.array([h["episodes"] for h in points], float)
+        success = np.array([h["success_rate"] for h in points]) * 100.0
+        returns = np.array([h["mean_return"] for h in points])
+        window = max(1, len(points) // 20)    # a few episodes per iteration: average iterations
+
+        def smooth(values):   # episode-weighted mean over the last `window` iterations
+            kernel = np.ones(window)
+            weighted = np.convolve(values * episodes, kernel)[:len(values)]
+            return weighted / np.convolve(episodes, kernel)[:len(values)]
+
+        for ax, values, color in ((ax_success, success, "tab:blue"), (ax_return, returns, "tab:orange")):
+            ax.plot(steps, values, marker=".", lw=0.6, alpha=0.35, color=color, label="per iteration")
+            ax.plot(steps, smooth(values), lw=1.6, color=color, label=f"mean of {window} iterations")
+            ax.legend(fontsize=8)
+    ax_success.set_ylim(-2, 102)
+    ax_success.set_ylabel("success of training episodes (%)")
+    ax_return.set_ylabel("mean episode return")
+    for ax in (ax_success, ax_return):
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -34,6 +34,7 @@ def bad_inputs(tmp):
         ("export", "diffusion-policy"): ([missing, str(tmp / "dp.zarr")], "is not a dataset"),
         ("import", "bag"): ([missing, "--out", str(tmp / "ds"), "--task", "t"], "no bag at"),
         ("dataset", "info"): ([missing], "is not a dataset"),
+        ("rl", "ncdpo"): (["--checkpoint", missing, "--out", str(tmp / "rl")], "does not exist"),
         ("describe", "gazebo"): (["--config", "no_such_robot", "--out", str(tmp / "gz")],
                                  "no robot config 'no_such_robot'"),
     }

@@ -11,7 +11,7 @@ from catkin_pkg.package import parse_package
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORE_PACKAGES = ["policy", "sampling", "sync", "data", "training", "safety", "sim", "teleop", "gazebo", "evaluation",
-                 "controllers"]
+                 "controllers", "rl"]
 
 
 def test_package_xml_is_valid_format_3_ament_cmake():

@@ -31,6 +31,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                                      "export a dataset as diffusion_policy's zarr (format 2) replay buffer"),
     ("import", "bag"): ("import_bag", "convert a rosbag2 / MCAP recording into a dataset"),
     ("dataset", "info"): ("dataset_info", "episodes, lengths, rates and a thumbnail strip"),
+    ("rl", "ncdpo"): ("rl_ncdpo", "fine-tune a checkpoint in the sim with NCDPO (PPO through its denoising steps)"),
     ("describe", "gazebo"): ("describe_gazebo", "write the Gazebo URDFs, worlds, controller and bridge files"),
 }
 

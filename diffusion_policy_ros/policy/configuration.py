@@ -199,6 +199,7 @@ class PolicyConfig:
     full_sample_method: str = "ddim"        # cold start / ddim sampler
     full_sample_steps: int = 16
     ddim_steps: int = 16
+    ddim_eta: float = 0.0                   # > 0: stochastic DDIM (what NCDPO fine-tunes, 1 = DDPM)
     stream_denoising_steps: list[int] = dataclasses.field(default_factory=lambda: [1])
     stream_renoise_level: int | None = None
     stream_method: str = "ddpm"
@@ -265,6 +266,8 @@ class PolicyConfig:
         need(self.stream_method in ("ddpm", "ddim"), "stream_method must be ddpm or ddim")
         need(1 <= self.full_sample_steps <= self.num_train_timesteps, "full_sample_steps out of range")
         need(1 <= self.ddim_steps <= self.num_train_timesteps, "ddim_steps out of range")
+        need(isinstance(self.ddim_eta, numbers.Real) and 0.0 <= self.ddim_eta <= 1.0,
+             f"ddim_eta must be a number in [0, 1], got {self.ddim_eta!r}")
         need(len(self.stream_denoising_steps) > 0, "stream_denoising_steps is empty")
         need(self.stream_renoise_level in (None, self.stream_denoising_steps[0]),
              "stream_renoise_level must be null (refine the shifted chunk as it is) or the first of "

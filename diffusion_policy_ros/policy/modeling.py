@@ -173,15 +173,17 @@ class DiffusionPolicy(nn.Module):
                 raise ValueError(f"initial noise must have shape {shape}, got {tuple(initial_noise.shape)}")
             x = initial_noise.to(cond.device, torch.float32)
         steps = full_timesteps(self.schedule, method, num_steps)
-        return denoise(self.denoiser(cond), x, steps, self.schedule, method, self.config.clip_sample, generator)
+        eta = self.config.ddim_eta if method == "ddim" else 0.0
+        return denoise(self.denoiser(cond), x, steps, self.schedule, method, self.config.clip_sample, generator,
+                       eta=eta)
 
     @torch.no_grad()
     def sample_from_noise(self, obs_history: Mapping, noise, method: str = "ddim",
                           num_steps: int | None = None, seed: int = 0) -> np.ndarray:
         """Full chunk (horizon, A) of joint targets from a given initial noise (horizon, A).
 
-        Deterministic: DDIM is a function of the noise alone; DDPM draws its intermediate noise
-        from a generator seeded with `seed`. Meant for steering / fine-tuning in noise space.
+        Deterministic: DDIM with ddim_eta 0 is a function of the noise alone; DDPM and DDIM with
+        ddim_eta > 0 draw their intermediate noise from a generator seeded with `seed`. Meant for steering / fine-tuning in noise space.
         """
         self.eval()
         cond = self.encode(self._batch_obs(obs_history))

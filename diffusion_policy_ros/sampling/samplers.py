@@ -42,33 +42,58 @@ def ddpm_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: 
 
 
 def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
-              clip_sample: bool = True) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) step; eps is re-derived from the clipped x0 so both agree."""
+              clip_sample: bool = True, eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """DDIM step; eps is re-derived from the clipped x0 so both agree. eta = 0 is deterministic;
+    eta > 0 adds `noise` scaled by sigma = eta * (DDPM posterior std), eta = 1 is DDPM over the
+    same levels (the stochastic sampler NCDPO fine-tunes, with its noise drawn up front)."""
     ab_t, ab_p = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
     x0 = predict_x0(schedule, x_t, eps, t, clip_sample)
     if t_prev < 0:
         return x0
     if clip_sample:
         eps = (x_t - ab_t ** 0.5 * x0) / (1.0 - ab_t) ** 0.5
-    return ab_p ** 0.5 * x0 + (1.0 - ab_p) ** 0.5 * eps
+    if eta == 0.0:
+        return ab_p ** 0.5 * x0 + (1.0 - ab_p) ** 0.5 * eps
+    sigma = ddim_sigma(schedule, t, t_prev, eta)
+    if noise is None:
+        noise = torch.randn_like(x_t)
+    return ab_p ** 0.5 * x0 + max(1.0 - ab_p - sigma ** 2, 0.0) ** 0.5 * eps + sigma * noise
+
+
+def ddim_sigma(schedule: NoiseSchedule, t: int, t_prev: int, eta: float) -> float:
+    """Standard deviation of the noise a DDIM step from t to t_prev adds (0 into clean data)."""
+    if t_prev < 0:
+        return 0.0
+    ab_t, ab_p = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+    return eta * ((1.0 - ab_p) / (1.0 - ab_t) * (1.0 - ab_t / ab_p)) ** 0.5
 
 
 def denoise(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int], schedule: NoiseSchedule,
             method: str = "ddpm", clip_sample: bool = True,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Run the reverse process from x at level timesteps[0] to clean data; len(timesteps) NFE."""
+            generator: torch.Generator | None = None, eta: float = 0.0,
+            step_noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """Run the reverse process from x at level timesteps[0] to clean data; len(timesteps) NFE.
+
+    The noise a DDPM step (or a DDIM step with eta > 0) adds comes from `generator`, or, given
+    `step_noise` (one tensor like x per step but the last), from there: then the whole sampler is
+    a deterministic, differentiable function of x and step_noise (NCDPO, diffusion_policy_ros.rl).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
     steps = schedule.check_timesteps(timesteps)
+    if step_noise is not None and len(step_noise) != len(steps) - 1:
+        raise ValueError(f"{len(steps)} denoising steps take {len(steps) - 1} noise tensors, got {len(step_noise)}")
+    stochastic = method == "ddpm" or eta > 0.0
     for i, t in enumerate(steps):
         t_prev = steps[i + 1] if i + 1 < len(steps) else -1
         eps = denoise_fn(x, t).to(x.dtype)
+        noise = None
+        if stochastic and t_prev >= 0:
+            noise = step_noise[i] if step_noise is not None else torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if method == "ddim":
-            x = ddim_step(schedule, x, eps, t, t_prev, clip_sample)
+            x = ddim_step(schedule, x, eps, t, t_prev, clip_sample, eta, noise)
         else:
-            noise = None
-            if t_prev >= 0:
-                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = ddpm_step(schedule, x, eps, t, t_prev, clip_sample, noise)
     return x
 

@@ -1,0 +1,107 @@
+"""Collecting NCDPO decisions from a gymnasium vector env (autoreset in the same step).
+
+Per decision and env: the policy's observation, the sampler's noise (drawn here, up front), the
+Gaussian's sample in normalized action space, its log-likelihood, the critic's value, the summed
+reward and whether the episode ended; optionally the base policy's mean for the same observation
+and noise (KL regularisation). Episodes that end are reported with their return and success.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY
+
+
+@dataclasses.dataclass
+class Rollout:
+    """(T decisions, N envs, ...) tensors of one collection."""
+    obs: dict[str, torch.Tensor]
+    critic_state: torch.Tensor
+    noise: torch.Tensor
+    actions: torch.Tensor
+    log_prob: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    last_values: torch.Tensor
+    base_mean: torch.Tensor | None = None
+
+    def flat(self, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        """The batch PPOUpdater.update takes: every decision of every env, (T * N, ...)."""
+        def flat(x):
+            return x.reshape(-1, *x.shape[2:])
+        batch = {"obs": {k: flat(v) for k, v in self.obs.items()}, "critic_state": flat(self.critic_state),
+                 "noise": flat(self.noise), "actions": flat(self.actions), "log_prob": flat(self.log_prob),
+                 "advantages": flat(advantages), "returns": flat(returns)}
+        if self.base_mean is not None:
+            batch["base_mean"] = flat(self.base_mean)
+        return batch
+
+
+class RolloutCollector:
+    def __init__(self, envs, sampler, head, value, generator: torch.Generator, base_sampler=None):
+        self.envs, self.sampler, self.head, self.value = envs, sampler, head, value
+        self.generator, self.base_sampler = generator, base_sampler
+        self.keys = sorted(sampler.policy.config.obs_shapes)
+        self.num_envs = envs.num_envs
+        self.control_steps_per_decision = sampler.policy.config.n_action_steps
+        self.current = None
+        self.episode_return = np.zeros(self.num_envs)
+        self.episode_decisions = np.zeros(self.num_envs, int)
+
+    def reset(self, seed: int) -> None:
+        self.current, _ = self.envs.reset(seed=seed)
+        self.episode_return[:] = 0.0
+        self.episode_decisions[:] = 0
+
+    def _policy_obs(self, obs) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.ascontiguousarray(obs[k])).to(self.sampler.policy.device) for k in self.keys}
+
+    def _critic(self, obs) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(obs[CRITIC_KEY], np.float32))
+
+    @torch.no_grad()
+    def collect(self, decisions: int) -> tuple[Rollout, list[dict]]:
+        if self.current is None:
+            raise RuntimeError("call reset(seed) before collect()")
+        steps = {name: [] for name in ("obs", "critic", "noise", "actions", "log_prob", "values", "rewards",
+                                       "dones", "base_mean")}
+        finished = []
+        for _ in range(decisions):
+            obs = self._policy_obs(self.current)
+            critic = self._critic(self.current)
+            noise = self.sampler.draw_noise(self.num_envs, self.generator)
+            mean = self.sampler.mean_action(obs, noise)
+            action = self.head.sample(mean, self.generator)
+            steps["obs"].append({k: v.cpu() for k, v in obs.items()})
+            steps["critic"].append(critic)
+            steps["noise"].append(noise.cpu())
+            steps["actions"].append(action.cpu())
+            steps["log_prob"].append(self.head.log_prob(mean, action).cpu())
+            steps["values"].append(self.value(critic))
+            if self.base_sampler is not None:
+                steps["base_mean"].append(self.base_sampler.mean_action(obs, noise).cpu())
+            self.current, reward, terminated, truncated, _ = self.envs.step(self.sampler.joint_targets(action))
+            done = np.logical_or(terminated, truncated)
+            steps["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))
+            steps["dones"].append(torch.as_tensor(done, dtype=torch.float32))
+            self.episode_return += reward
+            self.episode_decisions += 1
+            for i in np.flatnonzero(done):
+                finished.append({"return": float(self.episode_return[i]), "success": bool(terminated[i]),
+                                 "decisions": int(self.episode_decisions[i])})
+                self.episode_return[i] = 0.0
+                self.episode_decisions[i] = 0
+        last_values = self.value(self._critic(self.current))
+        rollout = Rollout(
+            obs={k: torch.stack([o[k] for o in steps["obs"]]) for k in self.keys},
+            critic_state=torch.stack(steps["critic"]), noise=torch.stack(steps["noise"]),
+            actions=torch.stack(steps["actions"]), log_prob=torch.stack(steps["log_prob"]),
+            values=torch.stack(steps["values"]), rewards=torch.stack(steps["rewards"]),
+            dones=torch.stack(steps["dones"]), last_values=last_values,
+            base_mean=torch.stack(steps["base_mean"]) if steps["base_mean"] else None)
+        return rollout, finished
+

@@ -1,0 +1,167 @@
+"""The NCDPO loop: collect decisions from a vector env, GAE, clipped PPO epochs; repeat.
+
+Output folder, beside what `dpros train` writes: model.safetensors + config.json (the fine-tuned
+policy, loadable by load_checkpoint and the policy node; its config's sampler is the one it was
+fine-tuned with: DDIM with K steps and eta), rl_state.safetensors + rl_state.json (exploration
+head, critic, optimizer, history: what --resume needs), learning_curve.png. Safetensors and JSON
+only. A resumed run starts fresh episodes: environments are reseeded from (seed, iteration).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from diffusion_policy_ros import reporting
+from diffusion_policy_ros.policy import checkpoint as ckpt
+from diffusion_policy_ros.rl.advantages import generalized_advantages
+from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY
+from diffusion_policy_ros.rl.exploration import GaussianHead
+from diffusion_policy_ros.rl.noise_sampler import NoiseConditionedSampler
+from diffusion_policy_ros.rl.ppo import PPOConfig, PPOUpdater
+from diffusion_policy_ros.rl.rollout import RolloutCollector
+from diffusion_policy_ros.rl.value import ValueNetwork
+from diffusion_policy_ros.training.trainer import _optimizer_tensors, _restore_optimizer
+
+RL_STATE = "rl_state.safetensors"
+RL_STATE_JSON = "rl_state.json"
+LEARNING_CURVE = "learning_curve.png"
+
+
+@dataclasses.dataclass
+class NCDPOSettings:
+    iterations: int = 100
+    decisions_per_iteration: int = 15     # per env: one 12 s pick_place episode at 8 actions per decision
+    denoising_steps: int = 8              # K: denoiser evaluations per decision, all carrying gradient
+    eta: float = 1.0                      # stochastic DDIM; 1 = DDPM over the K levels
+    init_std: float = 0.05                # exploration std in normalized action space ([-1, 1]);
+    min_std: float = 0.02                 # pick_place base: 3/4 episodes succeed at 0.05, 0/4 at 0.1
+    seed: int = 0
+    checkpoint_every: int = 5             # iterations
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+
+    def validate(self) -> "NCDPOSettings":
+        if self.iterations < 1 or self.decisions_per_iteration < 1 or self.checkpoint_every < 1:
+            raise ValueError("iterations, decisions_per_iteration and checkpoint_every must be >= 1")
+        self.ppo.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class NCDPOTrainer:
+    def __init__(self, policy, envs, settings: NCDPOSettings, out_dir: str | None = None, base_policy=None,
+                 demonstrations=None, extra_info: dict | None = None):
+        """policy: the DiffusionPolicy to fine-tune (in place); envs: a gymnasium vector env of chunk
+        envs (SimChunkEnv, GoalReachEnv); base_policy: a frozen copy for the KL term;
+        demonstrations: a callable giving a batch for the BC term."""
+        self.settings = settings.validate()
+        self.out_dir, self.envs, self.extra_info = out_dir, envs, dict(extra_info or {})
+        torch.manual_seed(settings.seed)     # the critic's and head's initial weights
+        policy.set_sampler("ddim", ddim_steps=settings.denoising_steps, ddim_eta=settings.eta,
+                           full_sample_method="ddim", full_sample_steps=settings.denoising_steps)
+        self.policy = policy
+        self.sampler = NoiseConditionedSampler(policy, settings.denoising_steps, settings.eta)
+        self.head = GaussianHead(policy.config.action_dim, settings.init_std, settings.min_std)
+        self.value = ValueNetwork(envs.single_observation_space[CRITIC_KEY].shape[0])
+        if settings.ppo.kl_coef and base_policy is None:
+            raise ValueError("a KL coefficient needs the base policy")
+        base_sampler = None
+        if base_policy is not None and settings.ppo.kl_coef:
+            base_policy.requires_grad_(False)
+            base_sampler = NoiseConditionedSampler(base_policy, settings.denoising_steps, settings.eta)
+        if settings.ppo.bc_coef and demonstrations is None:
+            raise ValueError("a behaviour-cloning coefficient needs demonstrations")
+        self.demonstrations = demonstrations
+        self.updater = PPOUpdater(self.sampler, self.head, self.value, settings.ppo)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.collector = RolloutCollector(envs, self.sampler, self.head, self.value, self.generator, base_sampler)
+        self.iteration = 0
+        self.env_steps = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    # ------------------------------------------------------------------ loop
+    def iterate(self) -> dict:
+        s = self.settings
+        started = time.perf_counter()
+        rollout, finished = self.collector.collect(s.decisions_per_iteration)
+        collected = time.perf_counter()
+        advantages, returns = generalized_advantages(rollout.rewards, rollout.values, rollout.dones,
+                                                     rollout.last_values, s.ppo.gamma, s.ppo.lam)
+        stats = self.updater.update(rollout.flat(advantages, returns), self.generator, self.demonstrations)
+        self.iteration += 1
+        self.env_steps += s.decisions_per_iteration * self.envs.num_envs * self.policy.config.n_action_steps
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        record = {"iteration": self.iteration, "env_steps": self.env_steps, "episodes": len(finished),
+                  "success_rate": float(np.mean([e["success"] for e in finished])) if finished else None,
+                  "mean_return": float(np.mean([e["return"] for e in finished])) if finished else None,
+                  "mean_decision_reward": float(rollout.rewards.mean()),
+                  "std": float(self.head.std().detach().mean()), "collect_s": round(collected - started, 2),
+                  "update_s": round(elapsed - (collected - started), 2), **stats}
+        self.history.append(record)
+        return record
+
+    def train(self, until: int | None = None, progress: bool = True) -> list[dict]:
+        """Run to settings.iterations (or stop after iteration `until`); saves as it goes."""
+        stop = self.settings.iterations if until is None else min(until, self.settings.iterations)
+        self.collector.reset(seed=[self.settings.seed * 1_000_003 + self.iteration * 1009 + i
+                                   for i in range(self.envs.num_envs)])
+        bar = tqdm(total=self.settings.iterations, initial=self.iteration, desc="ncdpo", disable=not progress,
+                   dynamic_ncols=True)
+        while self.iteration < stop:
+            record = self.iterate()
+            bar.update(1)
+            bar.set_postfix(steps=record["env_steps"], success=_fmt(record["success_rate"]),
+                            ret=_fmt(record["mean_return"]), std=f"{record['std']:.3f}")
+            if self.out_dir and self.iteration % self.settings.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        if self.out_dir:
+            self.save()
+        return self.history
+
+    # ------------------------------------------------------------------ persistence
+    def save(self) -> None:
+        os.makedirs(self.out_dir, exist_ok=True)
+        info = {"method": "ncdpo", "iteration": self.iteration, "env_steps": self.env_steps,
+                "train_seconds": round(self.seconds, 1), "settings": self.settings.to_dict(), **self.extra_info}
+        ckpt.save_checkpoint(self.out_dir, self.policy, training=info)
+        opt_tensors, opt_info = _optimizer_tensors(self.updater.optimizer)
+        tensors = {f"head/{k}": v for k, v in self.head.state_dict().items()}
+        tensors.update({f"value/{k}": v for k, v in self.value.state_dict().items()})
+        tensors.update(opt_tensors)
+        tensors["generator"] = self.generator.get_state()
+        ckpt.save_tensors(os.path.join(self.out_dir, RL_STATE), tensors)
+        ckpt.write_json(os.path.join(self.out_dir, RL_STATE_JSON), {
+            "iteration": self.iteration, "env_steps": self.env_steps, "seconds": self.seconds,
+            "optimizer": opt_info, "history": self.history, "settings": self.settings.to_dict()})
+        reporting.save_rl_learning_curve(self.history, os.path.join(self.out_dir, LEARNING_CURVE),
+                                         title=f"NCDPO, K={self.settings.denoising_steps}, eta={self.settings.eta}")
+
+    def resume(self) -> bool:
+        """Load the state saved in out_dir (fine-tuned weights included); True when there was one."""
+        if not self.out_dir or not os.path.isfile(os.path.join(self.out_dir, RL_STATE_JSON)):
+            return False
+        saved = ckpt.load_checkpoint(self.out_dir, device=str(self.policy.device))
+        self.policy.load_state_dict(saved.state_dict())
+        tensors = ckpt.load_tensors(os.path.join(self.out_dir, RL_STATE))
+        info = ckpt.read_bounded_json(os.path.join(self.out_dir, RL_STATE_JSON))
+        self.head.load_state_dict({k[len("head/"):]: v for k, v in tensors.items() if k.startswith("head/")})
+        self.value.load_state_dict({k[len("value/"):]: v for k, v in tensors.items() if k.startswith("value/")})
+        _restore_optimizer(self.updater.optimizer, tensors, info["optimizer"])
+        self.generator.set_state(tensors["generator"])
+        self.iteration, self.env_steps = int(info["iteration"]), int(info["env_steps"])
+        self.seconds, self.history = float(info["seconds"]), list(info["history"])
+        return True
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,295 @@
+"""NCDPO (diffusion_policy_ros.rl): the sampler is a deterministic, differentiable function of its
+pre-drawn noise; the gradient reaches every denoising step (finite differences); the PPO ratio is
+1 before the first update; GAE; the std floor; save / resume / load; the sim chunk env's reward
+with the expert; and a few seeded iterations on a toy problem with a known optimum raise the
+return."""
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)   # small ops: more threads only add contention
+
+from diffusion_policy_ros import obs_keys
+from diffusion_policy_ros.policy.checkpoint import load_checkpoint
+from diffusion_policy_ros.policy.configuration import PolicyConfig
+from diffusion_policy_ros.policy.modeling import DiffusionPolicy
+from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
+from diffusion_policy_ros.rl.advantages import generalized_advantages
+from diffusion_policy_ros.rl.exploration import GaussianHead
+from diffusion_policy_ros.rl.noise_sampler import NoiseConditionedSampler
+from diffusion_policy_ros.rl.ppo import PPOConfig
+from diffusion_policy_ros.rl.toy_env import GoalReachEnv
+from diffusion_policy_ros.rl.trainer import NCDPOSettings, NCDPOTrainer
+from diffusion_policy_ros.rl.vector import make_vector_env
+from diffusion_policy_ros.sampling.samplers import denoise
+from diffusion_policy_ros.sampling.schedule import NoiseSchedule
+
+ACTION_DIM = 2
+
+
+def tiny_policy(n_action_steps=1, seed=0) -> DiffusionPolicy:
+    """A small policy observing a 2-vector (the toy env's goal); actions normalized as they are."""
+    torch.manual_seed(seed)
+    config = PolicyConfig(obs_shapes={obs_keys.JOINT_POS: [ACTION_DIM]},
+                          joint_names=[f"joint_{i}" for i in range(ACTION_DIM)], horizon=4, n_obs_steps=1,
+                          n_action_steps=n_action_steps, down_dims=[16, 32], step_embed_dim=16, kernel_size=3,
+                          n_groups=4, discrete_method="none", device="cpu")
+    unit = {"min": -np.ones(ACTION_DIM, np.float32), "max": np.ones(ACTION_DIM, np.float32)}
+    return DiffusionPolicy(config, MinMaxNormalizer({"action": unit, obs_keys.JOINT_POS: unit}))
+
+
+def goals(n, seed):
+    return torch.rand((n, ACTION_DIM), generator=torch.Generator().manual_seed(seed)) * 1.2 - 0.6
+
+
+def clone_offset_demonstrations(policy, offset=0.3, steps=120):
+    """A base that learnt from demonstrations that miss the goal by `offset` in every dim."""
+    optimizer = torch.optim.Adam(policy.parameters(), 3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        goal = goals(64, step)
+        batch = {obs_keys.JOINT_POS: goal[:, None],
+                 "action": (goal + offset)[:, None].repeat(1, policy.config.horizon, 1)}
+        loss = policy.compute_loss(batch, generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return policy
+
+
+def toy_envs(n_action_steps=1, num_envs=8):
+    return make_vector_env(functools.partial(GoalReachEnv, ACTION_DIM, 1, n_action_steps), num_envs, "sync")
+
+
+def mean_action_return(policy, steps=3, eta=1.0) -> float:
+    """-|a - g|^2 of the Gaussian's mean (no exploration) on 256 fixed goals, fixed noise."""
+    sampler = NoiseConditionedSampler(policy, steps, eta)
+    goal = goals(256, 12345)
+    with torch.no_grad():
+        mean = sampler.mean_action({obs_keys.JOINT_POS: goal[:, None]},
+                                   sampler.draw_noise(256, torch.Generator().manual_seed(7)))
+    return -float(((mean - goal[:, None]) ** 2).sum(-1).mean())
+
+
+# --------------------------------------------------------------------------- the sampler map
+def test_same_noise_gives_the_same_action_and_matches_the_policy_sampler():
+    policy = tiny_policy(n_action_steps=2)
+    sampler = NoiseConditionedSampler(policy, num_steps=4, eta=1.0)
+    obs = {obs_keys.JOINT_POS: goals(5, 1)[:, None]}
+    noise = sampler.draw_noise(5, torch.Generator().manual_seed(3))
+    first = sampler.mean_action(obs, noise)
+    assert first.shape == (5, 2, ACTION_DIM)
+    assert torch.equal(first, sampler.mean_action(obs, noise.clone()))
+    other = sampler.mean_action(obs, sampler.draw_noise(5, torch.Generator().manual_seed(4)))
+    assert not torch.allclose(first, other)
+    # eta > 0: the step noise matters, not only x_K
+    changed = noise.clone()
+    changed[:, 2] += 1.0
+    assert not torch.allclose(first, sampler.mean_action(obs, changed))
+    # eta = 0 is the policy's own deterministic DDIM from the same initial noise
+    deterministic = NoiseConditionedSampler(policy, num_steps=4, eta=0.0)
+    with torch.no_grad():
+        cond = deterministic.encode(obs)
+        own = policy.sample_chunk(cond, "ddim", 4, initial_noise=noise[:, 0])
+    torch.testing.assert_close(deterministic.chunk(cond, noise), own, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        sampler.chunk(cond, noise[:, :3])
+
+
+class PerLevelDenoiser(torch.nn.Module):
+    """A tiny float64 epsilon network with one gain per noise level: d(action)/d(gain[t]) is
+    nonzero only if the gradient flows back through the step that evaluates level t."""
+
+    def __init__(self, levels, width=3):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.gain = torch.nn.Parameter(1.0 + 0.1 * torch.randn(levels, generator=generator, dtype=torch.float64))
+        self.mix = torch.nn.Parameter(0.3 * torch.randn(width, width, generator=generator, dtype=torch.float64))
+
+    def forward(self, x, t):
+        return self.gain[t] * torch.tanh(x @ self.mix)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_gradient_reaches_every_denoising_step_as_finite_differences_say(eta):
+    schedule = NoiseSchedule(100)
+    steps = schedule.ddim_timesteps(5)
+    net = PerLevelDenoiser(100)
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn((len(steps), 2, 4, 3), generator=generator, dtype=torch.float64)
+    weights = torch.randn((2, 4, 3), generator=generator, dtype=torch.float64)
+
+    def objective():
+        x = denoise(net, noise[0], steps, schedule, "ddim", clip_sample=False, eta=eta,
+                    step_noise=list(noise[1:]))
+        return (x * weights).sum()
+
+    objective().backward()
+    analytic = net.gain.grad[steps].clone()
+    numeric = torch.zeros(len(steps), dtype=torch.float64)
+    h = 1e-6
+    with torch.no_grad():
+        for i, t in enumerate(steps):
+            net.gain[t] += h
+            up = objective()
+            net.gain[t] -= 2 * h
+            down = objective()
+            net.gain[t] += h
+            numeric[i] = (up - down) / (2 * h)
+    assert torch.all(numeric.abs() > 1e-6), numeric          # every step matters to the action
+    torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+    # and the shared weights, through all steps at once
+    assert torch.autograd.gradcheck(lambda mix: _with_mix(net, mix, objective), (net.mix.detach().clone().requires_grad_(),))
+
+
+def _with_mix(net, mix, objective):
+    saved = net.mix
+    del net.mix
+    net.mix = mix
+    try:
+        return objective()
+    finally:
+        net.mix = saved
+
+
+def test_policy_gradient_flows_into_every_unet_call():
+    policy = tiny_policy(n_action_steps=2)
+    sampler = NoiseConditionedSampler(policy, num_steps=4, eta=1.0)
+    inputs = []
+    hook = policy.unet.register_forward_pre_hook(lambda module, args: inputs.append(args[0]) or args[0].retain_grad())
+    noise = sampler.draw_noise(3, torch.Generator().manual_seed(0)).requires_grad_()  # x_K too
+    try:
+        mean = sampler.mean_action({obs_keys.JOINT_POS: goals(3, 2)[:, None]}, noise)
+        mean.square().sum().backward()
+    finally:
+        hook.remove()
+    assert len(inputs) == 4
+    for k, x in enumerate(inputs):
+        assert x.grad is not None and x.grad.abs().sum() > 0, f"no gradient into denoising step {k}"
+    assert all(p.grad is not None for p in policy.unet.parameters())
+
+
+# --------------------------------------------------------------------------- PPO pieces
+def test_gae_matches_a_hand_computation_and_stops_at_episode_ends():
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])
+    last = torch.tensor([2.0])
+    adv, ret = generalized_advantages(rewards, values, dones, last, gamma=0.9, lam=0.8)
+    d2 = 3.0 + 0.9 * 2.0 - 1.5
+    d1 = 2.0 - 1.0                       # episode ended: no bootstrap from values[2]
+    d0 = 1.0 + 0.9 * 1.0 - 0.5
+    expected = torch.tensor([[d0 + 0.9 * 0.8 * d1], [d1], [d2]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+def test_exploration_std_never_falls_below_its_floor():
+    head = GaussianHead(3, init_std=0.2, min_std=0.05)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1.0)
+    for _ in range(100):
+        optimizer.zero_grad()
+        head.std().sum().backward()       # push the std down as hard as possible
+        optimizer.step()
+    assert torch.all(head.std() >= 0.05) and torch.all(head.std() < 0.051), head.std()
+    mean = torch.zeros(4, 2, 3)
+    assert torch.isfinite(head.log_prob(mean, head.sample(mean))).all()
+
+
+def test_ppo_ratio_is_exactly_one_before_the_first_update():
+    policy = tiny_policy(n_action_steps=2)
+    envs = toy_envs(n_action_steps=2, num_envs=4)
+    trainer = NCDPOTrainer(policy, envs, NCDPOSettings(iterations=1, decisions_per_iteration=3, denoising_steps=3))
+    trainer.collector.reset(seed=0)
+    rollout, _ = trainer.collector.collect(3)
+    adv, ret = generalized_advantages(rollout.rewards, rollout.values, rollout.dones, rollout.last_values, 0.99, 0.95)
+    for t in range(3):     # the same decisions batched as in the rollout: bit for bit the same map
+        obs = {k: v[t] for k, v in rollout.obs.items()}
+        new_logp, _ = trainer.updater.log_prob_and_mean(obs, rollout.noise[t], rollout.actions[t])
+        ratio = (new_logp - rollout.log_prob[t]).exp()
+        assert torch.equal(ratio, torch.ones_like(ratio)), ratio
+    batch = rollout.flat(adv, ret)
+    # as minibatches of another size see them: 1 up to float rounding of the batched kernels
+    new_logp, _ = trainer.updater.log_prob_and_mean(batch["obs"], batch["noise"], batch["actions"])
+    torch.testing.assert_close((new_logp - batch["log_prob"]).exp(), torch.ones(12), rtol=0, atol=1e-4)
+    # and a different noise would not give ratio 1: the stored noise is what makes it exact
+    other, _ = trainer.updater.log_prob_and_mean(batch["obs"], torch.randn_like(batch["noise"]), batch["actions"])
+    assert not torch.allclose(other, batch["log_prob"])
+
+
+# --------------------------------------------------------------------------- the loop
+def test_a_few_iterations_raise_the_return_on_a_toy_problem():
+    policy = clone_offset_demonstrations(tiny_policy())
+    before = mean_action_return(policy)
+    assert before < -0.1                 # the base misses by the demonstrations' offset
+    settings = NCDPOSettings(iterations=14, decisions_per_iteration=4, denoising_steps=3, eta=1.0, init_std=0.1,
+                             min_std=0.05, seed=0,
+                             ppo=PPOConfig(epochs=4, minibatch_size=16, policy_lr=1e-4, std_lr=1e-2, value_lr=1e-2))
+    history = NCDPOTrainer(policy, toy_envs(), settings).train(progress=False)
+    after = mean_action_return(policy)
+    assert after > before + 0.3 * abs(before), (before, after)   # measured: -0.39 -> -0.21 (optimum 0)
+    assert history[-1]["env_steps"] == 14 * 4 * 8
+    assert np.mean([h["mean_return"] for h in history[-3:]]) > np.mean([h["mean_return"] for h in history[:3]])
+
+
+def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_path):
+    out = str(tmp_path / "rl")
+
+    def trainer():
+        settings = NCDPOSettings(iterations=3, decisions_per_iteration=2, denoising_steps=3, eta=0.7,
+                                 checkpoint_every=1, seed=4)
+        return NCDPOTrainer(tiny_policy(n_action_steps=2), toy_envs(2, 2), settings, out_dir=out)
+
+    first = trainer()
+    first.train(until=2, progress=False)
+    assert first.iteration == 2
+    second = trainer()
+    assert second.resume()
+    assert second.iteration == 2 and second.env_steps == first.env_steps and second.history == first.history
+    torch.testing.assert_close(second.head.std(), first.head.std())
+    for a, b in zip(second.value.parameters(), first.value.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(second.policy.parameters(), first.policy.parameters()):
+        assert torch.equal(a, b)
+    second.train(progress=False)
+    assert second.iteration == 3 and len(second.history) == 3
+    loaded = load_checkpoint(out, device="cpu")
+    assert (loaded.config.sampler, loaded.config.ddim_steps, loaded.config.ddim_eta) == ("ddim", 3, 0.7)
+    for a, b in zip(loaded.parameters(), second.policy.parameters()):
+        assert torch.equal(a, b)
+    assert (tmp_path / "rl" / "learning_curve.png").stat().st_size > 1000
+    chunk = loaded.predict_action_chunk({obs_keys.JOINT_POS: np.zeros((1, ACTION_DIM), np.float32)}, 0.0)
+    assert chunk.shape == (2, ACTION_DIM) and np.isfinite(chunk).all()
+
+
+# --------------------------------------------------------------------------- the sim as a chunk env
+def test_sim_chunk_env_pays_the_expert_its_shaping_and_one_success_bonus():
+    """Real MuJoCo: the scripted expert, one row per decision, succeeds; the return is the bonus
+    (once) plus the shaping, which telescopes to scale * (phi(end) - phi(start))."""
+    from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY, SimChunkEnv
+    from diffusion_policy_ros.rl.rewards import PickPlaceReward
+    from diffusion_policy_ros.robot_config import load_robot_config
+    env = SimChunkEnv(load_robot_config("config/single_arm.yaml"), "pick_place", {obs_keys.JOINT_POS: [7]},
+                      n_obs_steps=2, n_action_steps=1, episode_seconds=12.0)
+    obs, info = env.reset(seed=5)
+    assert info["task_seed"] >= 1_000_000
+    assert obs[obs_keys.JOINT_POS].shape == (2, 7) and obs[CRITIC_KEY].shape == (17,)
+    assert env.observation_space.contains(obs)
+    start = PickPlaceReward.potential(env.env)
+    total, terminated, truncated = 0.0, False, False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, _ = env.step(env.env.expert_action()[None])
+        total += reward
+    assert terminated and not truncated and env.env.success()
+    shaping = 10.0 * (PickPlaceReward.potential(env.env) - start)
+    assert shaping > 0
+    assert total == pytest.approx(10.0 + shaping, abs=1e-9)
+    with pytest.raises(ValueError, match="chunk of shape"):
+        env.step(np.zeros((2, 7)))
+    with pytest.raises(ValueError, match="cannot provide"):
+        SimChunkEnv(load_robot_config("config/single_arm.yaml"), "pick_place", {"obs/cube_pose": [7]}, 2, 8)
+    with pytest.raises(ValueError, match="unknown sim task"):
+        SimChunkEnv(load_robot_config("config/single_arm.yaml"), "juggle", {obs_keys.JOINT_POS: [7]}, 2, 8)
+    env.close()
