@@ -171,7 +171,10 @@ def test_action_is_what_the_filter_forwarded_and_rejects_are_marked(graph, ros_e
     # Each frame's action is the setpoint one period later as a joint_trajectory_controller runs
     # the forwarded trajectories: the latest one, linear between its points, from the setpoint in
     # force when it arrived to its first point, its last point after its end.
-    forwarded = sorted((f for f in rig.forwarded if f[0] >= t[0] - 1 / RATE), key=lambda f: f[0])
+    # Commands stamped before the episode started are not the episode's (the recorder lets its
+    # first command start from the measured position): a hold the filter sent after the sim
+    # reset, just before START, must not count here either.
+    forwarded = sorted((f for f in rig.forwarded if f[0] >= meta["episode_start"] - 1e-6), key=lambda f: f[0])
 
     def setpoint(i, at, start):
         _stamp, times, positions = forwarded[i]
