@@ -370,7 +370,7 @@ def save_sensor_timeline(steps: dict[str, np.ndarray], arms: dict[str, dict], pa
     fig = plt.figure(figsize=(width_in, height_in), dpi=SENSOR_DPI)
     grid = fig.add_gridspec(len(images) + len(arms), n_frames,
                             height_ratios=[1.3] * len(images) + [2.0] * len(arms),
-                            top=1.0 - 0.55 / height_in, bottom=0.5 / height_in, left=0.07, right=0.93,
+                            top=1.0 - 0.55 / height_in, bottom=0.5 / height_in, left=0.08, right=0.92,
                             hspace=0.45, wspace=0.05)
     for row, key in enumerate(images):
         frames = np.asarray(steps[key])
@@ -390,9 +390,12 @@ def save_sensor_timeline(steps: dict[str, np.ndarray], arms: dict[str, dict], pa
     joints = np.asarray(steps[obs_keys.JOINT_POS], dtype=float) if obs_keys.JOINT_POS in steps else None
     for row, (arm, layout) in enumerate(arms.items(), start=len(images)):
         ax = fig.add_subplot(grid[row, :])
+        strongest = 0.0
         for key in layout["tactile"]:
             force = np.asarray(steps[key], dtype=float).reshape(len(times), -1).sum(axis=1)
             ax.plot(times, force, lw=1.2, label=f"{obs_keys.parse(key).name} total force")
+            strongest = max(strongest, float(np.nanmax(force, initial=0.0)))
+        ax.set_ylim(0.0, max(1.0, 1.25 * strongest))   # room for the legend; no touch: a flat line at 0
         ax.set_ylabel("taxel force sum (N)", fontsize=8)
         ax.set_title(f"{arm} arm: touch and gripper", fontsize=9)
         grip = ax.twinx()

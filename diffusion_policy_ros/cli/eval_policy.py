@@ -33,6 +33,9 @@ def add_arguments(parser):
     parser.add_argument("--hold-s", type=float, default=1.0,
                         help="sim seconds success must last for the 'held' criterion")
     parser.add_argument("--device", default="cpu", help="torch device of the policy (cpu, cuda, auto)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads, as policy_node's torch_threads (0: torch's default, one per "
+                             "core; on a busy machine several threads wait on each other, up to 100x slower)")
     parser.add_argument("--out", default="build/eval_policy", help="folder for policy_eval.json and the chart")
     parser.add_argument("--frames", action="store_true",
                         help="also save a camera strip of the first episode of each variant (first sampler)")
@@ -52,8 +55,13 @@ def run(args) -> int:
     samplers = parse_samplers(args.samplers)
     if args.episodes < 1 or not args.timeout_s > 0 or args.hold_s < 0:
         raise UsageError("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 (torch's default) or more")
     robot = load_robot_config(config_path(args.config))
     variants = parse_variants(args.variants, robot)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     policy = load_checkpoint(args.checkpoint, device=args.device)
     policy.compile_for_inference()   # as deployed (the same numbers to 1e-5, faster)
     try:  # the sim provides what the config's robot provides (it renders only what is used)

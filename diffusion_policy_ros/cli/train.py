@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--val-episodes", type=int, default=2, help="episodes held out at the end")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default, one per core; 1 beside other work on a "
+                             "busy machine, where more threads wait on each other)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the state in --out")
     parser.add_argument("--until", type=int, default=None, metavar="STEP",
@@ -90,8 +93,11 @@ def make_trainer(args, distributed):
     held_out = list(range(buf.n_episodes - args.val_episodes, buf.n_episodes))
     dataset = SequenceDataset(buf, sorted(obs_keys), config.horizon, config.n_obs_steps, config.n_action_steps,
                               episodes=train_eps, progress=distributed.is_main)
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 (torch's default) or more")
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                     checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed)
+                     checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed,
+                     num_threads=args.threads)
     trainer = Trainer(config, dataset, tc, out_dir=args.out, distributed=distributed,
                       extra_info={"dataset": buf.path, "held_out_episodes": held_out,
                                   "processes": distributed.world_size})
