@@ -42,6 +42,18 @@ def print_graph_eval_table(results: dict, real_time_factors: dict) -> None:
     print("sim x: the sim's speed (real-time factor); traj/s: trajectories reaching the controller per "
           "sim second, each with one setpoint per control period; latencies: observation stamp -> chunk "
           "ready (infer), -> command sent to the controller (e2e), in sim time (wall time x the factor)")
+    for name, r in results.items():
+        if "safety" in r:
+            print(f"{name}: {safety_line(r['safety'])}")
+
+
+def safety_line(safety: dict) -> str:
+    """The safety filter's interventions during an evaluation, in one line."""
+    stopped = safety["failed_episodes_with_clearance_reject"]
+    others = ", ".join(f"{n} {key}" for key, n in safety["events"].items()) or "none"
+    return (f"safety filter: arm clearance {safety['clearance_clamps']} clamps, {safety['clearance_rejects']} "
+            f"rejects (in {len(safety['episodes_with_clearance_reject'])} episodes; failed episodes with one: "
+            f"{stopped or 'none'}); all events: {others}")
 
 
 def save_graph_eval_chart(results: dict, real_time_factors: dict, path: str) -> None:
@@ -356,3 +368,96 @@ def save_rl_learning_curve(history: list[dict], path: str, title: str = "") -> N
         fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
+
+
+# --- one episode's sensors: what a multi-sensor policy saw and did --------------------------------
+SENSOR_DPI = 100
+
+
+def sensor_timeline_size(n_images: int, n_arms: int, n_frames: int) -> tuple[int, int]:
+    """(width, height) in pixels of `save_sensor_timeline`'s picture."""
+    width_in, height_in = _sensor_timeline_inches(n_images, n_arms, n_frames)
+    return round(width_in * SENSOR_DPI), round(height_in * SENSOR_DPI)
+
+
+def _sensor_timeline_inches(n_images: int, n_arms: int, n_frames: int) -> tuple[float, float]:
+    return max(8.0, 1.25 * n_frames), 1.0 + 1.3 * n_images + 2.0 * n_arms
+
+
+def save_sensor_timeline(steps: dict[str, np.ndarray], arms: dict[str, dict], path: str, title: str,
+                         n_frames: int = 8) -> tuple[int, int]:
+    """One episode on one page: a strip of every camera image key (rgb, and depth in grey: near is
+    dark) at `n_frames` evenly spread times, then per arm its fingertips' total force over time
+    beside the gripper command and the measured gripper opening.
+
+    `steps`: per step arrays, `time` (T,) seconds, `action` (T, A), `obs/joint_pos` (T, J) and
+    the `obs/<camera>/rgb|depth` and `obs/<pad>/tactile` keys to show (a dataset episode has
+    them all; `timestamp` stands in for `time`). `arms`: arm name -> {"gripper": column of its
+    gripper in action and joint_pos, "tactile": [its tactile keys]}. -> the picture's pixel size."""
+    from diffusion_policy_ros import obs_keys
+    plt = _pyplot()
+    times = np.asarray(steps["time"] if "time" in steps else steps["timestamp"], dtype=float)
+    images = sorted((k for k in steps if obs_keys.is_obs(k) and obs_keys.is_image(k)),
+                    key=lambda k: (obs_keys.parse(k).name, obs_keys.parse(k).modality != "rgb"))
+    n_frames = max(1, min(n_frames, len(times)))
+    picks = np.linspace(0, len(times) - 1, n_frames).round().astype(int)
+    width_in, height_in = _sensor_timeline_inches(len(images), len(arms), n_frames)
+    fig = plt.figure(figsize=(width_in, height_in), dpi=SENSOR_DPI)
+    grid = fig.add_gridspec(len(images) + len(arms), n_frames,
+                            height_ratios=[1.3] * len(images) + [2.0] * len(arms),
+                            top=1.0 - 0.55 / height_in, bottom=0.5 / height_in, left=0.08, right=0.92,
+                            hspace=0.45, wspace=0.05)
+    for row, key in enumerate(images):
+        frames = np.asarray(steps[key])
+        for col, i in enumerate(picks):
+            ax = fig.add_subplot(grid[row, col])
+            if obs_keys.parse(key).modality == "depth":
+                ax.imshow(frames[i], cmap="gray", interpolation="nearest")
+            else:
+                ax.imshow(frames[i], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"{times[i]:.1f} s", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(key.removeprefix("obs/"), fontsize=7)
+    action = np.asarray(steps["action"], dtype=float)
+    joints = np.asarray(steps[obs_keys.JOINT_POS], dtype=float) if obs_keys.JOINT_POS in steps else None
+    for row, (arm, layout) in enumerate(arms.items(), start=len(images)):
+        ax = fig.add_subplot(grid[row, :])
+        strongest = 0.0
+        for key in layout["tactile"]:
+            force = np.asarray(steps[key], dtype=float).reshape(len(times), -1).sum(axis=1)
+            ax.plot(times, force, lw=1.2, label=f"{obs_keys.parse(key).name} total force")
+            strongest = max(strongest, float(np.nanmax(force, initial=0.0)))
+        ax.set_ylim(0.0, max(1.0, 1.25 * strongest))   # room for the legend; no touch: a flat line at 0
+        ax.set_ylabel("taxel force sum (N)", fontsize=8)
+        ax.set_title(f"{arm} arm: touch and gripper", fontsize=9)
+        grip = ax.twinx()
+        grip.step(times, action[:, layout["gripper"]], where="post", color="black", lw=1.2, label="gripper command")
+        if joints is not None:
+            grip.plot(times, joints[:, layout["gripper"]], color="gray", ls="--", lw=1.0, label="gripper opening")
+        grip.set_ylabel("opening (m)", fontsize=8)
+        handles = ax.get_legend_handles_labels()[0] + grip.get_legend_handles_labels()[0]
+        labels = ax.get_legend_handles_labels()[1] + grip.get_legend_handles_labels()[1]
+        ax.legend(handles, labels, fontsize=7, loc="upper left", ncol=4)
+        if row == len(images) + len(arms) - 1:
+            ax.set_xlabel("episode time (s)")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=SENSOR_DPI)
+    plt.close(fig)
+    return sensor_timeline_size(len(images), len(arms), n_frames)
+
+
+def sensor_timeline_arms(robot, tactile_keys) -> dict[str, dict]:
+    """`save_sensor_timeline`'s `arms` from a RobotConfig: each arm's gripper column and those of
+    `tactile_keys` on its fingers."""
+    from diffusion_policy_ros import obs_keys
+    pads = {t.name: t.arm for t in robot.tactile_sensors}
+    arms = {}
+    for arm, cols in robot.arm_slices():
+        columns = range(robot.action_dim)[cols]
+        gripper = next(c for c in columns if c in set(robot.gripper_indices))
+        arms[arm.name] = {"gripper": gripper,
+                          "tactile": [k for k in tactile_keys if pads.get(obs_keys.parse(k).name) == arm.name]}
+    return arms

@@ -52,3 +52,19 @@ def test_thumbnail_sheet_says_how_many_episodes_it_leaves_out(tmp_path):
     assert (image[3 * 32:].sum(axis=2) < 200).any(), "no note under the rows"
     key, shown = thumbnail_strip(dataset, str(tmp_path / "all.png"), max_episodes=0, height=32)
     assert shown == 5 and Image.open(tmp_path / "all.png").height == 5 * 32
+
+
+def test_safety_summary_counts_clearance_events_and_names_the_episodes_they_stopped():
+    from diffusion_policy_ros.evaluation.graph_episodes import safety_summary
+    outcomes = [{"seed": 1, "success": True, "safety_events": {"clamp arm_clearance": 3, "clamp max_step": 1}},
+                {"seed": 2, "success": False, "safety_events": {"reject arm_clearance": 1, "hold stale_command": 2}},
+                {"seed": 3, "success": True, "safety_events": {"reject arm_clearance": 2}},
+                {"seed": 4, "success": False, "safety_events": {}}]
+    summary = safety_summary(outcomes)
+    assert summary["events"] == {"clamp arm_clearance": 3, "clamp max_step": 1, "hold stale_command": 2,
+                                 "reject arm_clearance": 3}
+    assert (summary["clearance_clamps"], summary["clearance_rejects"]) == (3, 3)
+    assert summary["episodes_with_clearance_reject"] == [2, 3]
+    assert summary["failed_episodes_with_clearance_reject"] == [2]
+    line = reporting.safety_line(summary)
+    assert "3 clamps, 3 rejects (in 2 episodes; failed episodes with one: [2])" in line

@@ -367,7 +367,8 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
         other = "right" if arm == "left" else "left"
         for t, q in zip(r.trajectory.times, r.trajectory.positions):
             filt.kinematics.update({arm: q, other: filt.plan(other).state_at(t)[0]})
-            assert filt.kinematics.arm_distance(arm, other, 1.0) >= filt.params.min_arm_distance_m - TOL
+            assert filt.kinematics.arm_distance(arm, other, 1.0, fingers=not filt.params.fingers_may_meet) \
+                >= filt.params.min_arm_distance_m - TOL
     for arm in paths:
         check_path(paths[arm], filt, arm, kinematics=False)
     if len(stream) >= 6 and {a for a, _ in stream} == {"left", "right"}:

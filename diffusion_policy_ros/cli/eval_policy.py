@@ -15,7 +15,9 @@ complete or at the timeout. Only the cameras the policy reads are rendered. Writ
 
 `--variants static,displaced` evaluates every sampler on each task variant (the same seeds; the
 chart groups the bars per variant); `--frames` also saves, per variant, a camera strip of the
-first sampler's first episode, marked where the world moved (`<out>/strip_<variant>.png`).
+first sampler's first episode, marked where the world moved (`<out>/strip_<variant>.png`);
+`--sensors` saves, for the same episode, every camera the policy sees as a strip, and per arm the
+fingertips' forces over time beside the gripper commands (`<out>/sensors_<variant>.png`).
 """
 from __future__ import annotations
 
@@ -31,9 +33,14 @@ def add_arguments(parser):
     parser.add_argument("--hold-s", type=float, default=1.0,
                         help="sim seconds success must last for the 'held' criterion")
     parser.add_argument("--device", default="cpu", help="torch device of the policy (cpu, cuda, auto)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads, as policy_node's torch_threads (0: torch's default, one per "
+                             "core; on a busy machine several threads wait on each other, up to 100x slower)")
     parser.add_argument("--out", default="build/eval_policy", help="folder for policy_eval.json and the chart")
     parser.add_argument("--frames", action="store_true",
                         help="also save a camera strip of the first episode of each variant (first sampler)")
+    parser.add_argument("--sensors", action="store_true",
+                        help="also save every camera, the touch readings and the gripper commands of that episode")
 
 
 def run(args) -> int:
@@ -48,8 +55,13 @@ def run(args) -> int:
     samplers = parse_samplers(args.samplers)
     if args.episodes < 1 or not args.timeout_s > 0 or args.hold_s < 0:
         raise UsageError("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 (torch's default) or more")
     robot = load_robot_config(config_path(args.config))
     variants = parse_variants(args.variants, robot)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     policy = load_checkpoint(args.checkpoint, device=args.device)
     policy.compile_for_inference()   # as deployed (the same numbers to 1e-5, faster)
     try:  # the sim provides what the config's robot provides (it renders only what is used)
@@ -68,7 +80,9 @@ def run(args) -> int:
             env.variant = variant
             for sampler in samplers:
                 policy.set_sampler(sampler)
-                runner = PolicyEpisodeRunner(env, policy, keys, record_frames=args.frames and sampler == samplers[0])
+                first = sampler == samplers[0]
+                runner = PolicyEpisodeRunner(env, policy, keys, record_frames=args.frames and first,
+                                             record_steps=args.sensors and first)
                 label = method_label(sampler, variant, variants)
                 progress = tqdm(total=len(seeds), desc=f"eval {label}", unit="episode")
                 for seed in seeds:
@@ -84,6 +98,14 @@ def run(args) -> int:
                     reporting.save_episode_strip(runner.frames, runner.frame_events, strip,
                                                  f"{sampler}, {variant}, seed {seeds[0]}")
                     print(f"wrote {strip}")
+                if runner.steps:
+                    sensors = os.path.join(args.out, f"sensors_{variant}.png")
+                    arms = reporting.sensor_timeline_arms(robot, [k for k in runner.steps if obs_keys.is_obs(k)
+                                                          and obs_keys.parse(k).modality == "tactile"])
+                    outcome = "success" if runner.outcomes[0]["success"] else "no success"
+                    reporting.save_sensor_timeline(runner.steps, arms, sensors,
+                                                   f"{sampler}, {variant}, seed {seeds[0]} ({outcome})")
+                    print(f"wrote {sensors}")
     report = {"checkpoint": os.path.abspath(args.checkpoint), "config": args.config, "seeds": seeds,
               "variants": variants, "timeout_s": args.timeout_s, "hold_s": args.hold_s,
               "device": str(policy.device), "methods": results}

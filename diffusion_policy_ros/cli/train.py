@@ -93,6 +93,8 @@ def make_trainer(args, distributed):
     held_out = list(range(buf.n_episodes - args.val_episodes, buf.n_episodes))
     dataset = SequenceDataset(buf, sorted(obs_keys), config.horizon, config.n_obs_steps, config.n_action_steps,
                               episodes=train_eps, progress=distributed.is_main)
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 (torch's default) or more")
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
                      checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed,
                      num_threads=args.threads)

@@ -3,7 +3,10 @@
 For each seed: stop the policy, reset the sim, wait for the sim's episode counter to move past the
 reset, reset and start the policy, and watch `/sim/task_status` until success or the time-out (sim
 seconds). Meanwhile it measures inference latency (from ActionChunk), end-to-end latency (the
-observation stamp of a policy command -> the safety filter publishing it) and the command rate.
+observation stamp of a policy command -> the safety filter publishing it) and the command rate,
+and counts the safety filter's interventions (`safety/events`) per episode, by action and reason:
+an arm-clearance clamp shortened a command to keep the arms apart; a reject dropped a command and
+the arm held.
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import numpy as np
 from diffusion_policy_ros.evaluation import metrics
 from diffusion_policy_ros.runtime.supervisor import call_service
 
+SAFETY_ACTIONS = {1: "clamp", 2: "reject", 3: "hold"}   # SafetyEvent.ACTION_*
+CLEARANCE = "arm_clearance"
+
 
 class GraphEpisodeClient:
     """Resets, starts and watches episodes of the graph `node` (spinning elsewhere) belongs to."""
@@ -23,7 +29,7 @@ class GraphEpisodeClient:
         from sensor_msgs.msg import Image
         from trajectory_msgs.msg import JointTrajectory
 
-        from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, TaskStatus
+        from diffusion_policy_ros.msg import ActionChunk, PolicyStatus, SafetyEvent, TaskStatus
         from diffusion_policy_ros.nodes._ros_convert import seconds
         from diffusion_policy_ros.srv import PolicyCommand, ResetEpisode
 
@@ -41,10 +47,12 @@ class GraphEpisodeClient:
         self.command_times: list[float] = []
         self._pending_obs: list[float] = []
         self._commanding = False
+        self._safety_events: dict[str, int] = {}   # "<action> <reason>" -> count, this episode
         self.frames: list[tuple[float, np.ndarray]] = []   # (sim seconds into the episode, RGB)
         node.create_subscription(TaskStatus, "/sim/task_status", self._on_status, 10)
         node.create_subscription(PolicyStatus, "policy/status", self._on_policy_status, 10)
         node.create_subscription(ActionChunk, "policy/action_chunk", self._on_chunk, 10)
+        node.create_subscription(SafetyEvent, "safety/events", self._on_safety_event, 100)
         arm = robot.arms[0]
         node.create_subscription(JointTrajectory, arm.policy_topic, self._on_policy_command, 10)
         node.create_subscription(JointTrajectory, arm.controller_topic, self._on_controller_command, 10)
@@ -74,6 +82,12 @@ class GraphEpisodeClient:
         with self._lock:
             if self._commanding:
                 self.inference_latency.append(msg.inference_latency)
+
+    def _on_safety_event(self, msg):
+        key = f"{SAFETY_ACTIONS.get(msg.action, msg.action)} {msg.reason}"
+        with self._lock:
+            if self._commanding:
+                self._safety_events[key] = self._safety_events.get(key, 0) + 1
 
     def _on_policy_command(self, msg):
         with self._lock:
@@ -121,6 +135,7 @@ class GraphEpisodeClient:
         with self._lock:
             self._commanding = True
             self._pending_obs.clear()
+            self._safety_events = {}
         self._command(self.PolicyCommand.Request.START)
         success, elapsed = False, 0.0
         while True:
@@ -134,8 +149,10 @@ class GraphEpisodeClient:
                 break
         with self._lock:
             self._commanding = False
+            events = dict(sorted(self._safety_events.items()))
         self._command(self.PolicyCommand.Request.STOP)
-        self.outcomes.append({"seed": seed, "success": success, "sim_seconds": round(elapsed, 2)})
+        self.outcomes.append({"seed": seed, "success": success, "sim_seconds": round(elapsed, 2),
+                              "safety_events": events})
 
     def _wait_for_episode_after(self, previous: int, timeout_s: float = 30.0) -> int:
         deadline = time.monotonic() + timeout_s
@@ -165,4 +182,21 @@ class GraphEpisodeClient:
                 "command_rate_hz": metrics.rate_hz(command_times),
                 "control_rate_hz": float(status.control_rate) if status else None,
                 "latency_samples_ms": [round(float(x), 2) for x in inference if np.isfinite(x)],
+                "safety": safety_summary(self.outcomes),
                 "outcomes": self.outcomes}
+
+
+def safety_summary(outcomes: list[dict]) -> dict:
+    """The safety filter's interventions over the episodes: counts by action and reason, the
+    arm-clearance clamps and rejects, and the failed episodes in which a clearance reject came
+    (a reject holds the arm: the one kind of clearance event that can stop an episode)."""
+    totals: dict[str, int] = {}
+    for outcome in outcomes:
+        for key, n in outcome.get("safety_events", {}).items():
+            totals[key] = totals.get(key, 0) + n
+    rejected = [o for o in outcomes if o.get("safety_events", {}).get(f"reject {CLEARANCE}")]
+    return {"events": dict(sorted(totals.items())),
+            "clearance_clamps": totals.get(f"clamp {CLEARANCE}", 0),
+            "clearance_rejects": totals.get(f"reject {CLEARANCE}", 0),
+            "episodes_with_clearance_reject": [o["seed"] for o in rejected],
+            "failed_episodes_with_clearance_reject": [o["seed"] for o in rejected if not o["success"]]}

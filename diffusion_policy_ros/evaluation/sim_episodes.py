@@ -20,10 +20,14 @@ _EPS = 1e-9  # sim times are sums of physics steps: compare with a little slack
 class PolicyEpisodeRunner:
     """Closed-loop episodes of one policy (with its current sampler) in one SimEnv."""
 
-    def __init__(self, env, policy, keys: list[str], record_frames: bool = False):
+    def __init__(self, env, policy, keys: list[str], record_frames: bool = False, record_steps: bool = False):
         """`record_frames`: keep the first camera's image of every step of the first episode, and
-        what moved in it (`frames`: [(sim time, image)], `frame_events`)."""
+        what moved in it (`frames`: [(sim time, image)], `frame_events`). `record_steps`: keep every
+        observation and action of the first episode (`steps`: key -> stacked array, with `time`
+        and `action`), for reporting.save_sensor_timeline."""
         self.env, self.policy, self.keys = env, policy, keys
+        self.record_steps = record_steps
+        self.steps: dict[str, np.ndarray] = {}
         self.camera_key = next((k for k in keys if k.endswith("/rgb")), None) if record_frames else None
         self.frames: list[tuple[float, np.ndarray]] = []
         self.frame_events: list[dict] = []
@@ -38,6 +42,8 @@ class PolicyEpisodeRunner:
         reached_at = streak_since = None
         held = False
         filming = self.camera_key is not None and not self.outcomes
+        logging = self.record_steps and not self.outcomes
+        log: dict[str, list] = {}
         while env.time < timeout_s - _EPS and not held:
             if filming:
                 self.frames.append((env.time, obs[self.camera_key]))
@@ -45,6 +51,9 @@ class PolicyEpisodeRunner:
             start = time.perf_counter()
             action = policy.select_action({k: obs[k] for k in self.keys}, env.time)
             elapsed = time.perf_counter() - start
+            if logging:
+                for key, value in {**obs, "time": env.time, "action": action}.items():
+                    log.setdefault(key, []).append(value)
             self.action_s.append(elapsed)
             if policy.last_report is not report:
                 self.chunk_s.append(elapsed)
@@ -58,6 +67,8 @@ class PolicyEpisodeRunner:
         if filming:
             self.frames.append((env.time, obs[self.camera_key]))
             self.frame_events = list(env.world.events)
+        if logging:
+            self.steps = {key: np.stack(values) for key, values in log.items()}
         self.outcomes.append({"seed": seed, "success": reached_at is not None,
                               "sim_seconds": round(reached_at if reached_at is not None else env.time, 2),
                               "held": held, "world_events": list(env.world.events)})

@@ -72,6 +72,10 @@ def check_sizes(config: "PolicyConfig") -> None:
     bounded("len(rgb_crop)", len(config.rgb_crop), 2, low=2)
     for value in config.rgb_crop:
         bounded("rgb_crop", value, MAX_IMAGE_SIDE)
+    fraction = config.image_crop_fraction
+    if fraction is not None and (not isinstance(fraction, numbers.Real) or isinstance(fraction, bool)
+                                 or not 0.0 < fraction <= 1.0):
+        raise PolicyConfigError(f"image_crop_fraction = {fraction!r}: must be null or a number in (0, 1]")
     bounded("len(stream_denoising_steps)", len(config.stream_denoising_steps), SIZE_LIMITS["num_train_timesteps"])
     for value in config.stream_denoising_steps:
         bounded("stream_denoising_steps", value, SIZE_LIMITS["num_train_timesteps"], low=0)
@@ -96,7 +100,7 @@ def check_sizes(config: "PolicyConfig") -> None:
     activations = estimated_image_activations(config)
     if activations > MAX_IMAGE_ACTIVATIONS:
         raise PolicyConfigError(f"image encoders would hold ~{activations:,} activations per inference, above "
-                                f"the limit {MAX_IMAGE_ACTIVATIONS:,} (from rgb_crop {config.rgb_crop}, "
+                                f"the limit {MAX_IMAGE_ACTIVATIONS:,} (from the image crops {crop_sizes(config)}, "
                                 f"rgb_channels {config.rgb_channels} and n_obs_steps {config.n_obs_steps})")
 
 
@@ -152,18 +156,33 @@ def estimated_parameters(config: "PolicyConfig") -> dict[str, int]:
             "step_embed_dim": 8 * e * e + 5 * e, "rgb_channels": images, "tactile_feature_dim": tactile}
 
 
+def crop_sizes(config: "PolicyConfig") -> dict[str, list[int]]:
+    """The (height, width) each image key is cropped to: `rgb_crop` for every image, or with
+    `image_crop_fraction` that fraction of each image's own sides (cameras of different sizes,
+    e.g. a 96x96 scene camera and 64x64 wrist cameras, each keep the same share of their view)."""
+    crops = {}
+    for key, shape in config.obs_shapes.items():
+        if modality_of(key) not in ("rgb", "depth"):
+            continue
+        if config.image_crop_fraction is None:
+            crops[key] = list(config.rgb_crop)
+        else:
+            crops[key] = [max(1, int(config.image_crop_fraction * side + 1e-9)) for side in shape[:2]]
+    return crops
+
+
 def estimated_image_activations(config: "PolicyConfig") -> int:
     """Feature-map elements the image encoders produce for one observation history (upper estimate:
     every stride-2 layer's output kept, three tensors per residual block)."""
-    h, w = config.rgb_crop
-    per_image = 0
-    h, w = (h + 1) // 2, (w + 1) // 2
-    per_image += config.rgb_channels[0] * h * w
-    for c in config.rgb_channels:
+    total = 0
+    for h, w in crop_sizes(config).values():
         h, w = (h + 1) // 2, (w + 1) // 2
-        per_image += 3 * c * h * w
-    n_images = sum(modality_of(key) in ("rgb", "depth") for key in config.obs_shapes)
-    return n_images * config.n_obs_steps * per_image
+        per_image = config.rgb_channels[0] * h * w
+        for c in config.rgb_channels:
+            h, w = (h + 1) // 2, (w + 1) // 2
+            per_image += 3 * c * h * w
+        total += per_image
+    return total * config.n_obs_steps
 
 
 @dataclasses.dataclass
@@ -179,6 +198,7 @@ class PolicyConfig:
     n_action_steps: int = 8
     # encoders
     rgb_crop: list[int] = dataclasses.field(default_factory=lambda: [84, 84])
+    image_crop_fraction: float | None = None   # set: crop each image to this share of its own sides
     rgb_channels: list[int] = dataclasses.field(default_factory=lambda: [16, 32])
     rgb_keypoints: int = 16
     image_feature_dim: int = 64
@@ -251,9 +271,11 @@ class PolicyConfig:
                  f"{key}: shape {shape} is not a valid {kind} shape (rank {_RANK[kind]}, positive sizes)")
             if kind == "rgb":
                 need(shape[2] == 3, f"{key}: rgb images must be HxWx3, got {shape}")
-            if kind in ("rgb", "depth"):
-                need(self.rgb_crop[0] <= shape[0] and self.rgb_crop[1] <= shape[1],
-                     f"{key}: crop {self.rgb_crop} larger than image {shape[:2]}")
+        for key, (h, w) in crop_sizes(self).items():
+            shape = self.obs_shapes[key]
+            need(h <= shape[0] and w <= shape[1],
+                 f"{key}: crop {[h, w]} larger than image {shape[:2]} (set image_crop_fraction to crop "
+                 "cameras of different sizes alike)")
         need(self.control_rate_hz > 0, "control_rate_hz must be > 0")
         need(self.horizon >= 4 and self.horizon % (2 ** (len(self.down_dims) - 1)) == 0,
              f"horizon {self.horizon} must be >= 4 and divisible by 2^(len(down_dims)-1)")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_policy_ros.policy.configuration import PolicyConfig, modality_of
+from diffusion_policy_ros.policy.configuration import PolicyConfig, crop_sizes, modality_of
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
 
 
@@ -103,13 +103,14 @@ class ObservationEncoder(nn.Module):
         self.keys = sorted(config.obs_shapes)
         self.encoders = nn.ModuleDict()
         self.feature_dims: dict[str, int] = {}
+        crops = crop_sizes(config)
         for key in self.keys:
             kind, shape = modality_of(key), config.obs_shapes[key]
             name = key.replace("/", "__")
             if kind in ("rgb", "depth"):
                 self.encoders[name] = ImageEncoder(3 if kind == "rgb" else 1, config.rgb_channels,
                                                    config.rgb_keypoints, config.image_feature_dim,
-                                                   config.rgb_crop)
+                                                   crops[key])
                 self.feature_dims[key] = config.image_feature_dim
             elif kind == "tactile":
                 taxels = shape[0] * shape[1]

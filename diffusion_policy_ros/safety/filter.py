@@ -382,7 +382,8 @@ class SafetyFilter:
             for other, poses in self._other_poses.items():
                 for pose in poses:
                     self.kinematics.set_arm_pose(other, pose)
-                    distance = self.kinematics.arm_distance(arm, other, 2 * self.params.min_arm_distance_m)
+                    distance = self.kinematics.arm_distance(arm, other, 2 * self.params.min_arm_distance_m,
+                                                            fingers=not self.params.fingers_may_meet)
                     if distance < self.params.min_arm_distance_m:
                         return "arm_clearance"
         return None

@@ -36,6 +36,7 @@ class RobotKinematics:
         self._slices = {arm.name: cols for arm, cols in config.arm_slices()}
         self._index = {a.config.name: a for a in self.robot.arms}
         self._geoms = {name: self._arm_geoms(index) for name, index in self._index.items()}
+        self._finger = {name: self._finger_mask(index, self._geoms[name]) for name, index in self._index.items()}
 
     def joint_ranges(self) -> dict[str, tuple[float, float]]:
         """Config joint name -> (lower, upper); a gripper's range is its fingers' ranges summed."""
@@ -66,6 +67,14 @@ class RobotKinematics:
         geoms = np.flatnonzero(in_subtree[self.model.geom_bodyid])
         return geoms[self.model.geom_rbound[geoms] >= _MIN_LINK_RADIUS_M]
 
+    def _finger_mask(self, arm, geoms: np.ndarray) -> np.ndarray:
+        """Which of `geoms` ride on the gripper's fingers (the bodies its finger slides move)."""
+        fingers = {int(self.model.jnt_bodyid[self._joint_of_qpos(adr)]) for adr in arm.finger_qpos_adr}
+        on_finger = np.zeros(self.model.nbody, dtype=bool)
+        for body in range(self.model.nbody):
+            on_finger[body] = body in fingers or (body > 0 and on_finger[self.model.body_parentid[body]])
+        return on_finger[self.model.geom_bodyid[geoms]]
+
     def update(self, positions: Mapping[str, np.ndarray]) -> None:
         """Pose the model: arm name -> joint positions in the arm's configured order."""
         for arm, q in positions.items():
@@ -86,9 +95,12 @@ class RobotKinematics:
         g = self._geoms[arm]
         self.data.geom_xpos[g], self.data.geom_xmat[g] = pose
 
-    def arm_distance(self, arm_a: str, arm_b: str, distmax: float) -> float:
-        """Smallest distance between the two arms' link geoms as posed now (capped at distmax)."""
+    def arm_distance(self, arm_a: str, arm_b: str, distmax: float, fingers: bool = True) -> float:
+        """Smallest distance between the two arms' link geoms as posed now (capped at distmax);
+        `fingers=False` leaves out every pair with a finger geom (each arm's other links remain)."""
         ga, gb = self._geoms[arm_a], self._geoms[arm_b]
+        if not fingers:
+            ga, gb = ga[~self._finger[arm_a]], gb[~self._finger[arm_b]]
         centres = np.linalg.norm(self.data.geom_xpos[ga][:, None] - self.data.geom_xpos[gb][None], axis=2)
         lower_bound = centres - self.model.geom_rbound[ga][:, None] - self.model.geom_rbound[gb][None]
         fromto = np.zeros(6)

@@ -63,6 +63,9 @@ class SafetyParams:
     workspace_rpy: tuple[float, float, float] = parameter(
         (0.0, 0.0, 0.0), "workspace box orientation in the model frame [roll, pitch, yaw] (rad)")
     min_arm_distance_m: float = parameter(0.08, "closest the two arms' links may come (m)", **NON_NEGATIVE)
+    fingers_may_meet: bool = parameter(False, "true: pairs of links with a gripper finger are exempt from "
+                                       "min_arm_distance_m, so one gripper can take an object from the other "
+                                       "(a handover); every other pair of links still keeps it")
     status_rate_hz: float = parameter(2.0, "/diagnostics messages per second", **POSITIVE)
     gripper_max_effort_n: float = parameter(0.0, "max_effort of the GripperCommand goals (N), for grippers "
                                             "with gripper_controller gripper_action", **NON_NEGATIVE)

@@ -3,7 +3,12 @@
 The plan is made once per episode from the true initial cube (and target) pose and the arm's
 own start pose, then followed in time; `action(t)` returns joint position targets in the
 config's joint order. Between keyframes the tcp moves along a minimum-jerk profile and its
-orientation is slerped, so the joint targets are smooth at any control rate.
+orientation is slerped, so the joint targets are smooth at any control rate. A keyframe marked
+`joint_space` is reached by a minimum-jerk move of the joints instead, from the IK solution of
+the previous keyframe to the solution of this one nearest to it: a large reorientation then
+crosses no wrist singularity (where following the tcp would spin two wrist joints against each
+other) and its joint speed is known when the plan is made, so the plan can respect the safety
+filter's joint limits (`JOINT_SPEED_LIMIT`, `JOINT_ACCEL_LIMIT`).
 
 Expert modes (`make_expert(task, robot, mode)`): `keyframes`, these rest-to-rest plans, and
 `continuous` (pick_place only, sim/continuous_expert.py), which re-decides every control step
@@ -22,6 +27,14 @@ from diffusion_policy_ros.sim.scene_builder import ARM_JOINT_RANGES
 
 OPEN = 0.07
 CLOSED = 0.0
+# What the experts' joint targets stay within: 80 % of the safety filter's default joint limits
+# (safety/limits.py: 1.5 rad/s, 6 rad/s^2), so demonstrations recorded through the node graph
+# are the same motions the filter lets through, and a policy imitating them is not clamped.
+JOINT_SPEED_LIMIT = 1.2
+JOINT_ACCEL_LIMIT = 4.8
+# Peak speed and acceleration of a minimum-jerk move of length 1 over 1 s.
+MIN_JERK_PEAK_SPEED = 1.875
+MIN_JERK_PEAK_ACCEL = 5.7735
 
 
 @dataclasses.dataclass
@@ -30,6 +43,13 @@ class Keyframe:
     pos: np.ndarray
     rot: np.ndarray   # 3x3, columns = tcp x (approach), y (finger opening), z
     grip: float
+    joint_space: bool = False   # reached by interpolating the joints, not the tcp pose
+
+
+def min_jerk_duration(joint_distance: float) -> float:
+    """Shortest minimum-jerk move of `joint_distance` rad within the experts' joint limits."""
+    return max(MIN_JERK_PEAK_SPEED * joint_distance / JOINT_SPEED_LIMIT,
+               float(np.sqrt(MIN_JERK_PEAK_ACCEL * joint_distance / JOINT_ACCEL_LIMIT)))
 
 
 def frame(x_axis, y_axis) -> np.ndarray:
@@ -78,6 +98,29 @@ def _min_jerk(s: float) -> float:
     return s * s * s * (10 - 15 * s + 6 * s * s)
 
 
+def segment_at(frames: list[Keyframe], t: float) -> tuple[int, float] | None:
+    """(index of the keyframe that ends the segment holding time t, progress 0..1), or None
+    before the first and after the last keyframe."""
+    if t <= frames[0].t:
+        return None
+    for i, (a, b) in enumerate(zip(frames, frames[1:]), start=1):
+        if t <= b.t:
+            return i, (t - a.t) / max(b.t - a.t, 1e-9)
+    return None
+
+
+def _wrist_flips(q: np.ndarray) -> list[np.ndarray]:
+    """Joint vectors with the same tcp pose as `q` on the other wrist branch (joints 4 and 6 turned
+    half a turn, joint 5 mirrored): IK seeds for the solution nearest to the previous one."""
+    flips = []
+    for s4 in (np.pi, -np.pi):
+        for s6 in (np.pi, -np.pi):
+            f = q.copy()
+            f[3], f[4], f[5] = q[3] + s4, -q[4], q[5] + s6
+            flips.append(f)
+    return flips
+
+
 def sample_keyframes(frames: list[Keyframe], t: float):
     if t <= frames[0].t:
         f = frames[0]
@@ -104,6 +147,7 @@ class _Arm:
         self.ik = ArmIK(m, index.arm_qpos_adr, index.arm_dof_adr, index.tcp_site,
                         [ARM_JOINT_RANGES[i] for i in range(len(index.arm_qpos_adr))])
         self.frames: list[Keyframe] = []
+        self.frame_q: dict[int, np.ndarray] = {}   # keyframe index -> joints, where joint-space moves start or end
         self.q = None
 
     def to_world(self, p_local) -> np.ndarray:
@@ -155,6 +199,60 @@ class ScriptedExpert:
             arm.start = Keyframe(0.0, pos, rot, float(q_arm_full[arm.index.is_gripper][0]))
         from diffusion_policy_ros.sim.tasks import quat_yaw
         self.plan(np.asarray(cube_pos, float), quat_yaw(cube_quat), np.asarray(target_pos, float))
+        for arm in self.arms:
+            arm.frame_q = self._joint_keyframes(arm)
+        self._stretch_joint_moves()
+
+    def _joint_keyframes(self, arm) -> dict[int, np.ndarray]:
+        """The joints at both ends of every joint-space move, found as `action` will meet them:
+        tcp segments followed by warm-started IK (the branch the arm stays on), and each
+        joint-space target the IK solution nearest to where the move starts."""
+        frames = arm.frames
+        if not any(f.joint_space for f in frames):
+            return {}
+        q, out = arm.q.copy(), {0: arm.q.copy()}
+        for i in range(1, len(frames)):
+            if frames[i].joint_space:
+                q = self._nearest_solution(arm, q, frames[i])
+            else:
+                for s in np.linspace(0.0, 1.0, 11)[1:]:
+                    pos, rot, _ = sample_keyframes(frames, frames[i - 1].t + s * (frames[i].t - frames[i - 1].t))
+                    q, _ = arm.ik.solve(q, pos, rot, iterations=30)
+            out[i] = q.copy()
+        return out
+
+    @staticmethod
+    def _nearest_solution(arm, q_from: np.ndarray, target: Keyframe) -> np.ndarray:
+        best, best_distance = None, np.inf
+        for seed in [q_from, *_wrist_flips(q_from)]:
+            q, err = arm.ik.solve(np.clip(seed, arm.ik.lo, arm.ik.hi), target.pos, target.rot, iterations=300)
+            _, rot = arm.ik.fk(q)
+            if err > 1e-3 or np.abs(rot - target.rot).max() > 1e-2:
+                continue
+            distance = np.abs(q - q_from).max()
+            if distance < best_distance:
+                best, best_distance = q, distance
+        if best is None:
+            raise RuntimeError(f"{arm.prefix or 'arm'}: keyframe at {target.t} s unreachable")
+        return best
+
+    def _stretch_joint_moves(self) -> None:
+        """Give every joint-space move at least the time the joint limits need. What a stretched
+        move delays, it delays for every arm: each keyframe (of any arm) from its end on moves
+        later by as much, so the arms keep their order (the right gripper closes on the cube
+        only after the left arm has brought it)."""
+        moves = sorted(((arm.frames[i].t, arm, i) for arm in self.arms for i in arm.frame_q
+                        if i > 0 and arm.frames[i].joint_space), key=lambda move: move[0])
+        for _, arm, i in moves:
+            needed = min_jerk_duration(float(np.abs(arm.frame_q[i] - arm.frame_q[i - 1]).max()))
+            delay = needed - (arm.frames[i].t - arm.frames[i - 1].t)
+            if delay <= 1e-9:
+                continue
+            end = arm.frames[i].t
+            for other in self.arms:
+                for frame in other.frames:
+                    if frame.t >= end - 1e-9:
+                        frame.t += delay
 
     def plan(self, cube_pos, cube_yaw, target_pos) -> None:
         raise NotImplementedError
@@ -167,7 +265,12 @@ class ScriptedExpert:
         out = []
         for arm in self.arms:
             pos, rot, grip = sample_keyframes(arm.frames, t)
-            arm.q, _ = arm.ik.solve(arm.q, pos, rot, iterations=15)
+            segment = segment_at(arm.frames, t)
+            if segment is not None and arm.frames[segment[0]].joint_space:
+                i, s = segment
+                arm.q = arm.frame_q[i - 1] + _min_jerk(s) * (arm.frame_q[i] - arm.frame_q[i - 1])
+            else:
+                arm.q, _ = arm.ik.solve(arm.q, pos, rot, iterations=15)
             out.extend(self._with_gripper(arm, arm.q, grip))
         return np.array(out)
 
@@ -199,9 +302,12 @@ class PickPlaceExpert(ScriptedExpert):
 class HandoverExpert(ScriptedExpert):
     """Left picks top-down holding the cube's upper part, turns it towards the right arm at the
     meeting point; the right gripper, rolled 90 degrees, takes the protruding part by its top
-    and bottom faces, so the two finger pairs never share a face."""
+    and bottom faces, so the two finger pairs never share a face. Both big turns (left: from
+    top-down to facing the right arm; right: rolling to meet it) are joint-space moves, the
+    right one made while the left arm picks, so neither waits for the other longer than needed."""
     meet = np.array([-0.01, 0.0, 0.22])   # left tcp at the handover
     right_reach = 0.0225                  # right tcp beyond the left tcp along x
+    right_standoff = 0.10                 # right tcp waits this far further along x
 
     def plan(self, cube_pos, cube_yaw, target_pos):
         left, right = self.by_prefix["left_"], self.by_prefix["right_"]
@@ -213,26 +319,28 @@ class HandoverExpert(ScriptedExpert):
         rot_left_meet = frame([1, 0, 0], [0, side, 0])
         rot_right_meet = frame([-1, 0, 0], [0, 0, 1])
         meet_right = self.meet + self.right_reach * x
+        waiting = meet_right + self.right_standoff * x
         sl, sr = left.start, right.start
+        # Nominal times: joint-space moves are stretched where the joint limits need more.
         left.frames = [
             Keyframe(0.0, sl.pos, sl.rot, sl.grip),
             Keyframe(1.5, cube_pos + 0.10 * up, rot_grasp, OPEN),
             Keyframe(2.3, grasp, rot_grasp, OPEN),
             Keyframe(2.8, grasp, rot_grasp, CLOSED),
-            Keyframe(3.6, grasp + 0.12 * up, rot_grasp, CLOSED),
-            Keyframe(5.2, self.meet, rot_left_meet, CLOSED),
-            Keyframe(6.7, self.meet, rot_left_meet, CLOSED),
-            Keyframe(7.2, self.meet, rot_left_meet, OPEN),
-            Keyframe(8.2, self.meet - 0.12 * x, rot_left_meet, OPEN),
+            Keyframe(3.8, grasp + 0.12 * up, rot_grasp, CLOSED),
+            Keyframe(6.0, self.meet, rot_left_meet, CLOSED, joint_space=True),
+            Keyframe(7.5, self.meet, rot_left_meet, CLOSED),
+            Keyframe(8.0, self.meet, rot_left_meet, OPEN),
+            Keyframe(9.0, self.meet - 0.12 * x, rot_left_meet, OPEN),
         ]
         right.frames = [
             Keyframe(0.0, sr.pos, sr.rot, sr.grip),
-            Keyframe(3.5, sr.pos, sr.rot, OPEN),
-            Keyframe(5.2, meet_right + 0.10 * x, rot_right_meet, OPEN),
-            Keyframe(6.2, meet_right, rot_right_meet, OPEN),
-            Keyframe(6.7, meet_right, rot_right_meet, CLOSED),
-            Keyframe(7.2, meet_right, rot_right_meet, CLOSED),
-            Keyframe(8.2, meet_right + 0.10 * x + 0.05 * up, rot_right_meet, CLOSED),
+            Keyframe(3.8, waiting, rot_right_meet, OPEN, joint_space=True),
+            Keyframe(6.0, waiting, rot_right_meet, OPEN),
+            Keyframe(7.0, meet_right, rot_right_meet, OPEN),
+            Keyframe(7.5, meet_right, rot_right_meet, CLOSED),
+            Keyframe(8.0, meet_right, rot_right_meet, CLOSED),
+            Keyframe(9.0, meet_right + 0.10 * x + 0.05 * up, rot_right_meet, CLOSED),
         ]
 
 
