@@ -134,6 +134,12 @@ def recorder(graph, ros_env, name):
     proc = start_recorder(ros_env, CONFIG, {"dataset_root": str(folder), "dataset_name": name, "use_sim_time": True,
                                             "record_rate_hz": RATE}, log_path=folder / f"{name}.log")
     operator.wait_for_recorder(timeout=60, proc=proc)
+    # Its service answering does not mean its subscriptions are matched: on a loaded machine the
+    # first forwarded commands could still be lost to discovery (a recorder started long before
+    # START, as on a rig, has them).
+    recorded = [ARM.controller_topic, "/safety/events"]
+    assert wait_for(lambda: all("demo_recorder_node" in {i.node_name for i in operator.node.get_subscriptions_info_by_topic(topic)}
+                                for topic in recorded), 30), f"the recorder never subscribed to {recorded}"
     return proc
 
 

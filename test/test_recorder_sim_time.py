@@ -2,7 +2,7 @@
 without a stamp (placed in time by its arrival) that arrives before the first /clock message
 cannot be placed in time; it is dropped instead of spoiling the episode started next (the
 recorder used to stamp it 0 s, start the episode at 0 s and then refuse to save: "the streams do
-not overlap")."""
+not overlap"). An episode STARTed before the first /clock starts with its first message."""
 import os
 import threading
 import time
@@ -81,10 +81,14 @@ def test_unstamped_command_before_the_first_clock_is_dropped(tmp_path, ros_env, 
         res = operator.call("SAVE")
         assert res.success, res.message
         assert res.num_frames >= 8
-        episode = wait_for_dataset(tmp_path / "demos", 1).get_episode(0)
+        dataset = wait_for_dataset(tmp_path / "demos", 1)
+        episode, meta = dataset.get_episode(0), dataset.episode_meta(0)
     finally:
         clock.stop()
         stop(proc)
         operator.close()
     assert np.all(episode["timestamp"] >= SIM_START_S)
+    # START found no clock: the episode starts with the first message on the sim clock, so the
+    # commands the conversion keeps are the episode's own.
+    assert meta["episode_start"] is not None and SIM_START_S <= meta["episode_start"] <= episode["timestamp"][0]
     assert np.all(np.isfinite(episode["action"]))

@@ -127,6 +127,7 @@ class RecorderSession:
         self._episode_start: float | None = None
         self._start_now: float | None = None
         self._clock_ok = False
+        self._clock_pending = False
         self._events: list[tuple[float, int]] = []
         self.last_safety_event = ""
         self._sim_episode: int | None = None
@@ -179,6 +180,8 @@ class RecorderSession:
             return
         self._latest_stamp[topic] = stamp * 1e-9
         self._last_receive[topic] = log_time_ns * 1e-9
+        if self._clock_pending:
+            self._place_start(stamp * 1e-9, log_time_ns * 1e-9)
         writer = self.writer
         if writer is None or self.state != RECORDING:
             return
@@ -239,6 +242,22 @@ class RecorderSession:
                 if self._waiting_for_reset and self.state == RECORDING and episode != self._used_sim_episode:
                     self._begin_after_reset()
 
+    def _place_start(self, stamp: float, now: float) -> None:
+        """The first message after a START that found no clock or no messages to place it by:
+        the episode starts at its stamp (nothing earlier was received)."""
+        with self._lock:
+            if not self._clock_pending or now <= 0:
+                return
+            self._clock_pending = False
+            if self.state != RECORDING:
+                return
+            self._clock_ok = abs(now - stamp) < 5.0
+            self._start_now = min(now, stamp) if self._clock_ok else None
+            if not self._waiting_for_reset:
+                self._episode_start = self._start_now
+                self._events = [e for e in self._events
+                                if self._episode_start is None or e[0] >= self._episode_start]
+
     def _begin_after_reset(self) -> None:
         self._waiting_for_reset = False
         self._used_sim_episode = self._sim_episode
@@ -266,8 +285,11 @@ class RecorderSession:
                 why = describe_os_error(e) if isinstance(e, OSError) else str(e)
                 return self._fail(f"cannot record: {why}")
             stamps = list(self._latest_stamp.values())
+            # Nothing received yet, or a sim clock that has not ticked yet (a recorder started
+            # with the robot): the episode starts with the first message, placed when it comes.
+            self._clock_pending = not stamps or not now
             # Stamps from another clock (sim time vs. wall time): grid from the stamps alone.
-            self._clock_ok = now is not None and bool(stamps) and abs(now - max(stamps)) < 5.0
+            self._clock_ok = not self._clock_pending and abs(now - max(stamps)) < 5.0
             self._start_now = now if self._clock_ok else None
             self._episode_start = self._start_now
             self.task, self.error = task, ""
