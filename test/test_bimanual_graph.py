@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -32,6 +31,7 @@ from diffusion_policy_ros.msg import ActionChunk, PolicyStatus
 from diffusion_policy_ros.policy.checkpoint import load_checkpoint
 from diffusion_policy_ros.policy.configuration import robot_obs_shapes
 from diffusion_policy_ros.robot_config import load_robot_config
+from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
 from waiting import wait_for
 
@@ -118,7 +118,7 @@ def graph(checkpoint, robot, tmp_path_factory, ros_env, ros_domain_id):
     specs = build_graph("sim", CONFIG, {"policy_checkpoint": checkpoint, "policy_device": "cpu"})
     procs = start_graph(specs, env=ros_env, log_dir=str(logs))
     old = os.environ.get("ROS_DOMAIN_ID")
-    context = node = executor = thread = None
+    context = node = thread = None
     try:
         os.environ["ROS_DOMAIN_ID"] = str(ros_domain_id)
         assert manage_lifecycle(["policy_node"], start=False) == "", f"lifecycle failed; logs in {logs}"
@@ -135,15 +135,12 @@ def graph(checkpoint, robot, tmp_path_factory, ros_env, ros_domain_id):
                 node.create_subscription(JointTrajectory, topic, seen["controllers"][topic].append, 50)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
+        thread = SpinThread(executor).start()
         yield node, seen, logs
     finally:
         stop_graph(procs)
-        if executor is not None:
-            executor.shutdown()
         if thread is not None:
-            thread.join(timeout=10)
+            thread.stop()
         if node is not None:
             node.destroy_node()
         if context is not None:
