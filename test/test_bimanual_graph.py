@@ -16,10 +16,7 @@ import os
 
 import numpy as np
 import pytest
-import rclpy
 from PIL import Image
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
 from trajectory_msgs.msg import JointTrajectory
 
 from diffusion_policy_ros import obs_keys, reporting
@@ -31,8 +28,8 @@ from diffusion_policy_ros.msg import ActionChunk, PolicyStatus
 from diffusion_policy_ros.policy.checkpoint import load_checkpoint
 from diffusion_policy_ros.policy.configuration import robot_obs_shapes
 from diffusion_policy_ros.robot_config import load_robot_config
-from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
+from graph_test_node import sim_time_test_node
 from waiting import wait_for
 
 CONFIG = "config/bimanual.yaml"
@@ -117,38 +114,19 @@ def graph(checkpoint, robot, tmp_path_factory, ros_env, ros_domain_id):
     logs = tmp_path_factory.mktemp("logs")
     specs = build_graph("sim", CONFIG, {"policy_checkpoint": checkpoint, "policy_device": "cpu"})
     procs = start_graph(specs, env=ros_env, log_dir=str(logs))
-    old = os.environ.get("ROS_DOMAIN_ID")
-    context = node = thread = None
     try:
-        os.environ["ROS_DOMAIN_ID"] = str(ros_domain_id)
-        assert manage_lifecycle(["policy_node"], start=False) == "", f"lifecycle failed; logs in {logs}"
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=ros_domain_id)
-        node = rclpy.create_node("bimanual_graph_test", context=context,
-                                 parameter_overrides=[Parameter("use_sim_time", value=True)])
-        seen = {"status": [], "chunks": [], "controllers": {}}
-        node.create_subscription(PolicyStatus, "policy/status", seen["status"].append, 50)
-        node.create_subscription(ActionChunk, "policy/action_chunk", seen["chunks"].append, 50)
-        for arm in robot.arms:
-            for topic in (arm.controller_topic, arm.gripper_topic):
-                seen["controllers"][topic] = []
-                node.create_subscription(JointTrajectory, topic, seen["controllers"][topic].append, 50)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        thread = SpinThread(executor).start()
-        yield node, seen, logs
+        with sim_time_test_node("bimanual_graph_test", ros_domain_id) as node:
+            assert manage_lifecycle(["policy_node"], start=False) == "", f"lifecycle failed; logs in {logs}"
+            seen = {"status": [], "chunks": [], "controllers": {}}
+            node.create_subscription(PolicyStatus, "policy/status", seen["status"].append, 50)
+            node.create_subscription(ActionChunk, "policy/action_chunk", seen["chunks"].append, 50)
+            for arm in robot.arms:
+                for topic in (arm.controller_topic, arm.gripper_topic):
+                    seen["controllers"][topic] = []
+                    node.create_subscription(JointTrajectory, topic, seen["controllers"][topic].append, 50)
+            yield node, seen, logs
     finally:
         stop_graph(procs)
-        if thread is not None:
-            thread.stop()
-        if node is not None:
-            node.destroy_node()
-        if context is not None:
-            context.try_shutdown()
-        if old is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = old
 
 
 def test_every_input_reaches_the_policy_and_both_arms_get_commands(graph, robot, checkpoint):

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from diffusion_policy_ros.runtime.spin_thread import SpinThread
 from diffusion_policy_ros.runtime.supervisor import manage_lifecycle, start_graph, stop_graph
 from diffusion_policy_ros.graph import build_graph
 from diffusion_policy_ros.msg import PolicyStatus
 from diffusion_policy_ros.nodes._ros_convert import seconds
 from diffusion_policy_ros.robot_config import load_robot_config
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
+from graph_test_node import sim_time_test_node
 from waiting import wait_for
 
 CAMERA = "/camera/scene/image_raw"
@@ -41,49 +38,30 @@ def running_graph(tmp_path_factory, ros_env, ros_domain_id):
     sim = next(s for s in specs if s.name == "sim_node")
     specs[specs.index(sim)] = type(sim)(sim.name, sim.params_file, {"camera": {"scene": {"topic": "/raw/scene"}}})
     procs = start_graph(specs, env=ros_env, log_dir=str(work))
-    old = os.environ.get("ROS_DOMAIN_ID")
-    context = node = executor = thread = None
     try:
-        os.environ["ROS_DOMAIN_ID"] = str(ros_domain_id)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=ros_domain_id)
-        # The graph runs on sim time (use_sim_time), and under load the sim runs slower than the wall
-        # clock: this node keeps sim time too, and rates and durations below are in simulated seconds.
-        node = rclpy.create_node("graph_test", context=context,
-                                 parameter_overrides=[Parameter("use_sim_time", value=True)])
-        clock = node.get_clock()
-        state = {"relay": True, "commands": [], "policy": [], "status": [], "joints": [],
-                 "sim_now": lambda: clock.now().nanoseconds * 1e-9}
-        camera = node.create_publisher(Image, CAMERA, qos_profile_sensor_data)
-        node.create_subscription(Image, "/raw/scene/image_raw",
-                                 lambda m: state["relay"] and camera.publish(m), qos_profile_sensor_data)
-        node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
-                                 lambda m: state["commands"].append((state["sim_now"](), m)), 10)
-        node.create_subscription(JointTrajectory, "/policy/joint_trajectory",
-                                 lambda m: state["policy"].append((state["sim_now"](), m)), 10)
-        node.create_subscription(PolicyStatus, "policy/status", state["status"].append, 10)
+        with sim_time_test_node("graph_test", ros_domain_id) as node:
+            # The graph runs on sim time (use_sim_time), and under load the sim runs slower than the wall
+            # clock: this node keeps sim time too, and rates and durations below are in simulated seconds.
+            clock = node.get_clock()
+            state = {"relay": True, "commands": [], "policy": [], "status": [], "joints": [],
+                     "sim_now": lambda: clock.now().nanoseconds * 1e-9}
+            camera = node.create_publisher(Image, CAMERA, qos_profile_sensor_data)
+            node.create_subscription(Image, "/raw/scene/image_raw",
+                                     lambda m: state["relay"] and camera.publish(m), qos_profile_sensor_data)
+            node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
+                                     lambda m: state["commands"].append((state["sim_now"](), m)), 10)
+            node.create_subscription(JointTrajectory, "/policy/joint_trajectory",
+                                     lambda m: state["policy"].append((state["sim_now"](), m)), 10)
+            node.create_subscription(PolicyStatus, "policy/status", state["status"].append, 10)
 
-        def on_joint_state(msg):
-            state["joint_names"] = list(msg.name)
-            state["joints"].append((state["sim_now"](), np.array(msg.position)))
-        node.create_subscription(JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        thread = SpinThread(executor).start()
-        assert manage_lifecycle(["policy_node"], start=True) == "", f"lifecycle failed; logs in {work}"
-        yield state, work
+            def on_joint_state(msg):
+                state["joint_names"] = list(msg.name)
+                state["joints"].append((state["sim_now"](), np.array(msg.position)))
+            node.create_subscription(JointState, "/joint_states", on_joint_state, qos_profile_sensor_data)
+            assert manage_lifecycle(["policy_node"], start=True) == "", f"lifecycle failed; logs in {work}"
+            yield state, work
     finally:
         stop_graph(procs)
-        if thread is not None:
-            thread.stop()
-        if node is not None:
-            node.destroy_node()
-        if context is not None:
-            context.try_shutdown()
-        if old is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = old
 
 
 def sim_sleep(state, duration, timeout=120.0):
