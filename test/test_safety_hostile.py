@@ -230,6 +230,9 @@ def test_estop_answers_within_a_bound_under_a_flood_of_the_largest_commands(ros_
         attacker = threading.Thread(target=flood, daemon=True)
         attacker.start()
         try:
+            # The e-stop is asked for under a flood, not before one has built up (a fast run
+            # used to finish its four e-stops after 90 messages).
+            assert wait_for(lambda: sent[0] > 100, 30), "the flood never got going"
             for _ in range(4):
                 count = node.runner.stats.filtered
                 assert wait_for(lambda: node.runner.stats.filtered > count + 2), "the flood is not being filtered"
