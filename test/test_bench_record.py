@@ -17,6 +17,9 @@ def test_a_short_recording_counts_every_stream_of_both_publisher_processes(tmp_p
     assert result.returncode in (0, 1), result.stderr[-3000:]   # 1: NOT SUSTAINED (late ticks on a busy CI)
     doc = json.loads(out.read_text())
     assert set(doc["publisher_late_ticks"]) == {"cameras", "commands", "joints", "tactile"}
+    # the robot side asks for SCHED_FIFO as ros2_control does; a refusal is reported, never fatal
+    assert doc["realtime_priority"] == 50
+    assert set(doc["publisher_not_realtime"]) <= {"commands", "joints", "tactile"}
     (episode,) = doc["episodes"]
     streams = episode["streams"]
     assert {"joints/arm", "rgb/bench_cam0", "tactile/finger_l", "tactile/finger_r"} <= set(streams), streams

@@ -121,3 +121,32 @@ def test_sequence_windows_are_edge_padded(tmp_path):
     assert last["action"][0, :, 0].tolist() == [102, 103, 103, 103]       # padded with the last frame
     held_out = SequenceDataset(buf, ["obs/joint_pos"], 4, 2, 2, episodes=[1])
     assert len(held_out) == 4
+
+
+def _writeback_running(writer) -> bool:
+    thread = writer._writeback._thread
+    return thread is not None and thread.is_alive()
+
+
+def test_an_episode_is_written_back_while_written_and_the_writeback_ends(tmp_path, monkeypatch):
+    """Writing starts a writeback thread (so the commit's sync is not one burst); the commit stops
+    it, and a writer that is never committed leaves no thread behind once idle."""
+    from diffusion_policy_ros.data import replay_buffer
+    monkeypatch.setattr(replay_buffer, "WRITEBACK_EVERY_S", 0.05)
+    monkeypatch.setattr(replay_buffer, "WRITEBACK_IDLE_S", 0.3)
+    buf = ReplayBuffer.create(str(tmp_path / "ds"))
+    data = episode(4)
+    specs = {k: (str(v.dtype), v.shape[1:]) for k, v in data.items()}
+    writer = buf.episode_writer(4, specs)
+    for key, value in data.items():
+        writer.write(key, 0, value)
+    thread = writer._writeback._thread
+    assert thread is not None and thread.is_alive()
+    assert writer.commit({"task": "t"}) == 0
+    assert not thread.is_alive()
+    assert np.array_equal(ReplayBuffer.open(str(tmp_path / "ds")).get_episode(0)["action"], data["action"])
+
+    abandoned = buf.episode_writer(4, specs)
+    abandoned.write("action", 0, data["action"])
+    assert _writeback_running(abandoned)
+    assert wait_for(lambda: not _writeback_running(abandoned), timeout=5), "the idle writeback thread did not end"

@@ -3,8 +3,8 @@
 Starts demo_recorder_node (a real process, as `dpros up record` does) and publishes what a
 teleoperation rig's drivers publish: from this process N cameras of W x H RGB at R Hz (optionally
 depth on the first, 16UC1 or 32FC1), and from a second process (`RigDriver`) joint states, tactile
-pads and the commands a safety filter forwards, each stream on a thread of its own, all on one
-time grid. A tick more than half a period behind its time counts as late. It records `--episodes` episodes of S seconds back to back
+pads and the commands a safety filter forwards, each stream on a thread of its own (SCHED_FIFO
+where permitted, as ros2_control's update thread), all on one time grid. A tick more than half a period behind its time counts as late. It records `--episodes` episodes of S seconds back to back
 (START right after each SAVE) and reports, per stream, the messages published inside the
 episode, received and written by the recorder, the frames dropped and duplicated, the
 publishers' late ticks, how long SAVE took and how long after SAVE each episode was trainable
@@ -44,12 +44,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--reliable", action="store_true",
                         help="publish and subscribe sensors RELIABLE (default: best effort, sensor-data QoS)")
+    parser.add_argument("--realtime-priority", type=int, default=50,
+                        help="SCHED_FIFO priority of the robot side's publisher threads, as ros2_control's "
+                             "update thread (thread_priority 50); 0: the default scheduler")
     parser.add_argument("--receive-threads", type=int, default=None,
                         help="the recorder's executor threads (default: its parameter's default)")
     parser.add_argument("--dds-profile", nargs="?", const="config/fastdds_large_messages.xml", default=None,
                         help="Fast DDS profile for recorder and publishers (FASTRTPS_DEFAULT_PROFILES_FILE; "
                              "without a value: the package's large-message profile)")
     parser.add_argument("--root", default=None, help="dataset folder (default: a temporary one, deleted)")
+    parser.add_argument("--keep-raw", action="store_true",
+                        help="keep each episode's raw MCAP beside the dataset (with --root: to see when messages arrived)")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a free-ish one)")
 
 
@@ -67,6 +72,7 @@ def bench_config(base_path: str, args, root: str) -> str:
     doc["/**/demo_recorder_node"] = {"ros__parameters": {
         "dataset_root": root, "dataset_name": "bench", "record_rate_hz": args.rate, "qos_depth": 20,
         "sensor_reliability": "reliable" if args.reliable else "best_effort", "sim_status_topic": "",
+        "keep_raw_episodes": args.keep_raw,
         **({"receive_threads": args.receive_threads} if args.receive_threads else {})}}
     path = os.path.join(root, "bench_config.yaml")
     with open(path, "w", encoding="utf-8") as f:
@@ -167,7 +173,8 @@ def _bench(args, root: str) -> dict:
         cpu = _cpu_seconds(proc.pid)
         cpu = None if cpu is None or cpu0 is None else cpu - cpu0
         sensors.stop()
-        clocks = {c.name: {"published": c.published, "rate": c.rate, "late": c.late} for c in sensors.clocks}
+        clocks = {c.name: {"published": c.published, "rate": c.rate, "late": c.late, "realtime": ""}
+                  for c in sensors.clocks}
         clocks.update(driver.stop())
         late_ticks = {name: [(round(t, 3), round(1e3 * behind, 1)) for t, behind in c["late"] if t >= WARM_UP_S]
                       for name, c in clocks.items()}   # (seconds since the publishers started, ms late)
@@ -175,6 +182,7 @@ def _bench(args, root: str) -> dict:
         late = {name: len(ticks) for name, ticks in late_ticks.items()}
         saves = [round(e.pop("saved_at") - start_wall, 3) for e in episodes]   # seconds since the publishers started
         rates = {name: c["rate"] for name, c in clocks.items()}
+        not_realtime = {name: c["realtime"] for name, c in clocks.items() if c["realtime"]}
         trainable = watcher.wait(timeout=max(600.0, 4 * args.seconds * args.episodes))
     finally:
         driver.close()
@@ -220,6 +228,7 @@ def _bench(args, root: str) -> dict:
         "seconds": args.seconds, "episodes": episodes, "reliable": args.reliable,
         "megabytes_per_s": megabytes, "publisher_late_ticks": late,
         "publisher_worst_late_ms": worst_late_ms, "publisher_late_at_ms": late_ticks,
+        "realtime_priority": args.realtime_priority, "publisher_not_realtime": not_realtime,
         "save_at_s": saves,
         "recorder_cpu_percent": None if cpu is None else 100.0 * cpu / recording_s,
         "sustained": not problems, "problems": problems, "cpu_count": os.cpu_count(),
@@ -239,6 +248,7 @@ class RigDriver:
         cmd += ["--joint-rate", str(args.joint_rate)] if args.joint_rate else []
         cmd += ["--tactile-rate", str(args.tactile_rate)] if args.tactile_rate else []
         cmd += ["--reliable"] if args.reliable else []
+        cmd += ["--realtime-priority", str(args.realtime_priority)]
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                      text=True)
 
@@ -342,6 +352,8 @@ def _print(result: dict) -> None:
         for name, row in ep["streams"].items():
             print(f"  {name:22s} {row['published']:9d} {row['received']:9d} {row['written']:8d} "
                   f"{row['dropped']:8d} {row['duplicated']:10d}")
+    for name, why in result["publisher_not_realtime"].items():
+        print(f"publisher {name} not real-time: {why}")
     cpu = result["recorder_cpu_percent"]
     print(f"publishers' late ticks (more than half a period): {result['publisher_late_ticks']}, worst "
           f"{result['publisher_worst_late_ms']} ms; recorder CPU "

@@ -5,7 +5,11 @@ cameras' `<topic>/image_raw` (or `<topic>/image_raw/compressed`), depth, tactile
 safety filter forwards to the controllers (`controller_topic`, `forward_topic`, and the gripper
 controller's topic), which becomes the dataset's `action`; `safety/events` (marked per frame in
 `action_safety`); the teleop requests and the sim's task status (kept in the raw episode). Each
-subscription has a callback group of its own: a camera never waits behind another.
+subscription has a callback group of its own: a camera never waits behind another. A callback
+takes every message already queued on its subscription (`DRAIN_LIMIT`): rclpy's executors take
+one message per subscription per wait, so a 200 Hz stream fell seconds behind (and lost
+messages once its queue was full) whenever the wait loop, shared with four cameras, ran at under
+200 cycles per second.
 
 Episode control: service `~/episode` (EpisodeControl: START with task text, SAVE, DISCARD). SAVE
 answers once the raw episode (MCAP, under `<dataset>/episodes_raw/`) is durable on disk; a
@@ -33,6 +37,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.task import Future
+
+try:
+    from rclpy.exceptions import InvalidHandle
+except ImportError:  # Humble
+    from rclpy.handle import InvalidHandle
 from std_msgs.msg import String
 
 from diffusion_policy_ros.data.dataset_path import DatasetPathError, ensure_writable_dir, resolve_dataset_path
@@ -45,6 +54,7 @@ from diffusion_policy_ros.nodes._robot_params import now_seconds
 from diffusion_policy_ros.robot_config import ConfigError
 
 SMALL_MESSAGE_DEPTH = 500
+DRAIN_LIMIT = 1000   # messages one callback takes beyond the one it was called with: the executor still comes round
 SAVE_CATCH_UP_S = 3.0
 IMAGE_QUEUE_BYTES = 64 << 20
 MAX_IMAGE_DEPTH = 300
@@ -101,9 +111,11 @@ class DemoRecorder(Node):
                 depth = max(qos_depth, SMALL_MESSAGE_DEPTH)
             qos = QoSProfile(depth=depth, reliability=sensor_reliability) if topic.name in sensor_topics \
                 else QoSProfile(depth=depth)
-            self._subs.append(self.create_subscription(
-                _message_class(topic.msgtype), topic.name, self._receiver(topic), qos, raw=True,
-                callback_group=MutuallyExclusiveCallbackGroup()))
+            callback = _Draining(self._receiver(topic))
+            callback.subscription = self.create_subscription(
+                _message_class(topic.msgtype), topic.name, callback, qos, raw=True,
+                callback_group=MutuallyExclusiveCallbackGroup())
+            self._subs.append(callback.subscription)
 
         from diffusion_policy_ros.srv import EpisodeControl
         self._srv_type = EpisodeControl
@@ -198,6 +210,29 @@ class DemoRecorder(Node):
 
     def _publish_status(self):
         self._status_pub.publish(String(data=json.dumps(self.session.status(now_seconds(self)))))
+
+
+class _Draining:
+    """A raw subscription's callback that hands `receive` its message, then every message queued
+    behind it, serialized (`Subscription.handle.take_message`, as rclpy's executors and
+    wait_for_message take them, Humble to Kilted)."""
+
+    def __init__(self, receive):
+        self.receive = receive
+        self.subscription = None
+
+    def __call__(self, data: bytes) -> None:
+        self.receive(data)
+        subscription = self.subscription
+        for _ in range(DRAIN_LIMIT):
+            try:
+                with subscription.handle:
+                    taken = subscription.handle.take_message(subscription.msg_type, True)
+            except InvalidHandle:   # destroyed while shutting down
+                return
+            if taken is None:
+                return
+            self.receive(taken[0])
 
 
 def main(args=None):

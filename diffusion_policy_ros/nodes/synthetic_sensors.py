@@ -9,6 +9,7 @@ Every stream publishes at `rate_hz` unless it has a rate of its own (`joint_rate
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 
@@ -51,6 +52,16 @@ class _Clocked:
         self.name, self.rate, self.publish = name, float(rate), publish
         self.published = 0
         self.late: list[tuple[float, float]] = []   # (tick time from start, seconds behind it)
+        self.realtime = ""     # why its thread is not real-time ("" when it is or was not asked to be)
+
+
+def _make_thread_realtime(priority: int) -> str:
+    """SCHED_FIFO for the calling thread (Linux: pid 0 is the thread); '' or why not."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return ""
+    except (AttributeError, OSError) as e:
+        return f"SCHED_FIFO {priority} refused ({e}); raise the user's rtprio limit as ros2_control documents"
 
 
 class SyntheticSensors(Node):
@@ -59,9 +70,12 @@ class SyntheticSensors(Node):
     def __init__(self, robot_config, rate_hz: float, *, distinct_frames: int | None = None,
                  reliable: bool = False, joint_rate_hz: float | None = None,
                  tactile_rate_hz: float | None = None, depth_encoding: str = "32FC1",
-                 streams=STREAMS, **kwargs):
+                 streams=STREAMS, realtime_priority: int = 0, **kwargs):
         """`streams`: which of STREAMS this node publishes (a rig runs each driver in a process of
-        its own: `dpros bench record` starts joints, tactile and commands in a second one)."""
+        its own: `dpros bench record` starts joints, tactile and commands in a second one).
+        `realtime_priority` > 0: each publishing thread asks for SCHED_FIFO at that priority, as
+        ros2_control's update thread does (`thread_priority`, 50); a clock's `realtime` says why
+        when the system refused (no rtprio limit for this user)."""
         super().__init__("synthetic_sensors", **PARAMETER_OPTIONS, **kwargs)
         responsive_threads()  # each publishing thread gets the GIL within 0.5 ms of its tick
         declare_node_parameters(self, SYNTHETIC_SENSORS)  # none of its own: refuses stray ones
@@ -73,6 +87,7 @@ class SyntheticSensors(Node):
         self.config = robot_config
         self.rate = float(rate_hz)
         self.depth_encoding = depth_encoding
+        self.realtime_priority = int(realtime_priority)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self._joint_pubs = [(arm, self.create_publisher(JointState, arm.joint_states_topic, qos))
@@ -142,6 +157,8 @@ class SyntheticSensors(Node):
             t.join()
 
     def _run(self, clock: _Clocked, start_ns: int, start_wall: float, seconds):
+        if self.realtime_priority > 0:
+            clock.realtime = _make_thread_realtime(self.realtime_priority)
         k = 0
         while not self._stop.is_set():
             due = start_wall + k / clock.rate
