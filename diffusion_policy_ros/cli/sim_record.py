@@ -49,6 +49,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--expert", choices=EXPERT_MODES, default=None,
                         help="scripted expert: keyframes (rest-to-rest plan) or continuous (re-decides every "
                              "step); default: the config's expert_teleop_node expert_mode, else keyframes")
+    parser.add_argument("--dagger", default=None, metavar="CHECKPOINT",
+                        help="DAgger: this policy drives, the continuous expert's action for each visited state "
+                             "is recorded (sim/dagger.py); failed episodes are kept")
+    parser.add_argument("--dagger-expert-fraction", type=float, default=0.0, metavar="F",
+                        help="with --dagger: the fraction of episodes (drawn per seed) the expert drives")
+    parser.add_argument("--timeout-s", type=float, default=12.0, help="with --dagger: sim seconds an episode may take")
     parser.add_argument("--variant", choices=VARIANTS, default=None,
                         help="what moves during an episode; default: the config's sim_node task_variant, "
                              "else static")
@@ -136,6 +142,16 @@ def record_episode(env, seed: int, keys: dict[str, dict], after_success: int):
     return data, success_step
 
 
+def _dagger_policy(checkpoint: str, config):
+    from diffusion_policy_ros.policy.configuration import PolicyConfigError
+    from diffusion_policy_ros.policy.deploy import load_for_robot
+    try:
+        # One torch thread: two spin-wait on a shared 2-core machine (~100x slower beside other jobs).
+        return load_for_robot(checkpoint, config, device="cpu", torch_threads=1, compile_unet=False)
+    except (PolicyConfigError, OSError, ValueError) as e:
+        raise UsageError(f"--dagger {checkpoint}: {e}") from e
+
+
 def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -149,6 +165,8 @@ def run(args) -> int:
         raise UsageError("--episodes must be positive")
     if args.after_success < 0:
         raise UsageError("--after-success must be 0 or more")
+    if not 0.0 <= args.dagger_expert_fraction <= 1.0 or not args.timeout_s > 0:
+        raise UsageError("--dagger-expert-fraction must be in [0, 1] and --timeout-s > 0")
     config = config_for(args.task or "pick_place", args.config)
     task = args.task or (config.task if args.config else "pick_place")
     cameras = list(dict.fromkeys(args.cameras or [c.name for c in config.cameras]))
@@ -168,11 +186,24 @@ def run(args) -> int:
         env = SimEnv(config, task=task, cameras=cameras, variant=args.variant, expert_mode=args.expert)
     except ValueError as e:   # an expert mode or variant this task does not have
         raise UsageError(str(e)) from e
+    policy = _dagger_policy(args.dagger, config) if args.dagger else None
+    driver = "the policy, labelled by the expert" if policy else f"{env.expert_mode} expert"
     with env:
-        progress = tqdm(seeds, desc=f"record {task} ({env.variant}, {env.expert_mode} expert)", unit="episode")
+        progress = tqdm(seeds, desc=f"record {task} ({env.variant}, {driver})", unit="episode")
         try:
             for seed in progress:
-                data, success_step = record_episode(env, seed, keys, args.after_success)
+                expert_drives = None
+                if policy is None:
+                    data, success_step = record_episode(env, seed, keys, args.after_success)
+                else:
+                    from diffusion_policy_ros.sim.dagger import dagger_episode
+                    expert_drives = bool(np.random.default_rng(seed).random() < args.dagger_expert_fraction)
+                    try:
+                        data, success_step = dagger_episode(env, policy, seed, keys, timeout_s=args.timeout_s,
+                                                            after_success=args.after_success,
+                                                            expert_drives=expert_drives)
+                    except ValueError as e:
+                        raise UsageError(str(e)) from e
                 if data is None:
                     skipped.append(seed)
                 else:
@@ -185,7 +216,10 @@ def run(args) -> int:
                                         extra={"cameras": sorted(cameras), "seed": seed, "sim_task": task,
                                                "success_step": success_step, "task_variant": env.variant,
                                                "expert_mode": env.expert_mode,
-                                               "world_events": env.world.events})
+                                               "world_events": env.world.events,
+                                               **({} if policy is None else {
+                                                   "dagger_policy": os.path.abspath(args.dagger),
+                                                   "driver": "expert" if expert_drives else "policy"})})
                     check_free_space(out, sum(a.nbytes for a in data.values()))
                     dataset.add_episode(data, meta)
                     lengths.append(length)

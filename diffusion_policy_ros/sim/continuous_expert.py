@@ -66,6 +66,8 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
         self.grip = OPEN if arm.start.grip > (OPEN + CLOSED) / 2 else CLOSED
         self.closed_at = None
         self.clock = 0.0
+        self._adopted = None
+        self._proposed = None
         self.observe(None, cube_pos, None, target_pos, cube_yaw=cube_yaw)
 
     def observe(self, q, cube_pos, cube_quat, target_pos, cube_yaw=None) -> None:
@@ -76,6 +78,35 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
         self.cube_yaw = quat_yaw(cube_quat) if cube_yaw is None else float(cube_yaw)
         self.target = np.asarray(target_pos, float)
 
+    def adopt(self, action, t: float) -> None:
+        """Take `action` (joint targets, config order), issued by someone else for time `t`, as
+        its own last command. DAgger: the policy drives and the expert only labels; its next
+        label must start from what the robot was really commanded (tcp, velocity, gripper), not
+        from the command it proposed."""
+        arm = self.arms[0]
+        if self._proposed is not None and t == self.clock and np.array_equal(np.asarray(action, float), self._proposed):
+            # its own command: the state it moved to is exact (the tcp of FK(IK(pos)) is not)
+            self._adopted = (self.pos.copy(), t, self.grip, self.closed_at)
+            return
+        joints = np.asarray(action, float)[:len(arm.index.is_gripper)]
+        q_arm = joints[~arm.index.is_gripper]
+        pos, rot = arm.ik.fk(q_arm)
+        grip = CLOSED if float(joints[arm.index.is_gripper][0]) < (OPEN + CLOSED) / 2 else OPEN
+        previous = self._adopted      # (tcp, time, grip, closed_at) of the last adopted command
+        vel = np.zeros(3) if previous is None or t <= previous[1] else (pos - previous[0]) / (t - previous[1])
+        speed = float(np.linalg.norm(vel))
+        # A policy may jump faster than the expert ever moves; its law knows no such speed.
+        self.vel = vel if speed <= self.max_speed else vel * (self.max_speed / speed)
+        if grip == OPEN:
+            closed_at = None
+        elif previous is not None and previous[2] == CLOSED and previous[3] is not None:
+            closed_at = previous[3]   # still closing, or holding, since then
+        else:
+            closed_at = t
+        self._adopted = (pos, t, grip, closed_at)
+        self.pos, self.rot, self.grip, self.closed_at, self.clock = pos, rot, grip, closed_at, t
+        arm.q = q_arm.copy()
+
     # --- the feedback law --------------------------------------------------------------------
     def action(self, t: float) -> np.ndarray:
         arm = self.arms[0]
@@ -85,7 +116,8 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
         self._move(goal, below_funnel, dt)
         self._turn(rot_goal, dt)
         arm.q, _ = arm.ik.solve(arm.q, self.pos, self.rot, iterations=15)
-        return np.array(self._with_gripper(arm, arm.q, self.grip))
+        self._proposed = np.array(self._with_gripper(arm, arm.q, self.grip), float)
+        return self._proposed.copy()
 
     def _measured(self) -> tuple[np.ndarray, float]:
         """Measured tcp position and pad gap (the commanded ones before the first observation)."""

@@ -1,0 +1,53 @@
+"""DAgger episodes: the policy drives the sim, the continuous expert labels every state it visits.
+
+A policy trained on the expert's own runs drifts into states those runs never visit (hovering
+beside a cube that was moved during the grasp) and has no demonstration of what to do there.
+Here the policy's action is executed, and the expert's action for the same state is recorded as
+the label (Ross et al., DAgger). The expert is a feedback law, so it can label any state, provided
+its own commanded state follows what was really commanded (`ContinuousPickPlaceExpert.adopt`).
+Failed episodes are kept: their labels are the corrections the policy lacks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from diffusion_policy_ros.obs_keys import is_obs
+
+_EPS = 1e-9
+
+
+def dagger_episode(env, policy, seed: int, keys: dict[str, dict], *, timeout_s: float,
+                   after_success: int, expert_drives: bool = False) -> tuple[dict[str, np.ndarray], int | None]:
+    """One episode of `policy` in `env` (a SimEnv with the continuous expert), labelled by the
+    expert: -> (dataset rows for `keys`: observations, `action` = the expert's label, `timestamp`;
+    the tick of the first success or None). `expert_drives`: execute the labels instead (the
+    mixture's expert episodes)."""
+    if not hasattr(env.expert, "adopt"):
+        raise ValueError(f"DAgger needs an expert that can label any state (continuous), not {env.expert_mode!r}")
+    policy_keys = list(policy.config.obs_shapes)
+    obs_keys = [k for k in keys if is_obs(k)]
+    missing = sorted(set(policy_keys) - set(obs_keys))
+    if missing:
+        raise ValueError(f"the policy observes {missing}, which this recording does not have")
+    rate = env.config.control_rate_hz
+    rows: dict[str, list] = {k: [] for k in keys}
+    obs = env.reset(seed)
+    policy.reset(seed)
+    success_step, tick = None, 0
+    while env.time < timeout_s - _EPS:
+        label = env.expert_action()
+        executed = label if expert_drives else np.asarray(policy.select_action({k: obs[k] for k in policy_keys},
+                                                                               env.time))
+        for key in obs_keys:
+            rows[key].append(obs[key])
+        rows["action"].append(label)
+        rows["timestamp"].append(tick / rate)
+        env.expert.adopt(executed, env.time + env.control_period)
+        obs = env.step(executed)
+        tick += 1
+        if success_step is None and env.success():
+            success_step = tick
+        if success_step is not None and tick >= success_step + after_success:
+            break
+    data = {k: np.asarray(np.stack(v), dtype=keys[k]["dtype"]) for k, v in rows.items()}
+    return data, success_step
