@@ -1,7 +1,8 @@
 """DAgger recording (sim/dagger.py): the policy drives, the continuous expert labels.
 
-Two properties. Adopting the expert's own command changes nothing: with the expert driving, a
-DAgger episode is the plain expert recording, array for array. And with a policy driving, each
+Two properties. Adopting the expert's own command changes nothing: with the expert driving, or a
+driver executing exactly what the expert proposed, the episode is the plain expert recording,
+array for array. And with a policy driving, each
 label starts from what was really commanded: its tcp is within one control period of expert
 motion (max_speed / rate) of the executed command's tcp, although the policy's commands lead
 the arm elsewhere than the expert would have gone.
@@ -17,7 +18,7 @@ from diffusion_policy_ros.cli.sim_record import dataset_keys, record_episode  # 
 from diffusion_policy_ros.data.episode_builder import streams_for_config  # noqa: E402
 from diffusion_policy_ros.policy.checkpoint import load_checkpoint  # noqa: E402
 from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
-from diffusion_policy_ros.sim.dagger import dagger_episode  # noqa: E402
+from diffusion_policy_ros.sim.dagger import dagger_episode, labelled_episode  # noqa: E402
 from diffusion_policy_ros.sim.env import SimEnv  # noqa: E402
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint  # noqa: E402
 
@@ -58,6 +59,12 @@ def test_with_the_expert_driving_a_dagger_episode_is_the_expert_recording(env, k
     assert set(dagger) == set(expert)
     for key in expert:
         np.testing.assert_allclose(dagger[key], expert[key], atol=1e-9, err_msg=key)
+    # a driver that executes exactly what the expert proposed: adopting its own command changes nothing
+    adopted, success = labelled_episode(env, SEED, keys, timeout_s=len(expert["action"]) / 20 + 5, after_success=2,
+                                        drive=lambda obs, t: env.expert._proposed.copy())
+    assert success is not None
+    for key in expert:
+        np.testing.assert_allclose(adopted[key], expert[key], atol=1e-9, err_msg=key)
 
 
 def test_with_the_policy_driving_each_label_starts_from_the_command_really_executed(env, keys, policy):

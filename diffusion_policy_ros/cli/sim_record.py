@@ -21,7 +21,6 @@ import sys
 import time
 
 from diffusion_policy_ros.cli.errors import UsageError
-from diffusion_policy_ros.obs_keys import is_obs
 from diffusion_policy_ros.sim.expert import EXPERT_MODES
 from diffusion_policy_ros.sim.perturbations import VARIANTS
 from diffusion_policy_ros.sim.tasks import TASK_INSTRUCTIONS
@@ -112,29 +111,12 @@ def _describe(keys: dict[str, dict]) -> str:
 
 def record_episode(env, seed: int, keys: dict[str, dict], after_success: int):
     """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
-    import numpy as np
+    from diffusion_policy_ros.sim.dagger import labelled_episode
 
-    obs_keys = [k for k in keys if is_obs(k)]
-    rows: dict[str, list] = {k: [] for k in keys}
-    rate = env.config.control_rate_hz
-    obs = env.reset(seed)
-    success_step, tick = None, 0
-    while True:
-        action = env.expert_action()
-        for key in obs_keys:
-            rows[key].append(obs[key])
-        rows["action"].append(action)
-        rows["timestamp"].append(tick / rate)   # the recorder's grid: start + index / rate
-        env.step(action, observe=False)
-        tick += 1
-        if success_step is None and env.success():
-            success_step = tick
-        if env.done or (success_step is not None and tick >= success_step + after_success):
-            break
-        obs = env.observation()   # rendered only when another tick follows
+    data, success_step = labelled_episode(env, seed, keys, timeout_s=env.task.episode_seconds,
+                                          after_success=after_success)
     if success_step is None:
         return None, None
-    data = {k: np.asarray(np.stack(v), dtype=keys[k]["dtype"]) for k, v in rows.items()}
     for key, array in data.items():
         if list(array.shape[1:]) != keys[key]["shape"]:
             raise RuntimeError(f"sim gives {key} of shape {array.shape[1:]}, the recorder writes "
@@ -186,6 +168,7 @@ def run(args) -> int:
         env = SimEnv(config, task=task, cameras=cameras, variant=args.variant, expert_mode=args.expert)
     except ValueError as e:   # an expert mode or variant this task does not have
         raise UsageError(str(e)) from e
+    from diffusion_policy_ros.sim.dagger import dagger_episode
     policy = _dagger_policy(args.dagger, config) if args.dagger else None
     driver = "the policy, labelled by the expert" if policy else f"{env.expert_mode} expert"
     with env:
@@ -196,7 +179,6 @@ def run(args) -> int:
                 if policy is None:
                     data, success_step = record_episode(env, seed, keys, args.after_success)
                 else:
-                    from diffusion_policy_ros.sim.dagger import dagger_episode
                     expert_drives = bool(np.random.default_rng(seed).random() < args.dagger_expert_fraction)
                     try:
                         data, success_step = dagger_episode(env, policy, seed, keys, timeout_s=args.timeout_s,

@@ -16,38 +16,52 @@ from diffusion_policy_ros.obs_keys import is_obs
 _EPS = 1e-9
 
 
-def dagger_episode(env, policy, seed: int, keys: dict[str, dict], *, timeout_s: float,
-                   after_success: int, expert_drives: bool = False) -> tuple[dict[str, np.ndarray], int | None]:
-    """One episode of `policy` in `env` (a SimEnv with the continuous expert), labelled by the
-    expert: -> (dataset rows for `keys`: observations, `action` = the expert's label, `timestamp`;
-    the tick of the first success or None). `expert_drives`: execute the labels instead (the
-    mixture's expert episodes)."""
-    if not hasattr(env.expert, "adopt"):
-        raise ValueError(f"DAgger needs an expert that can label any state (continuous), not {env.expert_mode!r}")
-    policy_keys = list(policy.config.obs_shapes)
+def labelled_episode(env, seed: int, keys: dict[str, dict], *, timeout_s: float, after_success: int,
+                     drive=None) -> tuple[dict[str, np.ndarray], int | None]:
+    """One episode in `env` from `seed` whose `action` rows are the scripted expert's: -> (dataset rows
+    for `keys`: observations, `action`, `timestamp`; the tick of the first success or None). It ends
+    `after_success` ticks after the first success, or at `timeout_s`. `drive(obs, t)`: the action
+    executed instead of the expert's (the expert then adopts it); None: the expert drives."""
     obs_keys = [k for k in keys if is_obs(k)]
-    missing = sorted(set(policy_keys) - set(obs_keys))
-    if missing:
-        raise ValueError(f"the policy observes {missing}, which this recording does not have")
     rate = env.config.control_rate_hz
     rows: dict[str, list] = {k: [] for k in keys}
     obs = env.reset(seed)
-    policy.reset(seed)
     success_step, tick = None, 0
-    while env.time < timeout_s - _EPS:
+    while True:
         label = env.expert_action()
-        executed = label if expert_drives else np.asarray(policy.select_action({k: obs[k] for k in policy_keys},
-                                                                               env.time))
         for key in obs_keys:
             rows[key].append(obs[key])
         rows["action"].append(label)
-        rows["timestamp"].append(tick / rate)
-        env.expert.adopt(executed, env.time + env.control_period)
-        obs = env.step(executed)
+        rows["timestamp"].append(tick / rate)   # the recorder's grid: start + index / rate
+        executed = label
+        if drive is not None:
+            executed = np.asarray(drive(obs, env.time))
+            env.expert.adopt(executed, env.time + env.control_period)
+        env.step(executed, observe=False)
         tick += 1
         if success_step is None and env.success():
             success_step = tick
-        if success_step is not None and tick >= success_step + after_success:
+        if env.time >= timeout_s - _EPS or (success_step is not None and tick >= success_step + after_success):
             break
+        obs = env.observation()   # rendered only when another tick follows
     data = {k: np.asarray(np.stack(v), dtype=keys[k]["dtype"]) for k, v in rows.items()}
     return data, success_step
+
+
+def dagger_episode(env, policy, seed: int, keys: dict[str, dict], *, timeout_s: float,
+                   after_success: int, expert_drives: bool = False) -> tuple[dict[str, np.ndarray], int | None]:
+    """One episode of `policy` in `env` (a SimEnv with the continuous expert), labelled by the
+    expert (see `labelled_episode`). `expert_drives`: execute the labels instead (the mixture's
+    expert episodes)."""
+    if not hasattr(env.expert, "adopt"):
+        raise ValueError(f"DAgger needs an expert that can label any state (continuous), not {env.expert_mode!r}")
+    policy_keys = list(policy.config.obs_shapes)
+    missing = sorted(set(policy_keys) - {k for k in keys if is_obs(k)})
+    if missing:
+        raise ValueError(f"the policy observes {missing}, which this recording does not have")
+    policy.reset(seed)
+
+    def drive(obs, t):
+        return policy.select_action({k: obs[k] for k in policy_keys}, t)
+    return labelled_episode(env, seed, keys, timeout_s=timeout_s, after_success=after_success,
+                            drive=None if expert_drives else drive)
