@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from diffusion_policy_ros.data.replay_buffer import ReplayBuffer  # noqa: E402
+from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer  # noqa: E402
 from diffusion_policy_ros.policy.unet import ConditionalUnet1D  # noqa: E402
 from diffusion_policy_ros.sampling.schedule import NoiseSchedule  # noqa: E402
 
@@ -31,14 +32,13 @@ def action_chunks(dataset: str, dims: list[int] | None, horizon: int) -> torch.T
     """Every horizon-long window of min-max normalized actions inside one episode."""
     buffer = ReplayBuffer.open(dataset)
     episodes = [np.asarray(buffer.get_episode(e, ["action"])["action"], dtype=np.float32) for e in range(buffer.n_episodes)]
-    actions = np.concatenate(episodes)
-    lo, hi = actions.min(0), actions.max(0)
+    normalizer = MinMaxNormalizer.fit({"action": np.concatenate(episodes)})
     chunks = []
     for episode in episodes:
-        normalized = 2 * (episode - lo) / np.maximum(hi - lo, 1e-6) - 1
+        normalized = normalizer.normalize("action", torch.from_numpy(episode))
         chunks += [normalized[i:i + horizon] for i in range(len(normalized) - horizon + 1)]
-    chunks = np.stack(chunks)
-    return torch.from_numpy(chunks[..., dims] if dims else chunks)
+    chunks = torch.stack(chunks)
+    return chunks[..., dims] if dims else chunks
 
 
 def main() -> None:
