@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from diffusion_policy_ros.data.replay_buffer import ReplayBuffer  # noqa: E402
+from diffusion_policy_ros.policy.configuration import PolicyConfig  # noqa: E402
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer  # noqa: E402
 from diffusion_policy_ros.policy.unet import ConditionalUnet1D  # noqa: E402
 from diffusion_policy_ros.sampling.schedule import NoiseSchedule  # noqa: E402
@@ -31,7 +32,8 @@ from diffusion_policy_ros.sampling.schedule import NoiseSchedule  # noqa: E402
 def action_chunks(dataset: str, dims: list[int] | None, horizon: int) -> torch.Tensor:
     """Every horizon-long window of min-max normalized actions inside one episode."""
     buffer = ReplayBuffer.open(dataset)
-    episodes = [np.asarray(buffer.get_episode(e, ["action"])["action"], dtype=np.float32) for e in range(buffer.n_episodes)]
+    episodes = [np.asarray(buffer.get_episode(e, ["action"])["action"], dtype=np.float32)
+                for e in range(buffer.n_episodes)]
     normalizer = MinMaxNormalizer.fit({"action": np.concatenate(episodes)})
     chunks = []
     for episode in episodes:
@@ -58,8 +60,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     chunks = action_chunks(args.dataset, args.dims, args.horizon)
-    unet = ConditionalUnet1D(chunks.shape[-1], 1, tuple(args.down_dims))
-    schedule = NoiseSchedule()
+    # the policy's denoiser and schedule as PolicyConfig builds them, but for down_dims
+    unet = ConditionalUnet1D(chunks.shape[-1], 1, tuple(args.down_dims), PolicyConfig.kernel_size,
+                             PolicyConfig.n_groups, PolicyConfig.step_embed_dim)
+    schedule = NoiseSchedule(PolicyConfig.num_train_timesteps, PolicyConfig.beta_schedule)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=1e-6)
     no_observation = torch.zeros(args.batch_size, 1)
     for _ in range(args.steps):
@@ -83,7 +87,8 @@ def main() -> None:
           f"({sum(p.numel() for p in unet.parameters())} U-Net parameters without observation features)")
     print(f"loss at level {args.noise_level}: {float(per_dim.mean()):.3f}  per dim {per_dim.numpy()}")
     print(f"linear bound:      {float(bound.mean()):.3f}  per dim {bound.numpy()}")
-    print("wide enough" if per_dim.mean() <= 1.2 * bound.mean() else "too narrow (or too few steps): the loss stays above the bound")
+    wide_enough = per_dim.mean() <= 1.2 * bound.mean()
+    print("wide enough" if wide_enough else "too narrow (or too few steps): the loss stays above the bound")
 
 
 if __name__ == "__main__":
