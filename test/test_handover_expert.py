@@ -83,3 +83,32 @@ def test_without_fingers_may_meet_the_clearance_stops_the_handover(env, robot):
     success, events = filtered_episode(env, robot, seed=1, fingers_may_meet=False)
     assert "arm_clearance" in {e.reason for e in events}
     assert not success
+
+
+def episode_with_the_left_arm_off(env, robot, seed: int, shoulder_offset_rad: float, aim_m: float):
+    """The expert's episode with the left shoulder turned by `shoulder_offset_rad` from the lift on
+    (the cube in its hand then reaches the meeting point some centimetres to the side, as a
+    policy's left arm may bring it); -> (success, the right arm's aim in m)."""
+    left_shoulder = robot.joint_names.index("left_joint_1")
+    env.expert.max_aim_m = aim_m
+    try:
+        env.reset(seed, observe=False)
+        while not env.done:
+            action = env.expert_action()
+            if env.time >= 4.0:
+                action[left_shoulder] += shoulder_offset_rad
+            env.step(action, observe=False)
+        return env.success(), env.expert.right_aim
+    finally:
+        env.expert.max_aim_m = type(env.expert).max_aim_m
+
+
+def test_the_right_arm_takes_the_cube_where_the_left_brought_it(env, robot):
+    success, aim = episode_with_the_left_arm_off(env, robot, seed=1, shoulder_offset_rad=0.08, aim_m=0.04)
+    assert success
+    # The cube came 3.6 cm to the side (along y, across the right fingers): the right arm followed.
+    assert 0.03 < abs(aim[1]) <= 0.04 and np.abs(aim[[0, 2]]).max() < 0.005, aim
+    assert episode_with_the_left_arm_off(env, robot, seed=1, shoulder_offset_rad=0.0, aim_m=0.04)[1] \
+        == pytest.approx(np.zeros(3), abs=0.002), "on the plan the aim is nil"
+    success, aim = episode_with_the_left_arm_off(env, robot, seed=1, shoulder_offset_rad=0.08, aim_m=0.0)
+    assert not success, "aiming at the planned meeting point misses the cube"

@@ -13,6 +13,9 @@ once written, so Ctrl-C keeps every episode finished before it.
 `--expert continuous` records the expert that re-decides every control step (no dwell at rest, so a
 policy that refines every step can learn from it); `--variant displaced` etc. moves the world during
 the episode (sim/perturbations.py), and each episode's metadata lists what moved and when.
+`--expert-noise 0.015` (DART) pushes the arms off the expert's path with a smooth random offset while
+the expert's own action is recorded, so the data shows what the expert does from states a policy's
+errors lead to (sim/expert_noise.py).
 """
 from __future__ import annotations
 
@@ -48,6 +51,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--expert", choices=EXPERT_MODES, default=None,
                         help="scripted expert: keyframes (rest-to-rest plan) or continuous (re-decides every "
                              "step); default: the config's expert_teleop_node expert_mode, else keyframes")
+    parser.add_argument("--expert-noise", type=float, default=0.0, metavar="RAD",
+                        help="DART: the expert executes its action plus a smooth random offset of this standard "
+                             "deviation on every arm joint (0.5 s correlation), its clean action is recorded "
+                             "(sim/expert_noise.py); seeds it then fails are skipped")
     parser.add_argument("--dagger", default=None, metavar="CHECKPOINT",
                         help="DAgger: this policy drives, the continuous expert's action for each visited state "
                              "is recorded (sim/dagger.py); failed episodes are kept")
@@ -109,12 +116,23 @@ def _describe(keys: dict[str, dict]) -> str:
     return ", ".join(f"{k} {v['dtype']}{tuple(v['shape'])}" for k, v in sorted(keys.items()))
 
 
-def record_episode(env, seed: int, keys: dict[str, dict], after_success: int):
-    """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
-    from diffusion_policy_ros.sim.dagger import labelled_episode
+NOISE_CORRELATION_S = 0.5
 
+
+def record_episode(env, seed: int, keys: dict[str, dict], after_success: int, noise_rad: float = 0.0):
+    """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
+    import numpy as np
+
+    from diffusion_policy_ros.sim.dagger import labelled_episode
+    from diffusion_policy_ros.sim.expert_noise import SmoothJointNoise
+
+    perturb = None
+    if noise_rad > 0:
+        arm_joints = np.ones(env.config.action_dim, bool)
+        arm_joints[list(env.config.gripper_indices)] = False
+        perturb = SmoothJointNoise(noise_rad, NOISE_CORRELATION_S, env.config.control_rate_hz, arm_joints, seed)
     data, success_step = labelled_episode(env, seed, keys, timeout_s=env.task.episode_seconds,
-                                          after_success=after_success)
+                                          after_success=after_success, perturb=perturb)
     if success_step is None:
         return None, None
     for key, array in data.items():
@@ -147,6 +165,8 @@ def run(args) -> int:
         raise UsageError("--episodes must be positive")
     if args.after_success < 0:
         raise UsageError("--after-success must be 0 or more")
+    if args.expert_noise < 0 or (args.expert_noise > 0 and args.dagger):
+        raise UsageError("--expert-noise must be 0 or more, and is for the expert's own episodes (not --dagger)")
     if not 0.0 <= args.dagger_expert_fraction <= 1.0 or not args.timeout_s > 0:
         raise UsageError("--dagger-expert-fraction must be in [0, 1] and --timeout-s > 0")
     config = config_for(args.task or "pick_place", args.config)
@@ -177,7 +197,7 @@ def run(args) -> int:
             for seed in progress:
                 expert_drives = None
                 if policy is None:
-                    data, success_step = record_episode(env, seed, keys, args.after_success)
+                    data, success_step = record_episode(env, seed, keys, args.after_success, args.expert_noise)
                 else:
                     expert_drives = bool(np.random.default_rng(seed).random() < args.dagger_expert_fraction)
                     try:
@@ -198,6 +218,7 @@ def run(args) -> int:
                                         extra={"cameras": sorted(cameras), "seed": seed, "sim_task": task,
                                                "success_step": success_step, "task_variant": env.variant,
                                                "expert_mode": env.expert_mode,
+                                               "expert_noise_rad": args.expert_noise,
                                                "world_events": env.world.events,
                                                **({} if policy is None else {
                                                    "dagger_policy": os.path.abspath(args.dagger),

@@ -11,6 +11,7 @@ samples per process; rank 0 alone prints and writes:
 from __future__ import annotations
 
 import json
+import os
 
 from diffusion_policy_ros.cli.errors import UsageError
 
@@ -34,6 +35,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the state in --out")
     parser.add_argument("--until", type=int, default=None, metavar="STEP",
                         help="stop (and save) at this step of the --steps schedule; --resume continues")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="fine-tune: start from this checkpoint's weights, normalizer and policy config (its "
+                             "observation keys must be in --dataset; --obs-keys and --policy must not differ); "
+                             "the optimizer and schedule start afresh. A --resume that finds a state wins")
     parser.add_argument("--policy", default="{}", help="JSON object of PolicyConfig overrides, e.g. "
                                                        "'{\"down_dims\": [64, 128, 256], \"horizon\": 16}'")
 
@@ -87,8 +92,13 @@ def make_trainer(args, distributed):
         raise UsageError(f"--policy is not a JSON object: {e}") from e
     if not isinstance(overrides, dict):
         raise UsageError(f"--policy must be a JSON object of PolicyConfig fields, got {args.policy!r}")
-    config = PolicyConfig(obs_shapes={k: buf.key_spec(k)["shape"] for k in obs_keys}, joint_names=joint_names,
-                          gripper_dims=grippers, control_rate_hz=rate, **overrides).validate()
+    start = None
+    if args.init_from:
+        start = _fine_tuning_start(args.init_from, buf, args.obs_keys, overrides, joint_names, rate)
+        config, obs_keys = start.config, list(start.config.obs_shapes)
+    else:
+        config = PolicyConfig(obs_shapes={k: buf.key_spec(k)["shape"] for k in obs_keys}, joint_names=joint_names,
+                              gripper_dims=grippers, control_rate_hz=rate, **overrides).validate()
     train_eps = list(range(buf.n_episodes - args.val_episodes))
     held_out = list(range(buf.n_episodes - args.val_episodes, buf.n_episodes))
     dataset = SequenceDataset(buf, sorted(obs_keys), config.horizon, config.n_obs_steps, config.n_action_steps,
@@ -98,12 +108,46 @@ def make_trainer(args, distributed):
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
                      checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed,
                      num_threads=args.threads)
-    trainer = Trainer(config, dataset, tc, out_dir=args.out, distributed=distributed,
-                      extra_info={"dataset": buf.path, "held_out_episodes": held_out,
-                                  "processes": distributed.world_size})
+    extra = {"dataset": buf.path, "held_out_episodes": held_out, "processes": distributed.world_size}
+    if start is not None:
+        extra["init_from"] = os.path.abspath(args.init_from)
+    trainer = Trainer(config, dataset, tc, out_dir=args.out, distributed=distributed, extra_info=extra,
+                      normalizer=start.normalizer if start is not None else None)
     if args.resume and trainer.resume():
         say(f"resumed from step {trainer.step}")
+    elif start is not None:
+        trainer.start_from(start)
+        say(f"fine-tuning {args.init_from} (its normalizer and config)")
     processes = f"; {distributed.world_size} processes x {args.batch_size} samples" if distributed.enabled else ""
     say(f"training on {len(train_eps)} episodes ({len(dataset)} windows), holding out {held_out}; "
         f"obs {sorted(obs_keys)}; device {trainer.device}{processes}")
     return trainer
+
+
+def _fine_tuning_start(checkpoint: str, buf, obs_keys: list[str] | None, overrides: dict,
+                       joint_names: list[str], rate: float):
+    """The policy `--init-from` names, checked against the dataset and the other arguments."""
+    from diffusion_policy_ros.policy.checkpoint import CheckpointError, load_checkpoint
+    try:
+        policy = load_checkpoint(checkpoint, device="cpu")
+    except (CheckpointError, OSError) as e:
+        raise UsageError(f"--init-from {checkpoint}: {e}") from e
+    theirs = policy.config
+    problems = []
+    if list(theirs.joint_names) != list(joint_names):
+        problems.append(f"its joints {list(theirs.joint_names)} are not the dataset's {list(joint_names)}")
+    if float(theirs.control_rate_hz) != float(rate):
+        problems.append(f"it acts at {theirs.control_rate_hz} Hz, the dataset at {rate} Hz")
+    for key, shape in theirs.obs_shapes.items():
+        if key not in buf.keys:
+            problems.append(f"the dataset has no {key}")
+        elif list(buf.key_spec(key)["shape"]) != list(shape):
+            problems.append(f"{key} is {list(shape)} there, {buf.key_spec(key)['shape']} in the dataset")
+    if obs_keys and sorted(obs_keys) != sorted(theirs.obs_shapes):
+        problems.append(f"--obs-keys {sorted(obs_keys)} differ from its {sorted(theirs.obs_shapes)}")
+    differing = sorted(k for k, v in overrides.items() if getattr(theirs, k, object()) != v)
+    if differing:
+        problems.append(f"--policy sets {differing}, which it has otherwise")
+    if problems:
+        raise UsageError(f"cannot fine-tune {checkpoint} on this dataset: {'; '.join(problems)}")
+    return policy

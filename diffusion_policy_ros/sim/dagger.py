@@ -17,11 +17,12 @@ _EPS = 1e-9
 
 
 def labelled_episode(env, seed: int, keys: dict[str, dict], *, timeout_s: float, after_success: int,
-                     drive=None) -> tuple[dict[str, np.ndarray], int | None]:
+                     drive=None, perturb=None) -> tuple[dict[str, np.ndarray], int | None]:
     """One episode in `env` from `seed` whose `action` rows are the scripted expert's: -> (dataset rows
     for `keys`: observations, `action`, `timestamp`; the tick of the first success or None). It ends
     `after_success` ticks after the first success, or at `timeout_s`. `drive(obs, t)`: the action
-    executed instead of the expert's (the expert then adopts it); None: the expert drives."""
+    executed instead of the expert's (the expert then adopts it); None: the expert drives.
+    `perturb(label)`: the expert drives, executing this instead of its label (sim/expert_noise.py)."""
     obs_keys = [k for k in keys if is_obs(k)]
     rate = env.config.control_rate_hz
     rows: dict[str, list] = {k: [] for k in keys}
@@ -33,7 +34,7 @@ def labelled_episode(env, seed: int, keys: dict[str, dict], *, timeout_s: float,
             rows[key].append(obs[key])
         rows["action"].append(label)
         rows["timestamp"].append(tick / rate)   # the recorder's grid: start + index / rate
-        executed = label
+        executed = label if perturb is None else perturb(label)
         if drive is not None:
             executed = np.asarray(drive(obs, env.time))
             env.expert.adopt(executed, env.time + env.control_period)

@@ -12,7 +12,8 @@ filter's joint limits (`JOINT_SPEED_LIMIT`, `JOINT_ACCEL_LIMIT`).
 
 Expert modes (`make_expert(task, robot, mode)`): `keyframes`, these rest-to-rest plans, and
 `continuous` (pick_place only, sim/continuous_expert.py), which re-decides every control step
-from the world as it is then. Callers pass the world to `observe()` before each `action()`.
+from the world as it is then. Callers pass the world to `observe()` before each `action()`: a
+keyframe plan ignores it, except the handover's right arm, which aims at the cube where it is.
 """
 from __future__ import annotations
 
@@ -257,14 +258,20 @@ class ScriptedExpert:
     def plan(self, cube_pos, cube_yaw, target_pos) -> None:
         raise NotImplementedError
 
+    def _aim_offset(self, arm, t: float) -> np.ndarray:
+        """How far `arm`'s tcp target moves from the plan at time t to meet the world as it is."""
+        return np.zeros(3)
+
     def observe(self, q, cube_pos, cube_quat, target_pos) -> None:
         """The world now (joint positions in config order, cube pose, target position), given
-        before each `action()`. A keyframe plan is followed as made: it ignores it."""
+        before each `action()`. A keyframe plan is followed as made: it ignores it (a subclass that
+        aims, `_aim_offset`, reads it)."""
 
     def action(self, t: float) -> np.ndarray:
         out = []
         for arm in self.arms:
             pos, rot, grip = sample_keyframes(arm.frames, t)
+            pos = pos + self._aim_offset(arm, t)
             segment = segment_at(arm.frames, t)
             if segment is not None and arm.frames[segment[0]].joint_space:
                 i, s = segment
@@ -304,10 +311,21 @@ class HandoverExpert(ScriptedExpert):
     meeting point; the right gripper, rolled 90 degrees, takes the protruding part by its top
     and bottom faces, so the two finger pairs never share a face. Both big turns (left: from
     top-down to facing the right arm; right: rolling to meet it) are joint-space moves, the
-    right one made while the left arm picks, so neither waits for the other longer than needed."""
+    right one made while the left arm picks, so neither waits for the other longer than needed.
+
+    The right arm aims at the cube where it is, not where the plan put it: on its way from the
+    waiting point to the cube its target moves by the cube's offset from the planned handover
+    position (blended in along the approach, at most `max_aim_m`), and the offset is frozen
+    when the fingers start to close. A left arm that holds the cube a little off the meeting
+    point (a policy's, or one perturbed while recording) then still gets a grasp, and the
+    demonstrations show the right arm following the cube rather than a fixed point in space."""
     meet = np.array([-0.01, 0.0, 0.22])   # left tcp at the handover
     right_reach = 0.0225                  # right tcp beyond the left tcp along x
     right_standoff = 0.10                 # right tcp waits this far further along x
+    max_aim_m = 0.04
+
+    def observe(self, q, cube_pos, cube_quat, target_pos) -> None:
+        self._cube_now = np.asarray(cube_pos, float)
 
     def plan(self, cube_pos, cube_yaw, target_pos):
         left, right = self.by_prefix["left_"], self.by_prefix["right_"]
@@ -342,6 +360,31 @@ class HandoverExpert(ScriptedExpert):
             Keyframe(8.0, meet_right, rot_right_meet, CLOSED),
             Keyframe(9.0, meet_right + 0.10 * x + 0.05 * up, rot_right_meet, CLOSED),
         ]
+        # Where the cube's centre is when the left tcp is at the meeting point as planned: it
+        # keeps its grasp offset (0.01 m below the tcp, in the grasp frame) through the turn.
+        self._cube_at_meet = self.meet + rot_left_meet @ rot_grasp.T @ (cube_pos - grasp)
+        self._cube_now = np.asarray(cube_pos, float)
+        self._aim = np.zeros(3)
+
+    @property
+    def right_aim(self) -> np.ndarray:
+        """The right arm's current offset from the plan towards the cube (m, world frame)."""
+        return self._aim.copy()
+
+    _APPROACH = 3   # right.frames index ending the approach from the waiting point to the cube
+
+    def _right_aim(self, t: float) -> np.ndarray:
+        frames = self.by_prefix["right_"].frames
+        start, end = frames[self._APPROACH - 1].t, frames[self._APPROACH].t
+        if t <= start:
+            return np.zeros(3)
+        if t < end:   # frozen from `end` on: the fingers close around where the cube was then
+            offset = self._cube_now - self._cube_at_meet
+            self._aim = offset * min(1.0, self.max_aim_m / max(float(np.linalg.norm(offset)), 1e-9))
+        return _min_jerk(min(1.0, (t - start) / (end - start))) * self._aim
+
+    def _aim_offset(self, arm, t: float) -> np.ndarray:
+        return self._right_aim(t) if arm.prefix == "right_" else np.zeros(3)
 
 
 EXPERT_MODES = ("keyframes", "continuous")

@@ -142,6 +142,12 @@ class Trainer:
         self.step = 0
         self.losses: list[tuple[int, float]] = []
 
+    def start_from(self, policy: DiffusionPolicy) -> None:
+        """Fine-tuning: the weights of a trained `policy` (same config) replace the initial ones."""
+        state = policy.state_dict()
+        self.policy.load_state_dict(state, strict=True)
+        self.ema.model.load_state_dict(state, strict=True)
+
     def _process_seed(self, step: int):
         """Batches differ between processes (rank 0 draws what a single process draws)."""
         return self.tc.seed if self.dist.rank == 0 and step == 0 else [self.tc.seed, self.dist.rank, step]
