@@ -375,6 +375,29 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
         assert reasons, "arms driven toward each other must have been stopped somewhere"
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fractions=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6), jitter=st.lists(
+    st.floats(-0.6, 0.6), min_size=6, max_size=6), fingers=st.booleans())
+def test_a_pose_the_clearance_bound_skips_is_never_too_close(bimanual_config, fractions, jitter, fingers):
+    """The filter computes exact link distances only for the other arm's poses whose bounding
+    spheres come within the clearance (`poses_near`); every pose it skips is really that far."""
+    kinematics = build_safety_filter(bimanual_config).kinematics
+    clearance = 0.08
+    reach = REACH.copy()
+    reach[:6] += np.array(jitter)
+    poses = []
+    for f in fractions:   # the right arm on its way from home to reaching into the left's space
+        kinematics.update({"right": HOME + f * (reach - HOME)})
+        poses.append(kinematics.arm_pose("right"))
+    kinematics.update({"left": HOME + 0.8 * (REACH - HOME)})
+    near = kinematics.poses_near("left", "right", np.stack([p[0] for p in poses]), clearance, fingers=fingers)
+    for pose, close in zip(poses, near):
+        kinematics.set_arm_pose("right", pose)
+        exact = kinematics.arm_distance("left", "right", 2 * clearance, fingers=fingers)
+        if not close:
+            assert exact >= clearance, exact
+
+
 def test_arm_far_from_the_plan_is_held_where_it_is(single_config):
     """A sim reset (or a push) moves the arm away from the path the filter planned: the filter
     holds at the measured position instead of dragging the arm back, and plans on from there."""

@@ -74,6 +74,7 @@ class SafetyFilter:
         self._measured_at: dict[str, float] = {}
         self._joint_state_problem: dict[str, str | None] = {arm: None for arm in self.limits}
         self._other_poses: dict[str, list] = {}
+        self._other_centres: dict[str, np.ndarray] = {}   # the same poses' link positions, stacked
         self.estop_engaged = False
         self.estop_reason = ""
         self.counts = {band: 0 for band in Band}
@@ -251,6 +252,8 @@ class SafetyFilter:
             reasons["gripper_limit"] = "gripper targets clamped to the gripper range"
 
         self._other_poses = self._poses_of_other_arms(arm, now)
+        self._other_centres = {other: np.stack([pose[0] for pose in poses])
+                               for other, poses in self._other_poses.items()}
         out_t, out_q, tail_t, tail_q, stopped = self._follow(arm, now, ref_q, ref_v, times, targets, reasons,
                                                              interrupt or _never)
         _check(interrupt)  # the last chance to drop the work before the state changes
@@ -380,7 +383,12 @@ class SafetyFilter:
             if not self.inside_workspace(self.kinematics.end_effector(arm)):
                 return "workspace"
             for other, poses in self._other_poses.items():
-                for pose in poses:
+                # Only poses whose bounding spheres come within the clearance can violate it: the
+                # exact distance (a Python loop over sphere pairs) is computed for those alone.
+                near = self.kinematics.poses_near(arm, other, self._other_centres[other],
+                                                  self.params.min_arm_distance_m,
+                                                  fingers=not self.params.fingers_may_meet)
+                for pose in (pose for pose, close in zip(poses, near) if close):
                     self.kinematics.set_arm_pose(other, pose)
                     distance = self.kinematics.arm_distance(arm, other, 2 * self.params.min_arm_distance_m,
                                                             fingers=not self.params.fingers_may_meet)

@@ -95,6 +95,19 @@ class RobotKinematics:
         g = self._geoms[arm]
         self.data.geom_xpos[g], self.data.geom_xmat[g] = pose
 
+    def poses_near(self, arm_a: str, arm_b: str, poses: np.ndarray, distance: float,
+                   fingers: bool = True) -> np.ndarray:
+        """Which of arm_b's `poses` (stacked link positions, P x links, from `arm_pose`) may come
+        closer than `distance` to arm_a as posed now: those where some pair of bounding spheres
+        does. One array operation for all poses; the others cannot be that close."""
+        ga, gb = self._geoms[arm_a], self._geoms[arm_b]
+        keep_b = np.ones(len(gb), dtype=bool) if fingers else ~self._finger[arm_b]
+        if not fingers:
+            ga = ga[~self._finger[arm_a]]
+        centres = np.linalg.norm(self.data.geom_xpos[ga][None, :, None] - poses[:, None, keep_b], axis=3)
+        bound = centres - self.model.geom_rbound[ga][None, :, None] - self.model.geom_rbound[gb[keep_b]][None, None]
+        return np.any(bound < distance, axis=(1, 2))
+
     def arm_distance(self, arm_a: str, arm_b: str, distmax: float, fingers: bool = True) -> float:
         """Smallest distance between the two arms' link geoms as posed now (capped at distmax);
         `fingers=False` leaves out every pair with a finger geom (each arm's other links remain)."""
