@@ -376,26 +376,33 @@ def test_two_arms_keep_their_distance(bimanual_config, stream):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(fractions=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6), jitter=st.lists(
-    st.floats(-0.6, 0.6), min_size=6, max_size=6), fingers=st.booleans())
-def test_a_pose_the_clearance_bound_skips_is_never_too_close(bimanual_config, fractions, jitter, fingers):
-    """The filter computes exact link distances only for the other arm's poses whose bounding
-    spheres come within the clearance (`poses_near`); every pose it skips is really that far."""
+@given(fractions=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6),
+       left_fractions=st.lists(st.floats(0.5, 1.0), min_size=1, max_size=4),
+       jitter=st.lists(st.floats(-0.6, 0.6), min_size=6, max_size=6), fingers=st.booleans())
+def test_arm_clearance_is_decided_like_the_exact_distance(bimanual_config, fractions, left_fractions, jitter,
+                                                           fingers):
+    """The filter computes exact geom distances only where bounding spheres of a pairing of its own
+    stop's poses with the other arm's planned poses come within the clearance
+    (`sphere_close_pairs`, `closer_than`); its verdict is that of the distance over all geom pairs."""
     kinematics = build_safety_filter(bimanual_config).kinematics
     clearance = 0.08
     reach = REACH.copy()
     reach[:6] += np.array(jitter)
-    poses = []
-    for f in fractions:   # the right arm on its way from home to reaching into the left's space
-        kinematics.update({"right": HOME + f * (reach - HOME)})
-        poses.append(kinematics.arm_pose("right"))
-    kinematics.update({"left": HOME + 0.8 * (REACH - HOME)})
-    near = kinematics.poses_near("left", "right", np.stack([p[0] for p in poses]), clearance, fingers=fingers)
-    for pose, close in zip(poses, near):
-        kinematics.set_arm_pose("right", pose)
+
+    def poses_of(arm, target, amounts):
+        for f in amounts:   # on the way from home to reaching into the other arm's space
+            kinematics.update({arm: HOME + f * (target - HOME)})
+            yield kinematics.arm_pose(arm)
+
+    right, left = list(poses_of("right", reach, fractions)), list(poses_of("left", REACH, left_fractions))
+    pairs = kinematics.sphere_close_pairs("left", "right", np.stack([p[0] for p in left]),
+                                          np.stack([p[0] for p in right]), clearance, fingers=fingers)
+    assert pairs.shape[0] == len(left) and pairs.shape[2] == len(right)
+    for s, p in np.ndindex(len(left), len(right)):
+        too_close = kinematics.closer_than("left", left[s], "right", right[p], pairs[s, :, p], clearance,
+                                           fingers=fingers)
         exact = kinematics.arm_distance("left", "right", 2 * clearance, fingers=fingers)
-        if not close:
-            assert exact >= clearance, exact
+        assert too_close == (exact < clearance), (exact, too_close)
 
 
 def test_arm_far_from_the_plan_is_held_where_it_is(single_config):

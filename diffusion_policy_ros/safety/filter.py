@@ -372,34 +372,52 @@ class SafetyFilter:
         return poses
 
     def _violation(self, arm: str, times: Sequence[float], points: Sequence[np.ndarray]) -> str | None:
+        """The first bound that a stop through `points` would break, in the order of the points
+        (at one point: joint limits, then workspace, then clearance), or None."""
         lim = self.limits[arm]
-        for t, q in zip(times, points):
-            outside = (q < lim.safe_lower - _EPS) | (q > lim.safe_upper + _EPS)
-            if np.any(outside):
-                return "gripper_limit" if np.all(lim.is_gripper[outside]) else "position_limit"
-            if self.kinematics is None:
-                continue
-            self.kinematics.update({arm: q})
-            if not self.inside_workspace(self.kinematics.end_effector(arm)):
-                return "workspace"
-            for other, poses in self._other_poses.items():
-                # Only poses whose bounding spheres come within the clearance can violate it: the
-                # exact distance (a Python loop over sphere pairs) is computed for those alone.
-                near = self.kinematics.poses_near(arm, other, self._other_centres[other],
-                                                  self.params.min_arm_distance_m,
-                                                  fingers=not self.params.fingers_may_meet)
-                for pose in (pose for pose, close in zip(poses, near) if close):
-                    self.kinematics.set_arm_pose(other, pose)
-                    distance = self.kinematics.arm_distance(arm, other, 2 * self.params.min_arm_distance_m,
-                                                            fingers=not self.params.fingers_may_meet)
-                    if distance < self.params.min_arm_distance_m:
-                        return "arm_clearance"
+        q = np.asarray(points)
+        outside = (q < lim.safe_lower - _EPS) | (q > lim.safe_upper + _EPS)
+        beyond_limits = np.flatnonzero(outside.any(axis=1))
+        stop, reason = len(q), None
+        if len(beyond_limits):
+            stop = beyond_limits[0]
+            reason = "gripper_limit" if np.all(lim.is_gripper[outside[stop]]) else "position_limit"
+        if self.kinematics is None:
+            return reason
+        poses, tips = [], []
+        for q_s in q[:stop]:
+            self.kinematics.update({arm: q_s})
+            tips.append(self.kinematics.end_effector(arm))
+            poses.append(self.kinematics.arm_pose(arm))
+        if poses:
+            leaving = np.flatnonzero(~self.inside_workspace(np.array(tips)))
+            if len(leaving):
+                stop, reason = leaving[0], "workspace"
+        return self._clearance_violation(arm, poses[:stop]) or reason
+
+    def _clearance_violation(self, arm: str, poses: list) -> str | None:
+        """"arm_clearance" if one of the arm's link `poses` comes closer than min_arm_distance_m to
+        a pose another arm's plan still passes through. Bounding spheres of all pairings at once
+        pick the few geom pairs that need the exact distance."""
+        if not poses:
+            return None
+        clearance = self.params.min_arm_distance_m
+        fingers = not self.params.fingers_may_meet
+        centres = np.stack([pose[0] for pose in poses])
+        for other, other_poses in self._other_poses.items():
+            pairs = self.kinematics.sphere_close_pairs(arm, other, centres, self._other_centres[other], clearance,
+                                                       fingers=fingers)
+            for s, p in zip(*np.nonzero(pairs.any(axis=(1, 3)))):
+                if self.kinematics.closer_than(arm, poses[s], other, other_poses[p], pairs[s, :, p], clearance,
+                                               fingers=fingers):
+                    return "arm_clearance"
         return None
 
-    def inside_workspace(self, point: np.ndarray) -> bool:
-        local = self._workspace_rotation.T @ np.asarray(point, dtype=float)
-        return bool(np.all(local >= np.asarray(self.params.workspace_min) - _EPS)
-                    and np.all(local <= np.asarray(self.params.workspace_max) + _EPS))
+    def inside_workspace(self, points: np.ndarray) -> np.ndarray:
+        """Whether each point (..., 3) lies in the workspace box."""
+        local = np.asarray(points, dtype=float) @ self._workspace_rotation
+        return (np.all(local >= np.asarray(self.params.workspace_min) - _EPS, axis=-1)
+                & np.all(local <= np.asarray(self.params.workspace_max) + _EPS, axis=-1))
 
     def _clamp_events(self, arm, now, plan, times, requested, reasons) -> list[SafetyEvent]:
         if not reasons:

@@ -37,6 +37,8 @@ class RobotKinematics:
         self._index = {a.config.name: a for a in self.robot.arms}
         self._geoms = {name: self._arm_geoms(index) for name, index in self._index.items()}
         self._finger = {name: self._finger_mask(index, self._geoms[name]) for name, index in self._index.items()}
+        self._checked = {(name, fingers): geoms if fingers else geoms[~self._finger[name]]
+                         for name, geoms in self._geoms.items() for fingers in (True, False)}
 
     def joint_ranges(self) -> dict[str, tuple[float, float]]:
         """Config joint name -> (lower, upper); a gripper's range is its fingers' ranges summed."""
@@ -95,30 +97,35 @@ class RobotKinematics:
         g = self._geoms[arm]
         self.data.geom_xpos[g], self.data.geom_xmat[g] = pose
 
-    def poses_near(self, arm_a: str, arm_b: str, poses: np.ndarray, distance: float,
-                   fingers: bool = True) -> np.ndarray:
-        """Which of arm_b's `poses` (stacked link positions, P x links, from `arm_pose`) may come
-        closer than `distance` to arm_a as posed now: those where some pair of bounding spheres
-        does. One array operation for all poses; the others cannot be that close."""
-        ga, gb = self._geoms[arm_a], self._geoms[arm_b]
-        keep_b = np.ones(len(gb), dtype=bool) if fingers else ~self._finger[arm_b]
+    def sphere_close_pairs(self, arm_a: str, arm_b: str, poses_a: np.ndarray, poses_b: np.ndarray, distance: float,
+                           fingers: bool = True) -> np.ndarray:
+        """For every pairing of arm_a's `poses_a` (S x links x 3, link positions from `arm_pose`)
+        with arm_b's `poses_b` (P x links x 3): which geom pairs have bounding spheres closer than
+        `distance` (S x La x P x Lb over the geoms checked). No other pair can be that close.
+        `fingers=False` leaves out every pair with a finger geom."""
         if not fingers:
-            ga = ga[~self._finger[arm_a]]
-        centres = np.linalg.norm(self.data.geom_xpos[ga][None, :, None] - poses[:, None, keep_b], axis=3)
-        bound = centres - self.model.geom_rbound[ga][None, :, None] - self.model.geom_rbound[gb[keep_b]][None, None]
-        return np.any(bound < distance, axis=(1, 2))
+            poses_a, poses_b = poses_a[:, ~self._finger[arm_a]], poses_b[:, ~self._finger[arm_b]]
+        ra = self.model.geom_rbound[self._checked[arm_a, fingers]]
+        rb = self.model.geom_rbound[self._checked[arm_b, fingers]]
+        centres = np.linalg.norm(poses_a[:, :, None, None] - poses_b[None, None], axis=4)
+        return centres - (ra[:, None, None] + rb[None, None]) < distance
+
+    def closer_than(self, arm_a: str, pose_a, arm_b: str, pose_b, pairs: np.ndarray, distance: float,
+                    fingers: bool = True) -> bool:
+        """Whether the arms posed as `pose_a` and `pose_b` (from `arm_pose`) come closer than
+        `distance`, checking the geom pairs marked in `pairs` (La x Lb, from `sphere_close_pairs`)."""
+        self.set_arm_pose(arm_a, pose_a)
+        self.set_arm_pose(arm_b, pose_b)
+        ga, gb = self._checked[arm_a, fingers], self._checked[arm_b, fingers]
+        fromto = np.zeros(6)
+        for i, j in zip(*np.nonzero(pairs)):
+            if self._mj.mj_geomDistance(self.model, self.data, int(ga[i]), int(gb[j]), distance, fromto) < distance:
+                return True
+        return False
 
     def arm_distance(self, arm_a: str, arm_b: str, distmax: float, fingers: bool = True) -> float:
-        """Smallest distance between the two arms' link geoms as posed now (capped at distmax);
-        `fingers=False` leaves out every pair with a finger geom (each arm's other links remain)."""
-        ga, gb = self._geoms[arm_a], self._geoms[arm_b]
-        if not fingers:
-            ga, gb = ga[~self._finger[arm_a]], gb[~self._finger[arm_b]]
-        centres = np.linalg.norm(self.data.geom_xpos[ga][:, None] - self.data.geom_xpos[gb][None], axis=2)
-        lower_bound = centres - self.model.geom_rbound[ga][:, None] - self.model.geom_rbound[gb][None]
+        """Smallest distance between the two arms' link geoms as posed now (capped at distmax)."""
+        ga, gb = self._checked[arm_a, fingers], self._checked[arm_b, fingers]
         fromto = np.zeros(6)
-        best = distmax
-        for i, j in zip(*np.nonzero(lower_bound < distmax)):  # bounding spheres overlap the margin
-            best = min(best, self._mj.mj_geomDistance(self.model, self.data, int(ga[i]), int(gb[j]),
-                                                     best, fromto))
-        return best
+        return min([distmax] + [self._mj.mj_geomDistance(self.model, self.data, int(i), int(j), distmax, fromto)
+                                for i in ga for j in gb])

@@ -79,6 +79,13 @@ class RobotModel:
         kp = model.actuator_gainprm[:, 0]
         kv = -model.actuator_biasprm[:, 2]
         self.velocity_lead = np.where(kp > 0, kv / np.maximum(kp, 1e-9), 0.0)
+        # Config column -> qpos address, for writing all joints in one array operation (the
+        # safety filter poses the model thousands of times per command).
+        is_gripper = np.concatenate([a.is_gripper for a in self.arms])
+        self._hinge_columns = np.flatnonzero(~is_gripper)
+        self._hinge_qpos = np.concatenate([a.qpos_adr[~a.is_gripper] for a in self.arms])
+        self._gripper_columns = np.flatnonzero(is_gripper)
+        self._finger_qpos = np.array([a.finger_qpos_adr for a in self.arms], dtype=int).T  # 2 x grippers
 
     def _index_arm(self, arm: ArmConfig) -> ArmIndex:
         m = self.model
@@ -144,16 +151,12 @@ class RobotModel:
 
     # --- writing -----------------------------------------------------------------------------
     def set_joint_positions(self, data: mujoco.MjData, q) -> None:
-        """Teleport the joints (reset, FK); velocities are left alone."""
+        """Teleport the joints (reset, FK); velocities are left alone. A gripper value is the
+        finger gap, split over its two slides."""
         q = np.asarray(q, dtype=float)
-        k = 0
-        for a in self.arms:
-            for i, adr in enumerate(a.qpos_adr):
-                if a.is_gripper[i]:
-                    data.qpos[a.finger_qpos_adr[0]] = data.qpos[a.finger_qpos_adr[1]] = q[k] / 2
-                else:
-                    data.qpos[adr] = q[k]
-                k += 1
+        data.qpos[self._hinge_qpos] = q[self._hinge_columns]
+        for finger in self._finger_qpos:
+            data.qpos[finger] = q[self._gripper_columns] / 2
 
     def set_targets(self, data: mujoco.MjData, q, qd=None) -> None:
         """Position targets in config order, clipped to the actuators' ranges."""
