@@ -303,7 +303,7 @@ class SafetyFilter:
                 v = v_slow + alpha * (v_new - v_slow)
                 q = q_prev + v * dt
                 cand_t, cand_q = self._brake(t_goal, q, v, lim, (v - v_prev) / dt)
-                found = self._violation(arm, [t_goal] + cand_t, [q] + cand_q)
+                found = self._violation(arm, [q] + cand_q)
                 if found is None:
                     accepted = (v, q, cand_t, cand_q, alpha)
                     break
@@ -371,7 +371,7 @@ class SafetyFilter:
                 poses[other].append(self.kinematics.arm_pose(other))
         return poses
 
-    def _violation(self, arm: str, times: Sequence[float], points: Sequence[np.ndarray]) -> str | None:
+    def _violation(self, arm: str, points: Sequence[np.ndarray]) -> str | None:
         """The first bound that a stop through `points` would break, in the order of the points
         (at one point: joint limits, then workspace, then clearance), or None."""
         lim = self.limits[arm]
