@@ -209,7 +209,11 @@ def test_action_is_what_the_filter_forwarded_and_rejects_are_marked(graph, ros_e
             continue
         if np.any((unstamped > stamps[i] - 0.3) & (unstamped < at + 0.3)):
             continue                    # a hold may be in force: its start is not known exactly here
-        np.testing.assert_allclose(action[k, ARM_COLUMNS], setpoint(i, at, low[i]), atol=1e-5, err_msg=f"frame {k}")
+        nearest_hold = unstamped[np.argmin(np.abs(unstamped - at))] if len(unstamped) else None
+        np.testing.assert_allclose(action[k, ARM_COLUMNS], setpoint(i, at, low[i]), atol=1e-5,
+                                   err_msg=f"frame {k} at {at:.3f} s: command {i} of {len(stamps)} stamped "
+                                           f"{stamps[i]:.3f}, episode start {meta['episode_start']:.3f}, "
+                                           f"nearest hold seen {nearest_hold}")
         checked += 1
     assert checked >= 5, f"only {checked} of {len(t)} frames checked"
 
