@@ -71,9 +71,10 @@ def graph_eval_figure(results: dict, real_time_factors: dict):
     ax1.set_ylim(0, 110)   # room for the labels above a 100 % bar
     ax1.set_yticks(range(0, 101, 20))
     ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
-    ax2.bar(labels, [results[n]["inference_latency_ms"]["p99"] for n in names], color="tab:blue")
+    p99 = [results[n]["inference_latency_ms"]["p99"] for n in names]
+    ax2.bar(labels, p99, color="tab:blue")
     ax2.set_ylabel("inference latency p99 (sim ms)")
-    ax2.set_yscale("log")
+    _scale_time_axis(ax2, p99)
     ax2.set_title("worst-case latency per inference, in sim time")
     fig.tight_layout()
     return fig
@@ -143,6 +144,16 @@ def print_policy_eval_table(results: dict, hold_s: float) -> None:
           "ms: wall time of select_action (every action, and those that computed a chunk)")
 
 
+def _scale_time_axis(ax, values) -> None:
+    """Log scale where the bars span more than 10x (DDPM-100 next to streaming); otherwise a
+    linear axis from 0, on which a log scale would blow a 10 % difference up into a cliff."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) > 10 * min(positive):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+
+
 def save_policy_eval_chart(results: dict, hold_s: float, path: str) -> None:
     _save(policy_eval_figure(results, hold_s), path)
 
@@ -164,9 +175,10 @@ def policy_eval_figure(results: dict, hold_s: float):
     ax1.set_yticks(range(0, 101, 20))
     ax1.legend(loc="upper center", ncol=2)
     ax1.set_title(f"success over {results[names[0]]['episodes']} seeded episodes")
-    ax2.bar(names, [results[n]["ms_per_chunk"] or 0 for n in names], color="tab:blue")
+    ms_per_chunk = [results[n]["ms_per_chunk"] or 0 for n in names]
+    ax2.bar(names, ms_per_chunk, color="tab:blue")
     ax2.set_ylabel("ms per chunk")
-    ax2.set_yscale("log")
+    _scale_time_axis(ax2, ms_per_chunk)
     ax2.set_title("policy time per inference (no ROS)")
     fig.tight_layout()
     return fig

@@ -26,6 +26,19 @@ def test_success_bars_are_labelled_even_at_zero():
     assert [t.get_text() for t in fig.axes[0].texts] == ["0/4", "2/4", "0/4", "1/4"]
 
 
+def test_time_bars_use_a_log_scale_only_across_orders_of_magnitude():
+    close = {"full": policy_result(9, 9, 10) | {"ms_per_chunk": 128.0},
+             "no depth": policy_result(9, 9, 10) | {"ms_per_chunk": 99.0}}
+    axis = reporting.policy_eval_figure(close, 1.0).axes[1]
+    assert axis.get_yscale() == "linear" and axis.get_ylim()[0] == 0
+    apart = {"streaming": policy_result(9, 9, 10) | {"ms_per_chunk": 12.0},
+             "ddpm": policy_result(9, 9, 10) | {"ms_per_chunk": 500.0}}
+    assert reporting.policy_eval_figure(apart, 1.0).axes[1].get_yscale() == "log"
+    latency = {"streaming": graph_result(3, 3), "ddpm": graph_result(3, 3)}
+    latency["ddpm"]["inference_latency_ms"] = {"p50": 900.0, "p99": 1200.0, "max": 1300.0}
+    assert reporting.graph_eval_figure(latency, {"streaming": 1.0, "ddpm": 0.1}).axes[1].get_yscale() == "log"
+
+
 def test_scene_strip_has_a_title_and_times(tmp_path):
     frames = [(float(t), np.full((64, 64, 3), 40, np.uint8)) for t in range(14)]
     path = tmp_path / "strip.png"
