@@ -234,6 +234,25 @@ def test_a_few_iterations_raise_the_return_on_a_toy_problem():
     assert np.mean([h["mean_return"] for h in history[-3:]]) > np.mean([h["mean_return"] for h in history[:3]])
 
 
+def test_critic_warmup_fits_the_value_and_leaves_the_policy_untouched():
+    policy = tiny_policy()
+    settings = NCDPOSettings(iterations=3, decisions_per_iteration=3, denoising_steps=3, critic_warmup_iterations=2,
+                             ppo=PPOConfig(policy_lr=1e-3, std_lr=1e-2, value_lr=1e-2))
+    trainer = NCDPOTrainer(policy, toy_envs(num_envs=4), settings)
+
+    def snapshot():
+        return ([p.detach().clone() for p in policy.parameters()], trainer.head.std().detach().clone(),
+                [p.detach().clone() for p in trainer.value.parameters()])
+    policy_before, std_before, value_before = snapshot()
+    trainer.train(until=2, progress=False)
+    policy_warm, std_warm, value_warm = snapshot()
+    assert all(torch.equal(a, b) for a, b in zip(policy_before, policy_warm))
+    assert torch.equal(std_before, std_warm)
+    assert not all(torch.equal(a, b) for a, b in zip(value_before, value_warm))
+    trainer.train(progress=False)            # iteration 3: past the warm-up, the policy learns
+    assert not all(torch.equal(a, b) for a, b in zip(policy_warm, policy.parameters()))
+
+
 def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_path):
     out = str(tmp_path / "rl")
 

@@ -46,6 +46,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bc-coef", type=float, default=0.0, help="weight of the diffusion loss on --bc-dataset")
     parser.add_argument("--bc-batch", type=int, default=32)
     parser.add_argument("--freeze-encoder", action="store_true", help="no gradient into the observation encoder")
+    parser.add_argument("--critic-warmup", type=int, default=0, metavar="ITERATIONS",
+                        help="the first ITERATIONS fit the value network only (policy and std unchanged)")
     parser.add_argument("--success-bonus", type=float, default=10.0)
     parser.add_argument("--shaping-scale", type=float, default=10.0, help="per metre of potential (rl/rewards.py)")
     parser.add_argument("--checkpoint-every", type=int, default=5, help="iterations between saves")
@@ -84,7 +86,8 @@ def _settings(args):
                     freeze_encoder=args.freeze_encoder)
     settings = NCDPOSettings(iterations=args.iterations, decisions_per_iteration=args.decisions,
                              denoising_steps=args.denoising_steps, eta=args.eta, init_std=args.init_std,
-                             min_std=args.min_std, seed=args.seed, checkpoint_every=args.checkpoint_every, ppo=ppo)
+                             min_std=args.min_std, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                             critic_warmup_iterations=args.critic_warmup, ppo=ppo)
     try:
         return settings.validate()
     except ValueError as e:

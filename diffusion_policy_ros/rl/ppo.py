@@ -87,9 +87,14 @@ class PPOUpdater:
         return self.head.log_prob(mean, actions), mean
 
     def update(self, batch: Mapping, generator: torch.Generator,
-               demonstrations: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> dict:
+               demonstrations: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+               train_policy: bool = True) -> dict:
         """batch: 'obs' (dict of (M, ...)), 'noise', 'actions', 'log_prob', 'advantages', 'returns',
-        'critic_state', optionally 'base_mean'. -> mean statistics over the minibatches."""
+        'critic_state', optionally 'base_mean'. -> mean statistics over the minibatches.
+        train_policy False: only the value network learns (the critic's warm-up); the policy and
+        the exploration head are left exactly as they are."""
+        if not train_policy:
+            return self._update_value(batch, generator)
         cfg = self.config
         size = batch["actions"].shape[0]
         advantages = batch["advantages"]
@@ -134,3 +139,21 @@ class PPOUpdater:
         out = {k: v / max(count, 1) for k, v in totals.items()}
         out["minibatches"] = count
         return out
+
+    def _update_value(self, batch: Mapping, generator: torch.Generator) -> dict:
+        cfg = self.config
+        size = batch["returns"].shape[0]
+        total, count = 0.0, 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(size, generator=generator)
+            for start in range(0, size, cfg.minibatch_size):
+                ids = order[start:start + cfg.minibatch_size]
+                value_loss = 0.5 * (self.value(batch["critic_state"][ids]) - batch["returns"][ids]).pow(2).mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                (cfg.value_coef * value_loss).backward()
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.value.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                total += float(value_loss.detach())
+                count += 1
+        return {"value_loss": total / max(count, 1), "minibatches": count}

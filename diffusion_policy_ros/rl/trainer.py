@@ -43,11 +43,15 @@ class NCDPOSettings:
     min_std: float = 0.02                 # pick_place base: 3/4 episodes succeed at 0.05, 0/4 at 0.1
     seed: int = 0
     checkpoint_every: int = 5             # iterations
+    critic_warmup_iterations: int = 0     # the first iterations fit the value network only: an untrained
+                                          # critic's advantages would push the policy in random directions
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
 
     def validate(self) -> "NCDPOSettings":
         if self.iterations < 1 or self.decisions_per_iteration < 1 or self.checkpoint_every < 1:
             raise ValueError("iterations, decisions_per_iteration and checkpoint_every must be >= 1")
+        if self.critic_warmup_iterations < 0:
+            raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         self.ppo.validate()
         return self
 
@@ -95,7 +99,8 @@ class NCDPOTrainer:
         collected = time.perf_counter()
         advantages, returns = generalized_advantages(rollout.rewards, rollout.values, rollout.dones,
                                                      rollout.last_values, s.ppo.gamma, s.ppo.lam)
-        stats = self.updater.update(rollout.flat(advantages, returns), self.generator, self.demonstrations)
+        stats = self.updater.update(rollout.flat(advantages, returns), self.generator, self.demonstrations,
+                                    train_policy=self.iteration >= s.critic_warmup_iterations)
         self.iteration += 1
         self.env_steps += s.decisions_per_iteration * self.envs.num_envs * self.policy.config.n_action_steps
         elapsed = time.perf_counter() - started
