@@ -109,7 +109,7 @@ class PPOUpdater:
                 obs = {k: v[ids] for k, v in batch["obs"].items()}
                 new_logp, mean = self.log_prob_and_mean(obs, batch["noise"][ids], batch["actions"][ids])
                 policy_loss, stats = clipped_surrogate(new_logp, batch["log_prob"][ids], advantages[ids], cfg.clip)
-                value_loss = 0.5 * (self.value(batch["critic_state"][ids]) - batch["returns"][ids]).pow(2).mean()
+                value_loss = self._value_loss(batch, ids)
                 loss = policy_loss + cfg.value_coef * value_loss
                 if cfg.entropy_coef:
                     loss = loss - cfg.entropy_coef * self.head.entropy(mean).mean()
@@ -148,7 +148,7 @@ class PPOUpdater:
             order = torch.randperm(size, generator=generator)
             for start in range(0, size, cfg.minibatch_size):
                 ids = order[start:start + cfg.minibatch_size]
-                value_loss = 0.5 * (self.value(batch["critic_state"][ids]) - batch["returns"][ids]).pow(2).mean()
+                value_loss = self._value_loss(batch, ids)
                 self.optimizer.zero_grad(set_to_none=True)
                 (cfg.value_coef * value_loss).backward()
                 if cfg.max_grad_norm:
@@ -157,3 +157,6 @@ class PPOUpdater:
                 total += float(value_loss.detach())
                 count += 1
         return {"value_loss": total / max(count, 1), "minibatches": count}
+
+    def _value_loss(self, batch: Mapping, ids: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.value(batch["critic_state"][ids]) - batch["returns"][ids]).pow(2).mean()
