@@ -26,17 +26,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REACTIVE = load_robot_config(os.path.join(ROOT, "config", "single_arm_reactive.yaml"))
 SEED = 3
 TIMEOUT_S = 1.5
+CAMERAS = [camera.name for camera in REACTIVE.cameras]   # the untrained policy observes them all
 
 
 @pytest.fixture(scope="module")
 def env():
-    with SimEnv(REACTIVE, cameras=["scene"], variant="static", expert_mode="continuous") as env:
+    with SimEnv(REACTIVE, cameras=CAMERAS, variant="static", expert_mode="continuous") as env:
         yield env
 
 
 @pytest.fixture(scope="module")
 def keys():
-    return dataset_keys(streams_for_config(REACTIVE, cameras=["scene"], depth=False, tactile=True))
+    return dataset_keys(streams_for_config(REACTIVE, cameras=CAMERAS, depth=True, tactile=True))
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint  # noqa: 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REACTIVE = load_robot_config(os.path.join(ROOT, "config", "single_arm_reactive.yaml"))
+CAMERAS = [camera.name for camera in REACTIVE.cameras]   # the untrained policy observes them all
 STEPS_AFTER = 4   # control steps run past the one that first observes the displaced cube
 
 
@@ -70,8 +71,8 @@ def policies(tmp_path_factory):
 
 def test_a_displaced_cube_reaches_the_observation_and_changes_the_plan_from_that_step(policies):
     static_policy, displaced_policy = policies
-    with SimEnv(REACTIVE, cameras=["scene"], variant="static") as static_env, \
-            SimEnv(REACTIVE, cameras=["scene"], variant="displaced") as displaced_env:
+    with SimEnv(REACTIVE, cameras=CAMERAS, variant="static") as static_env, \
+            SimEnv(REACTIVE, cameras=CAMERAS, variant="displaced") as displaced_env:
         seed, displace_at = early_displacement_seed(displaced_env)
         steps = int(np.ceil(displace_at * REACTIVE.control_rate_hz)) + 1 + STEPS_AFTER
         static = rollout(static_env, static_policy, seed, steps)
