@@ -152,6 +152,15 @@ class Listener(Node):
         """Until the node's status says it has every input up to `stamp`."""
         return wait_for(lambda: self.observed() >= stamp - 1e-6, timeout)
 
+    def explain(self) -> str:
+        """What the node last said of itself: for the message of a wait that timed out."""
+        if not self.status:
+            return "no PolicyStatus received"
+        st = self.status[-1]
+        return (f"state {st.state} '{st.message}', stale {list(st.stale_inputs)}, {st.chunks_computed} chunks "
+                f"computed, latency p99 {st.latency_p99:.3f} s; received {len(self.chunks)} chunks, "
+                f"{sum(map(len, self.trajectories.values()))} trajectories, {sum(map(len, self.arrays.values()))} arrays")
+
     def sent_after(self, stamp: float, arm: str = "arm") -> list:
         """Trajectories and chunks computed from observations newer than `stamp`."""
         return [m for _, m in self.trajectories[arm] + self.chunks if seconds(m.header.stamp) > stamp + 1e-6]
@@ -273,7 +282,7 @@ def test_cleanup_then_configure_again_applies_new_parameters(make_graph, checkpo
     assert policy.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert g.listener.policy_command(PolicyCommand.Request.START).success
-    assert wait_for(lambda: len(g.listener.arrays["arm"]) >= 3, 20), policy.message
+    assert wait_for(lambda: len(g.listener.arrays["arm"]) >= 3, 20), g.listener.explain()
     assert g.listener.count_publishers("/policy/commands") == 1
     assert not g.listener.trajectories["arm"]
 
@@ -284,7 +293,7 @@ def test_trajectory_is_anchored_to_the_observation_and_drops_past_points(make_gr
     g = make_graph(SINGLE, stamp_delay_s=delay)
     policy = g.start_policy(checkpoints["single"])
     lis = g.listener
-    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 5, 20), policy.message
+    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 5, 20), lis.explain()
     period = 1.0 / g.robot.control_rate_hz
     # Each trajectory's ActionChunk comes on a topic of its own: on a loaded machine it can arrive after it.
     stamps = [seconds(msg.header.stamp) for _, msg in lis.trajectories["arm"][:5]]
@@ -317,9 +326,9 @@ def test_float64_output_one_setpoint_per_control_period(make_graph, checkpoints)
     g = make_graph(SINGLE)
     g.start_policy(checkpoints["single"], output="float64_multi_array")
     lis = g.listener
-    assert wait_for(lambda: len(lis.arrays["arm"]) >= 3, 20), g.policy.message
+    assert wait_for(lambda: len(lis.arrays["arm"]) >= 3, 20), lis.explain()
     first = len(lis.arrays["arm"])
-    assert wait_for(lambda: len(lis.arrays["arm"]) >= first + 12, 30), g.policy.message
+    assert wait_for(lambda: len(lis.arrays["arm"]) >= first + 12, 30), lis.explain()
     window = lis.arrays["arm"][first:]
     # paced by the node's clock, never in bursts (how fast a loaded machine keeps up is the
     # benchmark's business, and the tick itself is tested on plain data in test_control_timing)
@@ -344,7 +353,7 @@ def test_compressed_image_input(make_graph, checkpoints):
     g = make_graph(SINGLE, compressed=True)
     policy = g.start_policy(checkpoints["single"], image_transport="compressed")
     lis = g.listener
-    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 3, 20), policy.message
+    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 3, 20), lis.explain()
     assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
     assert not lis.status[-1].stale_inputs
     # the decoded image is the one sent (png: lossless), resized to nothing, in RGB order
@@ -361,7 +370,7 @@ def test_bimanual_policy_through_the_safety_filter(make_graph, checkpoints):
     assert wait_for(lambda: safety.filter.ready("left") and safety.filter.ready("right"), 10)
     g.start_policy(checkpoints["bimanual"])
     lis = g.listener
-    assert wait_for(lambda: all(len(lis.controller[a]) >= 3 for a in ("left", "right")), 30), g.policy.message
+    assert wait_for(lambda: all(len(lis.controller[a]) >= 3 for a in ("left", "right")), 30), lis.explain()
     for arm in g.robot.arms:   # the policy commands the arm's joints, the filter its controller's
         assert all(list(m.joint_names) == list(arm.joint_names) for _, m in lis.trajectories[arm.name])
         assert all(list(m.joint_names) == list(arm.controller_joint_names) for _, m in lis.controller[arm.name])
@@ -398,7 +407,7 @@ def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
 
     answer = lis.policy_command(PolicyCommand.Request.START)
     assert answer.success
-    assert wait_for(lambda: len(lis.chunks) >= 4, 20), policy.message
+    assert wait_for(lambda: len(lis.chunks) >= 4, 20), lis.explain()
     assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
     config = policy.policy.config
     chunks = [c for _, c in lis.chunks[:4]]
@@ -446,7 +455,7 @@ def test_start_needs_an_active_node_and_activate_again_resumes(make_graph, check
     assert not answer.success and "not active" in answer.message
     assert policy.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert lis.policy_command(PolicyCommand.Request.START).success
-    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 2, 20), policy.message
+    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 2, 20), lis.explain()
 
     assert policy.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     deactivated_at = g.sensors.stamps[-1]
@@ -458,7 +467,7 @@ def test_start_needs_an_active_node_and_activate_again_resumes(make_graph, check
     assert lis.wait_observed(activated_at + 0.3)
     assert not lis.sent_after(activated_at), "activate alone must not command (no START yet)"
     assert lis.policy_command(PolicyCommand.Request.START).success
-    assert wait_for(lambda: len(lis.sent_after(activated_at)) >= 4, 20), policy.message
+    assert wait_for(lambda: len(lis.sent_after(activated_at)) >= 4, 20), lis.explain()
     assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
 
 
@@ -469,7 +478,7 @@ def test_an_exception_during_inference_stops_the_commands(make_graph, checkpoint
     policy = g.start_policy(checkpoints["single"], output=output)
     lis = g.listener
     sent = lis.trajectories["arm"] if output == "joint_trajectory" else lis.arrays["arm"]
-    assert wait_for(lambda: len(sent) >= 2, 20), policy.message
+    assert wait_for(lambda: len(sent) >= 2, 20), lis.explain()
 
     def broken(*_):
         raise RuntimeError("injected fault")
@@ -483,7 +492,7 @@ def test_an_exception_during_inference_stops_the_commands(make_graph, checkpoint
     assert lis.status[-1].state == PolicyStatus.STATE_ERROR
     del policy.policy.predict_action_chunk              # the fault is gone: START again commands
     assert lis.policy_command(PolicyCommand.Request.START).success
-    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 10), policy.message
+    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 10), lis.explain()
     assert wait_for(lambda: len(sent) >= n + 3, 10)
 
 
@@ -493,7 +502,7 @@ def test_a_chunk_whose_actions_are_all_past_is_not_sent(make_graph, checkpoints)
     g = make_graph(SINGLE, stamp_delay_s=0.95)
     policy = g.start_policy(checkpoints["single"], stale_after_s=2.0)
     lis = g.listener
-    assert wait_for(lambda: len(lis.chunks) >= 3, 20), policy.message
+    assert wait_for(lambda: len(lis.chunks) >= 3, 20), lis.explain()
     assert wait_for(lambda: "all actions past" in lis.status[-1].message, 5), lis.status[-1].message
     assert "chunk late" in policy.message
     assert not lis.trajectories["arm"], "a trajectory of past points was sent"
@@ -509,7 +518,7 @@ def test_stale_tactile_or_depth_input_holds_and_is_named(make_graph, checkpoints
     policy = g.start_policy(checkpoints[checkpoint])
     lis = g.listener
     first_arm = g.robot.arms[0].name
-    assert wait_for(lambda: len(lis.trajectories[first_arm]) >= 2, 30), policy.message
+    assert wait_for(lambda: len(lis.trajectories[first_arm]) >= 2, 30), lis.explain()
     g.sensors.muted.add(muted)
     # (on a loaded machine the test's own sensors can lag for a moment: wait for the muted one alone)
     assert wait_for(lambda: lis.status and list(lis.status[-1].stale_inputs) == [muted], 10), lis.status[-1]

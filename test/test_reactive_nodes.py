@@ -21,6 +21,7 @@ from diffusion_policy_ros.nodes.sim_node import SimNode  # noqa: E402
 from diffusion_policy_ros.robot_config import load_robot_config  # noqa: E402
 from diffusion_policy_ros.runtime.spin_thread import SpinThread  # noqa: E402
 from diffusion_policy_ros.sim.env import SimEnv  # noqa: E402
+from diffusion_policy_ros.sim.scene_builder import CUBE_HALF  # noqa: E402
 from diffusion_policy_ros.srv import ResetEpisode  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
@@ -94,8 +95,15 @@ def test_sim_node_displaces_the_cube_and_the_continuous_expert_follows_it(rclpy_
                 node.destroy_node()
     with lock:
         start = min(stamp_s(s.header.stamp) for s in statuses if s.episode > episode)
-        xy = np.array([[p.pose.position.x, p.pose.position.y] for p in poses if stamp_s(p.header.stamp) >= start])
-    jumps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
-    assert np.count_nonzero(jumps > 0.03) == 1, "the cube did not jump once"
-    landed = xy[np.argmax(jumps > 0.03) + 1]
-    np.testing.assert_allclose(landed, expected["to"], atol=2e-3)   # the same displacement as without ROS
+        end = min(stamp_s(s.header.stamp) for s in statuses if s.episode > episode and s.success)
+        xyz = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in poses
+                        if start <= stamp_s(p.header.stamp) <= end])
+    # Only steps with the cube resting on the table: a carried cube covers several centimetres
+    # between two poses whenever a loaded machine drops a tick's messages.
+    resting = xyz[:, 2] < CUBE_HALF + 0.005
+    jumps = np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1)
+    displaced = np.flatnonzero((jumps > 0.03) & resting[:-1] & resting[1:])
+    assert len(displaced) == 1, (f"the resting cube jumped {len(displaced)} times (expected once): "
+                                 f"{[(round(float(jumps[i]), 3), xyz[i].round(3).tolist()) for i in displaced]}, "
+                                 f"sim events {sim.env.world.events}")
+    np.testing.assert_allclose(xyz[displaced[0] + 1, :2], expected["to"], atol=2e-3)   # as without ROS
