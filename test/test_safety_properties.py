@@ -427,3 +427,30 @@ def test_arm_far_from_the_plan_is_held_where_it_is(single_config):
     # the next command starts from where the arm is: accepted, not a max_step reject
     nxt = filt.filter_command("arm", names, [0.3], [teleported + 0.02], 0.2)
     assert nxt.band is not Band.REJECT
+
+
+@settings(max_examples=60, deadline=None)
+@given(closed=st.floats(-0.02, 0.01), jitter=st.floats(0.0, 0.006), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("config_file", ["config/single_arm.yaml", "config/single_arm_reactive.yaml"])
+def test_a_gripper_closing_on_its_limit_is_clamped_not_rejected(config_file, closed, jitter, seed):
+    """A policy closing the gripper on an object sends targets at (or past) the closed limit,
+    jittering from chunk to chunk, while the arm holds: the gripper is clamped and the arm goes
+    on (a reject would stop the whole arm mid-grasp)."""
+    filt = build_safety_filter(load_robot_config(config_file))
+    names = list(filt.limits["arm"].names)
+    rng = np.random.default_rng(seed)
+    now = 100.0
+    filt.update_joint_state("arm", names, HOME, now)
+    path = ExecutedPath(now, HOME)
+    for _ in range(40):
+        now += filt.period
+        robot_follows(filt, now)
+        target = HOME.copy()
+        target[-1] = closed
+        points = target + rng.normal(0.0, jitter, (8, len(names)))
+        times = now + filt.period * np.arange(1, 9)
+        r = filt.filter_command("arm", names, times, points, now)
+        assert r.band is not Band.REJECT, [e.message for e in r.events]
+        path.replace(r.trajectory)
+        check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
+    check_path(path, filt, "arm")

@@ -296,11 +296,13 @@ class SafetyFilter:
                     reasons.setdefault("max_step", f"step per point clamped to {self.params.max_step_rad} rad")
             v_slow = np.sign(v_prev) * np.maximum(np.abs(v_prev) - lim.max_acceleration * dt, 0.0)
             v_slow = np.clip(v_slow, lo, hi)
+            candidates = [v_slow + alpha * (v_new - v_slow) for alpha in (1.0, 0.5, 0.25, 0.0)]
+            if lim.max_jerk is not None:
+                candidates.append(self._jerk_limited_slowdown(v_prev, a_prev, lim, dt))
             accepted = None
             violation = None
-            for alpha in (1.0, 0.5, 0.25, 0.0):
+            for alpha, v in zip((1.0, 0.5, 0.25, 0.0, 0.0), candidates):
                 _check(interrupt)
-                v = v_slow + alpha * (v_new - v_slow)
                 q = q_prev + v * dt
                 cand_t, cand_q = self._brake(t_goal, q, v, lim, (v - v_prev) / dt)
                 found = self._violation(arm, [q] + cand_q)
@@ -311,6 +313,7 @@ class SafetyFilter:
             if accepted is None:
                 reasons.setdefault(violation, f"stopped before the {violation.replace('_', ' ')} bound")
                 return out_t, out_q, tail_t, tail_q, violation
+            a_prev = (accepted[0] - v_prev) / dt
             v_prev, q_prev, tail_t, tail_q, alpha = accepted
             if alpha < 1.0:
                 reasons.setdefault(violation or "workspace", "step shortened to stay stoppable inside the limits")
@@ -318,6 +321,17 @@ class SafetyFilter:
             out_t.append(t_goal)
             out_q.append(q_prev)
         return out_t, out_q, tail_t, tail_q, None
+
+    @staticmethod
+    def _jerk_limited_slowdown(v_prev, a_prev, lim: JointLimits, dt: float) -> np.ndarray:
+        """The velocity after one step of slowing down whose acceleration stays within a jerk
+        step of the current one. The plain slowdown (v_slow) can flip the acceleration at once:
+        the jerk-limited stop from there must first unwind that acceleration and overshoots by
+        millimetres, which at a gripper closed on its limit left no stoppable step at all."""
+        a_brake = -np.sign(v_prev) * lim.max_acceleration
+        a = np.clip(a_brake, a_prev - lim.max_jerk * dt, a_prev + lim.max_jerk * dt)
+        a = np.clip(a, -lim.max_acceleration, lim.max_acceleration)
+        return np.clip(v_prev + a * dt, -lim.max_velocity, lim.max_velocity)
 
     def _brake(self, t0: float, q: np.ndarray, v: np.ndarray, lim: JointLimits, a=None):
         """Points of a stop from (q, v, a): jerk-limited (ruckig) when the limits have a jerk bound,
