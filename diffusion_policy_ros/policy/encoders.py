@@ -123,6 +123,11 @@ class ObservationEncoder(nn.Module):
         self.output_dim = self.step_dim * config.n_obs_steps
 
     def forward(self, obs: dict[str, torch.Tensor], normalizer: MinMaxNormalizer) -> torch.Tensor:
+        features = self.encode_steps(obs, normalizer)
+        return features.reshape(features.shape[0], -1)
+
+    def encode_steps(self, obs: dict[str, torch.Tensor], normalizer: MinMaxNormalizer) -> torch.Tensor:
+        """Dict of (B, T, ...) -> (B, T, step_dim); each step's features depend on that step alone."""
         features = []
         batch = None
         for key in self.keys:
@@ -143,4 +148,4 @@ class ObservationEncoder(nn.Module):
             else:
                 f = normalizer.normalize(key, flat.float())
             features.append(f.reshape(batch, steps, -1))
-        return torch.cat(features, dim=-1).reshape(batch, -1)
+        return torch.cat(features, dim=-1)

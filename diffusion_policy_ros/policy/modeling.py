@@ -30,6 +30,7 @@ from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.policy.configuration import PolicyConfig, PolicyConfigError
 from diffusion_policy_ros.policy.encoders import ObservationEncoder
 from diffusion_policy_ros.policy.normalizer import MinMaxNormalizer
+from diffusion_policy_ros.policy.step_features import StepFeatureCache
 from diffusion_policy_ros.policy.unet import ConditionalUnet1D
 from diffusion_policy_ros.sampling.samplers import denoise, full_timesteps
 from diffusion_policy_ros.sampling.schedule import NoiseSchedule
@@ -74,6 +75,8 @@ class DiffusionPolicy(nn.Module):
         self.last_report: StepReport | None = None
         self.last_timing: InferenceTiming | None = None
         self._compiled: dict[str, torch.jit.ScriptModule] = {}  # not a submodule: not in the state dict
+        self._step_features = StepFeatureCache(lambda: list(self.obs_encoder.parameters()),
+                                               capacity=config.n_obs_steps + 1)
         self.reset_stats()
         self.reset()
 
@@ -86,6 +89,7 @@ class DiffusionPolicy(nn.Module):
         """Move to `name` (or config.device; 'auto' = CUDA when available) and reset the runtime."""
         device = resolve_device(name or self.config.device)
         self._compiled.clear()   # traced on the old device
+        self._step_features.clear()
         self.to(device)
         self.schedule.to(device)
         self.reset(self._seed)
@@ -227,18 +231,37 @@ class DiffusionPolicy(nn.Module):
         self.reset()
 
     def _batch_obs(self, obs_history: Mapping) -> dict[str, torch.Tensor]:
+        self._check_history(obs_history)
         out = {}
+        for key in self.config.obs_shapes:
+            value = obs_history[key]
+            tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+            out[key] = tensor.to(self.device, non_blocking=True).unsqueeze(0)
+        return out
+
+    def _check_history(self, obs_history: Mapping) -> None:
         n = self.config.n_obs_steps
         for key, shape in self.config.obs_shapes.items():
             if key not in obs_history:
                 raise PolicyConfigError(f"observation {key!r} missing; got {sorted(obs_history)}")
-            value = obs_history[key]
-            tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
-            if tuple(tensor.shape) != (n, *shape):
-                raise PolicyConfigError(f"observation {key!r} has shape {tuple(tensor.shape)}, expected "
+            got = tuple(np.shape(obs_history[key]))
+            if got != (n, *shape):
+                raise PolicyConfigError(f"observation {key!r} has shape {got}, expected "
                                         f"{(n, *shape)} (n_obs_steps x per-step shape)")
-            out[key] = tensor.to(self.device, non_blocking=True).unsqueeze(0)
-        return out
+
+    def _encode_history(self, obs_history: Mapping) -> torch.Tensor:
+        """(1, cond_dim) conditioning of one history; the steps seen at the last call are not
+        encoded again (policy/step_features.py)."""
+        self._check_history(obs_history)
+        history = {key: (value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+                   for key, value in obs_history.items() if key in self.config.obs_shapes}
+
+        def encode_steps(steps: dict[str, np.ndarray]) -> torch.Tensor:
+            batch = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device).unsqueeze(0)
+                     for k, v in steps.items()}
+            with self._autocast():
+                return self.obs_encoder.encode_steps(batch, self.normalizer).float()[0]
+        return self._step_features.features(history, encode_steps).reshape(1, -1)
 
     def can_refine(self, obs_time: float) -> bool:
         """Whether the chunk for `obs_time` would refine the last one (streaming, and that one's
@@ -257,7 +280,7 @@ class DiffusionPolicy(nn.Module):
         self.eval()
         cfg = self.config
         started = time.perf_counter()
-        cond = self.encode(self._batch_obs(obs_history))
+        cond = self._encode_history(obs_history)
         self._synchronize()
         encoded = time.perf_counter()
         if cfg.sampler == "streaming":
