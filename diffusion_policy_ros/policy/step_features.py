@@ -28,7 +28,6 @@ class StepFeatureCache:
         self._entries: list[tuple[dict[str, np.ndarray], torch.Tensor]] = []
         self._weights_version: tuple[int, ...] | None = None
         self.encoded_steps = 0   # steps that went through the encoder since the last clear()
-        self.reused_steps = 0
 
     def features(self, history: Mapping[str, np.ndarray], encode_steps: EncodeSteps) -> torch.Tensor:
         """history {key: (T, ...)} -> (T, step_dim): cached steps reused, the others encoded in one
@@ -59,7 +58,6 @@ class StepFeatureCache:
             self.encoded_steps += len(missing)
         for t, same in first_of.items():
             found[t] = found[same]
-        self.reused_steps += steps - len(missing)
         self._entries = self._entries[-self.capacity:]
         return torch.stack(found)
 
