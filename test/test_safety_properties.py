@@ -451,6 +451,43 @@ def test_a_gripper_closing_on_its_limit_is_clamped_not_rejected(config_file, clo
         times = now + filt.period * np.arange(1, 9)
         r = filt.filter_command("arm", names, times, points, now)
         assert r.band is not Band.REJECT, [e.message for e in r.events]
-        path.replace(r.trajectory)
-        check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
+        if r.trajectory is not None:
+            path.replace(r.trajectory)
+            check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
+    check_path(path, filt, "arm")
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31))
+def test_a_moving_arm_with_late_chunks_and_gripper_targets_past_its_limits_never_holds(seed):
+    """A policy's stream at its worst for the gripper: the arm moving, the control period jittered
+    0.8-1.3x, chunks up to 40 ms late, gripper targets at either limit, 1 cm past it or in between.
+    Where no step toward a command can stop inside the limits (a plan state braking toward the
+    closed limit between two knots), the verified plan goes on: the arm is never held, and what
+    it executes stays inside every limit with every stop jerk-limited."""
+    filt = build_safety_filter(load_robot_config("config/single_arm_reactive.yaml"))
+    lim = filt.limits["arm"]
+    names = list(lim.names)
+    rng = np.random.default_rng(seed)
+    now = 100.0
+    filt.update_joint_state("arm", names, HOME, now)
+    path = ExecutedPath(now, HOME)
+    gripper_choices = [lim.lower[-1], lim.upper[-1], lim.lower[-1] - 0.01, lim.upper[-1] + 0.01]
+    gripper = lim.lower[-1]
+    for _ in range(40):
+        now += filt.period * rng.uniform(0.8, 1.3)
+        robot_follows(filt, now)
+        if rng.random() < 0.2:
+            gripper = rng.choice(gripper_choices + [rng.uniform(lim.lower[-1], lim.upper[-1])])
+        stamp = now - rng.uniform(0.0, 0.04)
+        q, _ = filt.plan("arm").state_at(now)
+        drift = np.r_[rng.normal(0.0, 0.02, len(names) - 1), 0.0]
+        points = q + np.outer(np.arange(1, 9), drift)
+        points[:, -1] = gripper + rng.normal(0.0, 0.004, 8)
+        times = stamp + filt.period * np.arange(1, 9)
+        r = filt.filter_command("arm", names, times, points, now)
+        assert r.band is not Band.REJECT, [e.message for e in r.events]
+        if r.trajectory is not None:
+            path.replace(r.trajectory)
+            check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
     check_path(path, filt, "arm")

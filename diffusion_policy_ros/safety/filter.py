@@ -258,8 +258,7 @@ class SafetyFilter:
                                                              interrupt or _never)
         _check(interrupt)  # the last chance to drop the work before the state changes
         if not out_t:
-            return self.reject(arm, now, stopped or "workspace", "no safe step toward the command; holding",
-                               requested=requested[0])
+            return self._keep_plan(arm, now, stopped or "workspace", requested[0])
         plan = Trajectory(now, ref_q, ref_v, np.array(out_t + tail_t), np.array(out_q + tail_q))
         self._set_plan(arm, plan)
         self._command_end[arm] = out_t[-1]
@@ -451,6 +450,23 @@ class SafetyFilter:
                             tuple(float(requested[row, j]) for j in joints),
                             tuple(float(applied[row, j]) for j in joints), message, now)
                 for reason, message in reasons.items()]
+
+    def _keep_plan(self, arm: str, now: float, reason: str, requested: np.ndarray) -> FilterResult:
+        """No first step toward the command can still stop inside the limits from where the plan
+        is now: between two knots the plan's state (the segment's velocity, the acceleration into
+        it, a position short of the knot) can have no stop that its knots had, e.g. a gripper
+        braking toward its closed limit. The current plan was checked point by point when it was
+        made and ends in a stop, so it goes on and the command is dropped, as if it never came
+        (the watchdog holds when no later command is followable). A hold here would brake anew
+        from that very state and stop the whole arm for a gripper."""
+        lim = self.limits[arm]
+        self.counts[Band.CLAMP] += 1
+        applied = self._plans[arm].state_at(now)[0]
+        event = SafetyEvent(ACTION_CLAMP, reason, arm, lim.names, tuple(float(x) for x in requested),
+                            tuple(float(x) for x in applied),
+                            "no stoppable step toward the command from the current state; the current plan "
+                            "goes on", now)
+        return FilterResult(arm, Band.CLAMP, None, [event])
 
     # ---- holds -------------------------------------------------------------------------------
     def _hold_plan(self, arm: str, now: float) -> Trajectory:
