@@ -279,3 +279,24 @@ def test_the_compiled_denoiser_computes_what_the_module_does():
     x.requires_grad_(True)
     policy.denoiser(cond)(x, 25).sum().backward()   # gradients (NCDPO) take the module
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+
+def test_inference_after_training_mode_runs_in_eval_mode():
+    """The policy switches to eval mode only when a part of it is training (eval() walks every
+    module at every inference otherwise); a policy left in training mode (random crops) still
+    infers as in eval mode."""
+    policy = load_checkpoint(SHIPPED, device="cpu")
+    cfg = policy.config
+    rng = np.random.default_rng(0)
+    lo, hi = (policy.normalizer.stats["obs/joint_pos"][k] for k in ("min", "max"))
+    history = {"obs/joint_pos": rng.uniform(lo, hi, size=(cfg.n_obs_steps, len(lo))).astype(np.float32),
+               "obs/scene/rgb": rng.integers(0, 255, (cfg.n_obs_steps, 96, 96, 3), dtype=np.uint8)}
+    policy.reset(0)
+    expected = policy.predict_action_chunk(history, obs_time=0.0)
+    policy.obs_encoder.train()
+    policy._step_features.clear()
+    policy.reset(0)
+    got = policy.predict_action_chunk(history, obs_time=0.0)
+    assert not any(module.training for module in policy.modules())
+    np.testing.assert_allclose(got, expected, atol=1e-6)
