@@ -300,3 +300,21 @@ def test_inference_after_training_mode_runs_in_eval_mode():
     got = policy.predict_action_chunk(history, obs_time=0.0)
     assert not any(module.training for module in policy.modules())
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_the_shipped_reactive_checkpoint_fits_its_config():
+    """Issue 14's second shipped checkpoint: at most 20 MB, the observations, joints and 20 Hz rate
+    of config/single_arm_reactive.yaml, and a refinement every 1-2 control steps with at most 3
+    denoiser evaluations."""
+    from diffusion_policy_ros.policy.configuration import robot_obs_shapes
+    from diffusion_policy_ros.robot_config import load_robot_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(root, "checkpoints", "single_arm_reactive")
+    assert os.path.getsize(os.path.join(folder, "model.safetensors")) <= 20 * 2**20
+    robot = load_robot_config(os.path.join(root, "config", "single_arm_reactive.yaml"))
+    policy = load_checkpoint(folder, device="cpu")
+    cfg = policy.config
+    cfg.validate_against(robot_obs_shapes(robot), robot.joint_names)
+    assert cfg.control_rate_hz == robot.control_rate_hz == 20.0
+    assert cfg.sampler == "streaming" and cfg.stream_execute_steps <= 2 and len(cfg.stream_denoising_steps) <= 3
