@@ -247,13 +247,19 @@ def test_other_format_version_is_refused_clearly(tmp_path):
         load_checkpoint(str(folder))
 
 
+def random_history(policy, rng):
+    """An observation history the shipped single-arm policy accepts: joints inside its trained
+    range, random scene images."""
+    cfg = policy.config
+    lo, hi = (policy.normalizer.stats["obs/joint_pos"][k] for k in ("min", "max"))
+    return {"obs/joint_pos": rng.uniform(lo, hi, size=(cfg.n_obs_steps, len(lo))).astype(np.float32),
+            "obs/scene/rgb": rng.integers(0, 255, (cfg.n_obs_steps, 96, 96, 3), dtype=np.uint8)}
+
+
 def test_shipped_checkpoint_loads_and_produces_a_chunk():
     policy = load_checkpoint(SHIPPED, device="cpu")
     cfg = policy.config
-    rng = np.random.default_rng(0)
-    lo, hi = (policy.normalizer.stats["obs/joint_pos"][k] for k in ("min", "max"))
-    history = {"obs/joint_pos": rng.uniform(lo, hi, size=(cfg.n_obs_steps, len(lo))).astype(np.float32),
-               "obs/scene/rgb": rng.integers(0, 255, (cfg.n_obs_steps, 96, 96, 3), dtype=np.uint8)}
+    history = random_history(policy, np.random.default_rng(0))
     chunk = policy.predict_action_chunk(history, obs_time=0.0)
     assert chunk.shape == (cfg.n_action_steps, len(cfg.joint_names))
     # clip_sample keeps the model's output in [-1, 1], so targets stay inside the trained range
@@ -288,10 +294,7 @@ def test_inference_after_training_mode_runs_in_eval_mode():
     infers as in eval mode."""
     policy = load_checkpoint(SHIPPED, device="cpu")
     cfg = policy.config
-    rng = np.random.default_rng(0)
-    lo, hi = (policy.normalizer.stats["obs/joint_pos"][k] for k in ("min", "max"))
-    history = {"obs/joint_pos": rng.uniform(lo, hi, size=(cfg.n_obs_steps, len(lo))).astype(np.float32),
-               "obs/scene/rgb": rng.integers(0, 255, (cfg.n_obs_steps, 96, 96, 3), dtype=np.uint8)}
+    history = random_history(policy, np.random.default_rng(0))
     policy.reset(0)
     expected = policy.predict_action_chunk(history, obs_time=0.0)
     policy.obs_encoder.train()
