@@ -452,13 +452,12 @@ class SafetyFilter:
                 for reason, message in reasons.items()]
 
     def _keep_plan(self, arm: str, now: float, reason: str, requested: np.ndarray) -> FilterResult:
-        """No first step toward the command can still stop inside the limits from where the plan
-        is now: between two knots the plan's state (the segment's velocity, the acceleration into
-        it, a position short of the knot) can have no stop that its knots had, e.g. a gripper
-        braking toward its closed limit. The current plan was checked point by point when it was
-        made and ends in a stop, so it goes on and the command is dropped, as if it never came
-        (the watchdog holds when no later command is followable). A hold here would brake anew
-        from that very state and stop the whole arm for a gripper."""
+        """No first step toward the command can still stop inside the limits, although the plan's
+        own stop can: e.g. a gripper opening while braking hard toward its closed limit, where the
+        stop eases the braking off at once but every candidate step keeps it for a whole step
+        (docs/safety.md). The current plan was checked point by point when it was made and ends in
+        a stop, so it goes on and the command is dropped, as if it never came (the watchdog holds
+        when no later command is followable), instead of a hold that stops the whole arm."""
         lim = self.limits[arm]
         self.counts[Band.CLAMP] += 1
         applied = self._plans[arm].state_at(now)[0]
