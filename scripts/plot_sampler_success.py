@@ -46,7 +46,7 @@ def main() -> int:
     fig, ax = plt.subplots(figsize=(2.0 + 2.2 * len(groups), 4.0))
     labelled: set[str] = set()
     for g, (_, methods) in enumerate(groups):
-        present = [m for sampler in samplers for m in methods.values() if m["sampler"] == sampler][:len(samplers)]
+        present = sorted(methods.values(), key=lambda m: samplers.index(m["sampler"]))
         for i, m in enumerate(present):
             sampler = m["sampler"]
             x = g + (i - (len(present) - 1) / 2) * width

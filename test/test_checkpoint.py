@@ -121,8 +121,8 @@ def test_validate_against_robot():
 
 
 # ---------------------------------------------------------------- hostile checkpoints (issue 11, finding 6)
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints",
-                       "single_arm_pick_place")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "checkpoints", "single_arm_pick_place")
 
 # Loads each folder given on the command line in a process whose address space is capped at what it
 # already maps plus 1.5 GiB: a config that allocates before checking its sizes dies of MemoryError
@@ -287,7 +287,6 @@ def test_the_compiled_denoiser_computes_what_the_module_does():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-
 def test_inference_after_training_mode_runs_in_eval_mode():
     """The policy switches to eval mode only when a part of it is training (eval() walks every
     module at every inference otherwise); a policy left in training mode (random crops) still
@@ -312,10 +311,9 @@ def test_the_shipped_reactive_checkpoint_fits_its_config():
     from diffusion_policy_ros.policy.configuration import robot_obs_shapes
     from diffusion_policy_ros.robot_config import load_robot_config
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    folder = os.path.join(root, "checkpoints", "single_arm_reactive")
+    folder = os.path.join(ROOT, "checkpoints", "single_arm_reactive")
     assert os.path.getsize(os.path.join(folder, "model.safetensors")) <= 20 * 2**20
-    robot = load_robot_config(os.path.join(root, "config", "single_arm_reactive.yaml"))
+    robot = load_robot_config(os.path.join(ROOT, "config", "single_arm_reactive.yaml"))
     policy = load_checkpoint(folder, device="cpu")
     cfg = policy.config
     cfg.validate_against(robot_obs_shapes(robot), robot.joint_names)

@@ -429,6 +429,16 @@ def test_arm_far_from_the_plan_is_held_where_it_is(single_config):
     assert nxt.band is not Band.REJECT
 
 
+def follow_without_hold(filt, path, names, times, points, now):
+    """Filter one command that must not hold the arm; the executed path takes what goes out (nothing
+    when the plan goes on) and its stop must be jerk-limited."""
+    r = filt.filter_command("arm", names, times, points, now)
+    assert r.band is not Band.REJECT, [e.message for e in r.events]
+    if r.trajectory is not None:
+        path.replace(r.trajectory)
+        check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
+
+
 @settings(max_examples=60, deadline=None)
 @given(closed=st.floats(-0.02, 0.01), jitter=st.floats(0.0, 0.006), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("config_file", ["config/single_arm.yaml", "config/single_arm_reactive.yaml"])
@@ -449,11 +459,7 @@ def test_a_gripper_closing_on_its_limit_is_clamped_not_rejected(config_file, clo
         target[-1] = closed
         points = target + rng.normal(0.0, jitter, (8, len(names)))
         times = now + filt.period * np.arange(1, 9)
-        r = filt.filter_command("arm", names, times, points, now)
-        assert r.band is not Band.REJECT, [e.message for e in r.events]
-        if r.trajectory is not None:
-            path.replace(r.trajectory)
-            check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
+        follow_without_hold(filt, path, names, times, points, now)
     check_path(path, filt, "arm")
 
 
@@ -462,9 +468,9 @@ def test_a_gripper_closing_on_its_limit_is_clamped_not_rejected(config_file, clo
 def test_a_moving_arm_with_late_chunks_and_gripper_targets_past_its_limits_never_holds(seed):
     """A policy's stream at its worst for the gripper: the arm moving, the control period jittered
     0.8-1.3x, chunks up to 40 ms late, gripper targets at either limit, 1 cm past it or in between.
-    Where no step toward a command can stop inside the limits (a plan state braking toward the
-    closed limit between two knots), the verified plan goes on: the arm is never held, and what
-    it executes stays inside every limit with every stop jerk-limited."""
+    Where no step toward a command can stop inside the limits although the plan's own stop can (a
+    gripper opening while braking hard toward its closed limit), the verified plan goes on: the arm
+    is never held, and what it executes stays inside every limit with every stop jerk-limited."""
     filt = build_safety_filter(load_robot_config("config/single_arm_reactive.yaml"))
     lim = filt.limits["arm"]
     names = list(lim.names)
@@ -485,9 +491,5 @@ def test_a_moving_arm_with_late_chunks_and_gripper_targets_past_its_limits_never
         points = q + np.outer(np.arange(1, 9), drift)
         points[:, -1] = gripper + rng.normal(0.0, 0.004, 8)
         times = stamp + filt.period * np.arange(1, 9)
-        r = filt.filter_command("arm", names, times, points, now)
-        assert r.band is not Band.REJECT, [e.message for e in r.events]
-        if r.trajectory is not None:
-            path.replace(r.trajectory)
-            check_stop(r.trajectory, filt, "arm", filt._command_end["arm"])
+        follow_without_hold(filt, path, names, times, points, now)
     check_path(path, filt, "arm")
