@@ -15,11 +15,11 @@ RATE, FRAME = 10.0, 1 / 30
 torch.set_num_threads(1)   # small ops: more threads only add contention
 
 
-def make_policy():
+def make_policy(n_obs_steps=2):
     cfg = PolicyConfig(obs_shapes={"obs/joint_pos": [3]}, joint_names=["a", "b", "gripper"], gripper_dims=[2],
                        down_dims=[16, 32], step_embed_dim=16, horizon=8, n_action_steps=4, device="cpu",
                        sampler="streaming", stream_denoising_steps=[2, 1, 0], full_sample_steps=8,
-                       stream_execute_steps=4)
+                       stream_execute_steps=4, n_obs_steps=n_obs_steps)
     data = np.stack([np.linspace(-1, 1, 50), np.linspace(0, 2, 50), np.r_[np.zeros(25), np.full(25, 0.04)]], 1)
     policy = DiffusionPolicy(cfg, MinMaxNormalizer.fit({"action": data, "obs/joint_pos": data})).to_device("cpu")
     policy.denoiser_calls = 0
@@ -33,12 +33,14 @@ def make_policy():
 class Inputs:
     """What the node's PolicyInputs provide, over one joint-state stream."""
 
-    def __init__(self, stale_after_s=0.5):
+    def __init__(self, stale_after_s=0.5, moving=False):
         self.sync = ObservationSync(["joints"], 0.02, stale_after_s)
         self.conversion_s = {"joints": 1e-5}
+        self.moving = moving
 
     def feed(self, stamp):
-        self.sync.add("joints", stamp, np.array([0.1, 0.2, 0.0], np.float32))
+        first = 0.1 + (stamp % 1.0 if self.moving else 0.0)   # moving: every frame differs
+        self.sync.add("joints", stamp, np.array([first, 0.2, 0.0], np.float32))
 
     def latest(self, now):
         return self.sync.latest(now)
@@ -59,9 +61,10 @@ class Output:
 
 
 class Rig:
-    def __init__(self, stale_after_s=0.5):
+    def __init__(self, stale_after_s=0.5, n_obs_steps=2, moving=False):
         self.frames, self.t = 0, 100.0
-        self.policy, self.inputs, self.output, self.chunks = make_policy(), Inputs(stale_after_s), Output(), []
+        self.policy, self.inputs = make_policy(n_obs_steps), Inputs(stale_after_s, moving)
+        self.output, self.chunks = Output(), []
         self.loop = ControlLoop(self.policy, self.inputs, self.output, RATE, lambda: self.t,
                                 lambda *chunk: self.chunks.append(chunk))
 
@@ -173,3 +176,29 @@ def test_a_gap_longer_than_the_horizon_while_running_sends_a_sample_from_noise()
     rig.frames += 8
     rig.frame()
     assert rig.chunks[-1][2].warm_started             # and refined from again
+
+
+def test_frames_the_next_chunk_sees_are_encoded_before_it_is_due_one_per_control_period():
+    rig = Rig(n_obs_steps=3, moving=True)            # a 30 Hz camera, 10 Hz control, every frame new
+    rig.frame()
+    rig.loop.start()
+    rig.loop.step()
+    cache = rig.policy._step_features
+    predict = rig.policy.predict_action_chunk
+    encoded_by_inference = []
+
+    def counted(*args):
+        before = cache.encoded_steps
+        rows = predict(*args)
+        encoded_by_inference.append(cache.encoded_steps - before)
+        return rows
+    rig.policy.predict_action_chunk = counted
+    rig.frame()
+    encoded_at_start = cache.encoded_steps
+    for _ in range(60):
+        rig.frame()
+    # from the second chunk on, its older steps were encoded ahead: only the due frame is new
+    assert len(encoded_by_inference) >= 6 and encoded_by_inference[1:] == [1] * (len(encoded_by_inference) - 1)
+    # ahead: the n_obs_steps - 1 steps of each history, not the 2 frames between them
+    steps_run = 3 * (len(encoded_by_inference) - 1)
+    assert cache.encoded_steps - encoded_at_start <= steps_run + 3

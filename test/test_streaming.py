@@ -167,6 +167,19 @@ def test_policy_streaming_reports_and_reset():
     assert len(policy.denoiser_inputs) == 8 + 4 * 1 == policy.total_nfe and policy.actions_selected == 9
 
 
+def test_select_action_encodes_a_step_the_next_inference_sees_when_it_comes_and_no_other():
+    policy = tiny_policy(sampler="ddim", ddim_steps=2)         # replans every n_action_steps = 4
+    cache = policy._step_features
+    encoded_each_step = []
+    for k in range(13):
+        before = cache.encoded_steps
+        policy.select_action({"obs/joint_pos": np.full(3, 0.1 * k, np.float32)}, k * 0.1)
+        encoded_each_step.append(cache.encoded_steps - before)
+    # inference at 0, 4, 8, 12 with 2-step histories: the step before each is encoded ahead, so
+    # an inference encodes only its own; steps no history uses are not encoded at all
+    assert encoded_each_step == [1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1]
+
+
 def test_the_clip_method_gives_the_gripper_of_the_warm_start_a_weak_prior():
     policy = tiny_policy(sampler="streaming", stream_denoising_steps=[2, 1, 0], stream_renoise_level=None,
                          full_sample_steps=8, discrete_method="clip", discrete_factor=10.0)

@@ -9,7 +9,8 @@
   long, an overloaded machine) is bridged by a sample from noise that is sent: priming there
   could take longer than the horizon again and never send anything;
 - otherwise, once the standing chunk has run its steps (`ChunkSchedule`), a new chunk: its actions
-  still in the future go to the output, the chunk and the time each stage took to `on_chunk`.
+  still in the future go to the output, the chunk and the time each stage took to `on_chunk`;
+  an observation before that which the new chunk will see is encoded as it comes (`encode_ahead`).
 `inputs` provides latest(now), history(observation, n, period) and conversion_s; `output`
 provides write(obs_time, times, rows) and clear(); `now()` is the node's clock in seconds.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from diffusion_policy_ros.sync.observation_sync import SyncFailure
-from diffusion_policy_ros.sync.ticker import ChunkSchedule
+from diffusion_policy_ros.sync.ticker import DUE_EARLY_PERIODS, ChunkSchedule
 
 
 class LoopState(enum.IntEnum):   # the values of PolicyStatus.STATE_*
@@ -44,6 +45,7 @@ class ControlLoop:
         self.stale: tuple[str, ...] = ()
         self.running = False
         self.prime_pending = False
+        self.encoded_ahead_at: float | None = None
         self.chunks = self.nfe_total = self.steps_total = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=100)
 
@@ -92,9 +94,26 @@ class ControlLoop:
         if self.running and self.schedule.due(result.stamp):
             waited = 0.0 if observed_at is None else max(0.0, started - observed_at)
             self._infer(result, now, started, waited)
-        elif not self.running and self.state != LoopState.ERROR:
+        elif self.running:
+            self._encode_ahead(result)
+        elif self.state != LoopState.ERROR:
             self.state = LoopState.IDLE
         return False
+
+    def _encode_ahead(self, observation) -> None:
+        """An observation the next inference will see is encoded now, while nothing is due: that
+        inference then encodes only what arrives after it. At most one per control period (the
+        history's spacing): a camera faster than the control rate would otherwise fill the
+        policy's step cache with frames no history uses."""
+        ahead = self.schedule.periods_until_due(observation.stamp)
+        n = self.policy.config.n_obs_steps
+        if ahead is None or not 0.0 < ahead <= n - 1 + 1e-6:
+            return
+        if self.encoded_ahead_at is not None and \
+                observation.stamp - self.encoded_ahead_at < (1.0 - DUE_EARLY_PERIODS) * self.period:
+            return
+        self.policy.encode_ahead({k: v[-1] for k, v in self.inputs.history(observation, 1, self.period).items()})
+        self.encoded_ahead_at = observation.stamp
 
     def _prime(self, observation) -> None:
         obs = self.inputs.history(observation, self.policy.config.n_obs_steps, self.period)
@@ -114,6 +133,7 @@ class ControlLoop:
         latency = ready - stamp
         self.latencies.append(latency)
         self.steps_total += self.schedule.chunk_computed(stamp, float(np.median(self.latencies)))
+        self.encoded_ahead_at = stamp
         self.chunks += 1
         self.nfe_total += self.policy.last_report.nfe
         times = stamp + self.period * np.arange(1, len(rows) + 1)

@@ -253,15 +253,13 @@ class DiffusionPolicy(nn.Module):
         """(1, cond_dim) conditioning of one history; the steps seen at the last call are not
         encoded again (policy/step_features.py)."""
         self._check_history(obs_history)
-        history = {key: (value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
-                   for key, value in obs_history.items() if key in self.config.obs_shapes}
+        return self._step_features.features(_as_arrays(obs_history, self.config.obs_shapes),
+                                            self._encode_steps).reshape(1, -1)
 
-        def encode_steps(steps: dict[str, np.ndarray]) -> torch.Tensor:
-            batch = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device).unsqueeze(0)
-                     for k, v in steps.items()}
-            with self._autocast():
-                return self.obs_encoder.encode_steps(batch, self.normalizer).float()[0]
-        return self._step_features.features(history, encode_steps).reshape(1, -1)
+    def _encode_steps(self, steps: dict[str, np.ndarray]) -> torch.Tensor:
+        batch = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device).unsqueeze(0) for k, v in steps.items()}
+        with self._autocast():
+            return self.obs_encoder.encode_steps(batch, self.normalizer).float()[0]
 
     def can_refine(self, obs_time: float) -> bool:
         """Whether the chunk for `obs_time` would refine the last one (streaming, and that one's
@@ -329,8 +327,22 @@ class DiffusionPolicy(nn.Module):
             self._rows = self.predict_action_chunk(history, obs_time)
             self._rows_time = float(obs_time)
             index = 0
+        elif every - index < cfg.n_obs_steps:   # this step is in the next inference's history
+            self.encode_ahead(obs_step)
         self.actions_selected += 1
         return self._rows[index]
+
+    @torch.no_grad()
+    def encode_ahead(self, obs_step: Mapping) -> None:
+        """Encode one observation step that the next inference will see, at a control step
+        without inference: that inference then encodes only the steps newer than this one.
+        Refining every 2nd step, a refinement encodes one frame instead of two."""
+        for key, shape in self.config.obs_shapes.items():
+            if key not in obs_step or tuple(np.shape(obs_step[key])) != tuple(shape):
+                raise PolicyConfigError(f"observation step {key!r} missing or not of shape {tuple(shape)}")
+        self._to_eval_mode()
+        self._step_features.features(_as_arrays({k: np.asarray(v)[None] for k, v in obs_step.items()},
+                                                self.config.obs_shapes), self._encode_steps)
 
     @property
     def steps_per_inference(self) -> int:
@@ -342,3 +354,9 @@ class DiffusionPolicy(nn.Module):
     @property
     def nfe_per_action(self) -> float:
         return self.total_nfe / max(self.actions_selected, 1)
+
+
+def _as_arrays(obs: Mapping, keys) -> dict[str, np.ndarray]:
+    """The policy's keys of an observation (history or step) as host arrays."""
+    return {key: (value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+            for key, value in obs.items() if key in keys}

@@ -52,6 +52,13 @@ class ChunkSchedule:
         # not half: a 30 Hz camera would then start one-step chunks every 2nd frame, 15 per second.
         return stamp - self.last_stamp >= (self.steps - DUE_EARLY_PERIODS) * self.period
 
+    def periods_until_due(self, stamp: float) -> float | None:
+        """Control periods from the observation at `stamp` to the first one that is due (None
+        when any newer observation is due)."""
+        if self.last_stamp is None:
+            return None
+        return (self.last_stamp - stamp) / self.period + self.steps - DUE_EARLY_PERIODS
+
     def primed(self, stamp: float) -> None:
         """A warm start was sampled from the observation at `stamp` and not executed: the next
         newer observation is due."""
