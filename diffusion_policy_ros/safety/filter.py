@@ -274,11 +274,16 @@ class SafetyFilter:
         lim = self.limits[arm]
         step_cap = np.where(lim.is_gripper, np.inf, self.params.max_step_rad / self.period)
         vcap = np.minimum(lim.max_velocity, step_cap)
-        a_prev = self._plans[arm].acceleration_at(now)
+        plan = self._plans[arm]
+        a_prev = plan.acceleration_at(now)
         tail_t, tail_q = self._brake(now, q_prev, v_prev, lim, a_prev)
+        # the path the arm is on (the last command and its stop): its way on when no step is stoppable
+        path_t, path_q = list(plan.times[plan.times > now]), list(plan.positions[plan.times > now])
         out_t, out_q = [], []
         t_prev = now
         for t_goal, q_goal in _subdivide(now, q_prev, times, targets, self.period):
+            if t_goal <= t_prev + _EPS:
+                continue   # the path under way was followed past this point
             dt = t_goal - t_prev
             v_want = (q_goal - q_prev) / dt
             lo = np.maximum(-vcap, v_prev - lim.max_acceleration * dt)
@@ -310,16 +315,49 @@ class SafetyFilter:
                     break
                 violation = violation or found
             if accepted is None:
-                reasons.setdefault(violation, f"stopped before the {violation.replace('_', ' ')} bound")
-                return out_t, out_q, tail_t, tail_q, violation
+                along = self._along_path(arm, t_goal, path_t, path_q)
+                if along is None:
+                    reasons.setdefault(violation, f"stopped before the {violation.replace('_', ' ')} bound")
+                    return out_t, out_q, tail_t, tail_q, violation
+                knots_t, knots_q, path_t, path_q = along
+                reasons.setdefault(violation, "no step toward the command stays stoppable: the arm goes on "
+                                              "along the path under way")
+                seg_t, seg_q = [t_prev] + knots_t, [q_prev] + knots_q
+                velocities = [v_prev] + [(b - a) / (tb - ta) for ta, tb, a, b in
+                                         zip(seg_t, seg_t[1:], seg_q, seg_q[1:])]
+                a_prev = (velocities[-1] - velocities[-2]) / (seg_t[-1] - seg_t[-2])
+                v_prev, q_prev, t_prev = velocities[-1], knots_q[-1], knots_t[-1]
+                tail_t, tail_q = path_t, path_q
+                out_t += knots_t
+                out_q += knots_q
+                continue
             a_prev = (accepted[0] - v_prev) / dt
             v_prev, q_prev, tail_t, tail_q, alpha = accepted
+            path_t, path_q = tail_t, tail_q
             if alpha < 1.0:
                 reasons.setdefault(violation or "workspace", "step shortened to stay stoppable inside the limits")
             t_prev = t_goal
             out_t.append(t_goal)
             out_q.append(q_prev)
         return out_t, out_q, tail_t, tail_q, None
+
+    def _along_path(self, arm, t_goal, path_t, path_q):
+        """The last resort of a step: on along the path the arm is already on (the current plan:
+        the last command and its stop, or the stop of the last accepted step), to its first knot at
+        or after `t_goal` -> (knot times, knots, the rest of the path), or None when the path is
+        over. Those knots were checked stoppable when they were planned, and the executed path
+        is exactly theirs: near a bound the planned stop eases its braking off where each candidate
+        step brakes for a whole step and overshoots. So one step of the path under way replaces
+        the step that was not stoppable, and the rest of the command is tried from there instead
+        of being dropped."""
+        if not path_t:
+            return None
+        upto = max(int(np.searchsorted(np.asarray(path_t), t_goal - _EPS, side="left")) + 1, 1)
+        knots_t, knots_q = list(path_t[:upto]), list(path_q[:upto])
+        rest_t, rest_q = list(path_t[upto:]), list(path_q[upto:])
+        if self._violation(arm, knots_q + rest_q) is not None:   # checked when planned; kept honest
+            return None
+        return knots_t, knots_q, rest_t, rest_q
 
     @staticmethod
     def _jerk_limited_slowdown(v_prev, a_prev, lim: JointLimits, dt: float) -> np.ndarray:
