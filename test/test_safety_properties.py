@@ -463,6 +463,33 @@ def test_a_gripper_closing_on_its_limit_is_clamped_not_rejected(config_file, clo
     check_path(path, filt, "arm")
 
 
+STREAM_START = 100.0
+
+
+def gripper_stream(filt, rng, commands):
+    """`commands` chunks of a policy's stream at its worst for the gripper (the test below), each
+    as (now, times, points) once the joint state at `now` of a robot tracking the plan exactly has
+    reached the filter; the arm starts at HOME at STREAM_START. scripts/bench_safety_streams.py
+    draws many more and longer ones."""
+    lim = filt.limits["arm"]
+    names = list(lim.names)
+    now = STREAM_START
+    filt.update_joint_state("arm", names, HOME, now)
+    gripper_choices = [lim.lower[-1], lim.upper[-1], lim.lower[-1] - 0.01, lim.upper[-1] + 0.01]
+    gripper = lim.lower[-1]
+    for _ in range(commands):
+        now += filt.period * rng.uniform(0.8, 1.3)
+        robot_follows(filt, now)
+        if rng.random() < 0.2:
+            gripper = rng.choice(gripper_choices + [rng.uniform(lim.lower[-1], lim.upper[-1])])
+        stamp = now - rng.uniform(0.0, 0.04)
+        q, _ = filt.plan("arm").state_at(now)
+        drift = np.r_[rng.normal(0.0, 0.02, len(names) - 1), 0.0]
+        points = q + np.outer(np.arange(1, 9), drift)
+        points[:, -1] = gripper + rng.normal(0.0, 0.004, 8)
+        yield now, stamp + filt.period * np.arange(1, 9), points
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31))
 @example(seed=70)   # a gripper braking toward its open limit, then sent just inside it: no step was stoppable
@@ -474,24 +501,9 @@ def test_a_moving_arm_with_late_chunks_and_gripper_targets_past_its_limits_is_fo
     step and the rest of the command is followed from there: no command is held or dropped, and
     what the arm executes stays inside every limit with every stop jerk-limited."""
     filt = build_safety_filter(load_robot_config("config/single_arm_reactive.yaml"))
-    lim = filt.limits["arm"]
-    names = list(lim.names)
-    rng = np.random.default_rng(seed)
-    now = 100.0
-    filt.update_joint_state("arm", names, HOME, now)
-    path = ExecutedPath(now, HOME)
-    gripper_choices = [lim.lower[-1], lim.upper[-1], lim.lower[-1] - 0.01, lim.upper[-1] + 0.01]
-    gripper = lim.lower[-1]
-    for _ in range(40):
-        now += filt.period * rng.uniform(0.8, 1.3)
-        robot_follows(filt, now)
-        if rng.random() < 0.2:
-            gripper = rng.choice(gripper_choices + [rng.uniform(lim.lower[-1], lim.upper[-1])])
-        stamp = now - rng.uniform(0.0, 0.04)
-        q, _ = filt.plan("arm").state_at(now)
-        drift = np.r_[rng.normal(0.0, 0.02, len(names) - 1), 0.0]
-        points = q + np.outer(np.arange(1, 9), drift)
-        points[:, -1] = gripper + rng.normal(0.0, 0.004, 8)
-        times = stamp + filt.period * np.arange(1, 9)
+    names = list(filt.limits["arm"].names)
+    path = ExecutedPath(STREAM_START, HOME)
+    for now, times, points in gripper_stream(filt, np.random.default_rng(seed), 40):
         follow_without_hold(filt, path, names, times, points, now)
     check_path(path, filt, "arm")
+
