@@ -1,7 +1,10 @@
 """End to end on CPU: write a bimodal 2-D trajectory dataset, train a tiny policy, and check that
 samples land in both modes and not between them, with full (DDPM, DDIM) and streaming sampling.
-Also: resume continues from the saved step, the loss curve is written, `dpros eval offline` runs."""
+Also: resume continues from the saved step and training time, the loss curve is written, `dpros eval
+offline` runs."""
+import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -31,10 +34,17 @@ def trained(tmp_path_factory):
     out = str(root / "ckpt")
     trainer = Trainer(cfg, ds, tc, out_dir=out, extra_info={"dataset": buf.path, "held_out_episodes": [38, 39]})
     trainer.train(progress=False, until=STEPS // 2)      # stop half way, then resume in a fresh trainer
+    half_way_seconds = read_training_info(out)["train_seconds"]
     resumed = Trainer(cfg, ds, tc, out_dir=out, extra_info={"dataset": buf.path, "held_out_episodes": [38, 39]})
     assert resumed.resume() and resumed.step == STEPS // 2
+    started = time.perf_counter()
     resumed.train(progress=False)
-    return out, resumed
+    return out, resumed, (half_way_seconds, time.perf_counter() - started)
+
+
+def read_training_info(checkpoint_dir):
+    with open(os.path.join(checkpoint_dir, "config.json"), encoding="utf-8") as f:
+        return json.load(f)["training"]
 
 
 def mid_heights(policy, sampler, seeds=24, **overrides):
@@ -57,8 +67,12 @@ def assert_bimodal(heights):
 
 
 def test_training_ran_and_resumed(trained):
-    out, trainer = trained
+    out, trainer, (half_way_seconds, resumed_seconds) = trained
     assert trainer.step == STEPS and len(trainer.losses) == STEPS
+    # the checkpoint's training time adds both runs: resuming does not start the clock from zero
+    assert half_way_seconds > 0.0
+    added = read_training_info(out)["train_seconds"] - half_way_seconds
+    assert abs(added - resumed_seconds) <= 0.1 * resumed_seconds + 0.5, (half_way_seconds, added, resumed_seconds)
     assert np.mean([l for _, l in trainer.losses[-50:]]) < 0.5 * np.mean([l for _, l in trainer.losses[:50]])
     assert os.path.getsize(os.path.join(out, "loss_curve.png")) > 1000
 

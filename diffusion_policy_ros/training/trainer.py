@@ -123,6 +123,8 @@ class Trainer:
         self.out_dir = out_dir
         self.dataset = dataset
         self.extra_info = dict(extra_info or {})
+        self.train_seconds = 0.0    # wall time spent in train(), over every resumed run
+        self._clock: float | None = None
         self.dist = distributed or Distributed()
         seed_everything(train_config.seed)      # the same initial weights in every process
         if train_config.num_threads:
@@ -154,6 +156,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ persistence
     def save(self) -> None:
+        if self._clock is not None:   # the time so far goes into this checkpoint, not only the last
+            now = time.perf_counter()
+            self.train_seconds += now - self._clock
+            self._clock = now
         if self.out_dir and self.dist.is_main:
             self._write()
         self.dist.barrier()     # a save is complete for every process when any continues
@@ -161,6 +167,7 @@ class Trainer:
     def _write(self) -> None:
         os.makedirs(self.out_dir, exist_ok=True)
         info = {"step": self.step, "train_config": dataclasses.asdict(self.tc), **self.extra_info,
+                "train_seconds": round(self.train_seconds, 1),
                 "final_loss": self.losses[-1][1] if self.losses else None}
         ckpt.save_checkpoint(self.out_dir, self.ema.model, training=info)
         opt_tensors, opt_info = _optimizer_tensors(self.optimizer)
@@ -169,6 +176,7 @@ class Trainer:
         ckpt.save_tensors(os.path.join(self.out_dir, ckpt.TRAIN_STATE), tensors)
         ckpt.write_json(os.path.join(self.out_dir, ckpt.TRAIN_STATE_JSON), {
             "step": self.step, "ema_step": self.ema.step, "optimizer": opt_info, "losses": self.losses,
+            "train_seconds": self.train_seconds,
             "rng": self.rng.bit_generator.state, "generator_seed_offset": self.step})
         save_loss_curve(os.path.join(self.out_dir, "loss_curve.png"), self.losses)
 
@@ -185,6 +193,7 @@ class Trainer:
         _restore_optimizer(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()}, info["optimizer"])
         self.step, self.ema.step = int(info["step"]), int(info["ema_step"])
         self.losses = [tuple(x) for x in info["losses"]]
+        self.train_seconds = float(info.get("train_seconds", 0.0))
         if self.dist.rank == 0:
             self.rng.bit_generator.state = info["rng"]
         else:   # rank 0's saved state would give every process the same batches
@@ -204,7 +213,7 @@ class Trainer:
         bar = tqdm(total=tc.steps, initial=self.step, desc="train", disable=not (progress and self.dist.is_main),
                    dynamic_ncols=True)
         pending = []    # losses stay on the device until logged, avoiding a sync per step
-        started = time.perf_counter()
+        self._clock = time.perf_counter()
         while self.step < stop:
             for group in self.optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(self.step, tc.warmup_steps, tc.steps)
@@ -227,6 +236,6 @@ class Trainer:
             if self.out_dir and tc.checkpoint_every and self.step % tc.checkpoint_every == 0:
                 self.save()
         bar.close()
-        self.extra_info["train_seconds"] = self.extra_info.get("train_seconds", 0.0) + time.perf_counter() - started
         self.save()
+        self._clock = None
         return self.ema.model
