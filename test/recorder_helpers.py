@@ -72,24 +72,31 @@ class Operator:
         """A subscription on the operator's node, kept until close (see the class docstring)."""
         return self.node.create_subscription(msg_type, topic, callback, qos)
 
-    def wait_for_recorder(self, timeout=30.0, proc=None):
+    def wait_for_recorder(self, timeout=60.0, proc=None):
         """Until a live recorder answers: its status topic ticks (a killed recorder's service can
-        linger in discovery for a while and would swallow requests)."""
+        linger in discovery for a while and would swallow requests). The timeout is generous: on
+        a loaded machine start-up alone has taken over 30 s."""
         since = len(self.statuses)
         deadline = time.monotonic() + timeout
+        service_seen = False
+        unanswered = 0
         while time.monotonic() < deadline:
             self.check_spinning()
             # A harmless request (an unknown command, refused whatever the state) until one is
             # answered: a ready service only means our requests reach it; its answers can
             # still be lost while discovery of the way back is under way (slow on a loaded
             # machine), and a request left unanswered may still arrive later.
-            if len(self.statuses) > since and self.client.wait_for_service(timeout_sec=1.0) \
-                    and answer(self.client, self.srv.Request(command=HARMLESS_COMMAND), 5.0, self.check_spinning):
-                return
+            if len(self.statuses) > since and self.client.wait_for_service(timeout_sec=1.0):
+                service_seen = True
+                if answer(self.client, self.srv.Request(command=HARMLESS_COMMAND), 5.0, self.check_spinning):
+                    return
+                unanswered += 1
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"recorder exited with {proc.returncode}")
             time.sleep(0.2)
-        raise AssertionError("recorder never came up")
+        raise AssertionError(f"recorder never came up within {timeout:.0f} s: {len(self.statuses) - since} "
+                             f"status messages, service {'seen' if service_seen else 'never seen'}, "
+                             f"{unanswered} requests unanswered")
 
     def wait_status(self, predicate, timeout=60.0, since=0):
         """The first status message (from index `since` on) satisfying predicate."""

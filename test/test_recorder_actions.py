@@ -133,7 +133,7 @@ def recorder(graph, ros_env, name):
     folder, operator, _rig, log = graph
     proc = start_recorder(ros_env, CONFIG, {"dataset_root": str(folder), "dataset_name": name, "use_sim_time": True,
                                             "record_rate_hz": RATE}, log_path=folder / f"{name}.log")
-    operator.wait_for_recorder(timeout=60, proc=proc)
+    operator.wait_for_recorder(proc=proc)
     # Its service answering does not mean its subscriptions are matched: on a loaded machine the
     # first forwarded commands could still be lost to discovery (a recorder started long before
     # START, as on a rig, has them).

@@ -69,7 +69,7 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
 
     saved = []
     try:
-        operator.wait_for_recorder(timeout=60, proc=recorder)
+        operator.wait_for_recorder(proc=recorder)
         assert reset.wait_for_service(timeout_sec=60)
         dead = [p.args[2] for p in procs if p.poll() is not None]
         assert not dead, f"{dead} exited (see {tmp_path / 'nodes.log'})"
