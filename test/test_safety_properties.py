@@ -506,4 +506,3 @@ def test_a_moving_arm_with_late_chunks_and_gripper_targets_past_its_limits_is_fo
     for now, times, points in gripper_stream(filt, np.random.default_rng(seed), 40):
         follow_without_hold(filt, path, names, times, points, now)
     check_path(path, filt, "arm")
-

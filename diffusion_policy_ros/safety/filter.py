@@ -270,15 +270,16 @@ class SafetyFilter:
 
     def _follow(self, arm, now, q_prev, v_prev, times, targets, reasons, interrupt):
         """Walk the command point by point, keeping each step stoppable; returns accepted points
-        and the braking tail of the last one."""
+        and the stop after the last one."""
         lim = self.limits[arm]
         step_cap = np.where(lim.is_gripper, np.inf, self.params.max_step_rad / self.period)
         vcap = np.minimum(lim.max_velocity, step_cap)
         plan = self._plans[arm]
         a_prev = plan.acceleration_at(now)
-        tail_t, tail_q = self._brake(now, q_prev, v_prev, lim, a_prev)
-        # the path the arm is on (the last command and its stop): its way on when no step is stoppable
-        path_t, path_q = list(plan.times[plan.times > now]), list(plan.positions[plan.times > now])
+        # the path the arm is on: the current plan (the last command and its stop) until a step is
+        # accepted, then that step's stop; its way on when no step toward the command is stoppable
+        ahead = plan.times > now
+        tail_t, tail_q = list(plan.times[ahead]), list(plan.positions[ahead])
         out_t, out_q = [], []
         t_prev = now
         for t_goal, q_goal in _subdivide(now, q_prev, times, targets, self.period):
@@ -315,25 +316,23 @@ class SafetyFilter:
                     break
                 violation = violation or found
             if accepted is None:
-                along = self._along_path(arm, t_goal, path_t, path_q)
+                along = self._along_path(arm, t_goal, tail_t, tail_q)
                 if along is None:
                     reasons.setdefault(violation, f"stopped before the {violation.replace('_', ' ')} bound")
                     return out_t, out_q, tail_t, tail_q, violation
-                knots_t, knots_q, path_t, path_q = along
+                knots_t, knots_q, tail_t, tail_q = along
                 reasons.setdefault(violation, "no step toward the command stays stoppable: the arm goes on "
                                               "along the path under way")
-                seg_t, seg_q = [t_prev] + knots_t, [q_prev] + knots_q
-                velocities = [v_prev] + [(b - a) / (tb - ta) for ta, tb, a, b in
-                                         zip(seg_t, seg_t[1:], seg_q, seg_q[1:])]
-                a_prev = (velocities[-1] - velocities[-2]) / (seg_t[-1] - seg_t[-2])
-                v_prev, q_prev, t_prev = velocities[-1], knots_q[-1], knots_t[-1]
-                tail_t, tail_q = path_t, path_q
+                seg_t, seg_q = ([t_prev] + knots_t)[-3:], ([q_prev] + knots_q)[-3:]   # the last two segments
+                v_end = (seg_q[-1] - seg_q[-2]) / (seg_t[-1] - seg_t[-2])
+                v_before = v_prev if len(knots_t) == 1 else (seg_q[-2] - seg_q[-3]) / (seg_t[-2] - seg_t[-3])
+                a_prev = (v_end - v_before) / (seg_t[-1] - seg_t[-2])
+                v_prev, q_prev, t_prev = v_end, knots_q[-1], knots_t[-1]
                 out_t += knots_t
                 out_q += knots_q
                 continue
             a_prev = (accepted[0] - v_prev) / dt
             v_prev, q_prev, tail_t, tail_q, alpha = accepted
-            path_t, path_q = tail_t, tail_q
             if alpha < 1.0:
                 reasons.setdefault(violation or "workspace", "step shortened to stay stoppable inside the limits")
             t_prev = t_goal
