@@ -4,6 +4,7 @@ launches run without MUJOCO_GL and without a display, as under a service or on a
 picks its OpenGL platform itself."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,6 +40,7 @@ class Launch:
     def __init__(self, env, log_path, launch_file, **arguments):
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        env = {**env, "PYTHONFAULTHANDLER": "1"}   # stacks of a process that will not stop, on SIGABRT
         command = ["ros2", "launch", graph.PACKAGE, launch_file] + [f"{k}:={v}" for k, v in arguments.items()]
         self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -47,13 +49,29 @@ class Launch:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
+    def _keep_evidence_of_a_slow_stop(self):
+        """The processes still alive, their Python stacks (SIGABRT under PYTHONFAULTHANDLER) and the launch
+        log, kept under build/test-logs: pytest's tmp dir is gone by the time someone looks."""
+        columns = "pid,ppid,stat,etime,time,wchan:20,args"
+        alive = subprocess.run(["ps", "-o", columns, "--sid", str(self.process.pid)], capture_output=True, text=True).stdout
+        nodes = [int(line.split()[0]) for line in alive.splitlines()[1:] if int(line.split()[0]) != self.process.pid]
+        for pid in nodes + [self.process.pid]:   # nodes first: a live launch still logs their stderr
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGABRT)
+            time.sleep(1.0)
+        keep_dir = os.path.join(ROOT, "build", "test-logs")
+        os.makedirs(keep_dir, exist_ok=True)
+        path = os.path.join(keep_dir, f"slow-stop-{time.strftime('%Y%m%d-%H%M%S')}.log")
+        with open(path, "w") as f:
+            f.write(f"still running 30 s after SIGINT:\n{alive}\n--- launch log ---\n{self.output()}")
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)   # as Ctrl-C: launch stops its nodes
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                pass
+                self._keep_evidence_of_a_slow_stop()
         try:   # a node that outlived its launch would answer the next test's requests in this domain
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
