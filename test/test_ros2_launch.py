@@ -41,6 +41,11 @@ class Launch:
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         env = {**env, "PYTHONFAULTHANDLER": "1"}   # stacks of a process that will not stop, on SIGABRT
+        # A suite started in the background (`cmd &` in a script) has SIGINT ignored, and an ignored
+        # signal stays ignored across exec: launch would never see the Ctrl-C below (ran 30 s to the
+        # SIGKILL, nodes untouched). A handled one is reset to the default in the child.
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         command = ["ros2", "launch", graph.PACKAGE, launch_file] + [f"{k}:={v}" for k, v in arguments.items()]
         self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -52,13 +57,13 @@ class Launch:
     def _keep_evidence_of_a_slow_stop(self):
         """The processes still alive, their Python stacks (SIGABRT under PYTHONFAULTHANDLER) and the launch
         log, kept under build/test-logs: pytest's tmp dir is gone by the time someone looks."""
-        columns = "pid,ppid,stat,etime,time,wchan:20,args"
+        columns = "pid,ppid,stat,etime,time,pending,blocked,ignored,caught,wchan:20,args"
         alive = subprocess.run(["ps", "-o", columns, "--sid", str(self.process.pid)], capture_output=True, text=True).stdout
         nodes = [int(line.split()[0]) for line in alive.splitlines()[1:] if int(line.split()[0]) != self.process.pid]
         for pid in nodes + [self.process.pid]:   # nodes first: a live launch still logs their stderr
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGABRT)
-            time.sleep(1.0)
+            time.sleep(2.0)
         keep_dir = os.path.join(ROOT, "build", "test-logs")
         os.makedirs(keep_dir, exist_ok=True)
         path = os.path.join(keep_dir, f"slow-stop-{time.strftime('%Y%m%d-%H%M%S')}.log")
