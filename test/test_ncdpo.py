@@ -258,7 +258,7 @@ def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_pa
 
     def trainer():
         settings = NCDPOSettings(iterations=3, decisions_per_iteration=2, denoising_steps=3, eta=0.7,
-                                 checkpoint_every=1, seed=4)
+                                 noise_scale=0.5, checkpoint_every=1, seed=4)
         return NCDPOTrainer(tiny_policy(n_action_steps=2), toy_envs(2, 2), settings, out_dir=out)
 
     first = trainer()
@@ -276,12 +276,32 @@ def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_pa
     assert second.iteration == 3 and len(second.history) == 3
     loaded = load_checkpoint(out, device="cpu")
     assert (loaded.config.sampler, loaded.config.ddim_steps, loaded.config.ddim_eta) == ("ddim", 3, 0.7)
+    assert loaded.config.sample_noise_scale == 0.5   # deployed with the noise it was fine-tuned with
     for a, b in zip(loaded.parameters(), second.policy.parameters()):
         assert torch.equal(a, b)
     assert (tmp_path / "rl" / "learning_curve.png").stat().st_size > 1000
     chunk = loaded.predict_action_chunk({obs_keys.JOINT_POS: np.zeros((1, ACTION_DIM), np.float32)}, 0.0)
     assert chunk.shape == (2, ACTION_DIM) and np.isfinite(chunk).all()
 
+
+
+def test_the_fine_tuning_noise_has_the_policys_noise_scale_and_zero_makes_sampling_seed_free():
+    """The RL sampler draws its noise at the policy's sample_noise_scale (what the deployed
+    sampler draws); at 0, a stochastic DDIM sample no longer depends on the generator's seed."""
+    policy = tiny_policy(n_action_steps=2)
+    policy.set_sampler("ddim", ddim_steps=4, ddim_eta=1.0, sample_noise_scale=0.25)
+    noise = NoiseConditionedSampler(policy, 4, 1.0).draw_noise(2000, torch.Generator().manual_seed(0))
+    assert abs(float(noise.std()) - 0.25) < 0.005 and abs(float(noise.mean())) < 0.005
+    cond = policy.encode({obs_keys.JOINT_POS: torch.zeros(1, 1, ACTION_DIM)})
+
+    def sample(scale, seed):
+        policy.set_sampler("ddim", ddim_steps=4, ddim_eta=1.0, sample_noise_scale=scale)
+        with torch.no_grad():
+            return policy.sample_chunk(cond, "ddim", 4, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(sample(0.0, 1), sample(0.0, 2))
+    assert not torch.allclose(sample(1.0, 1), sample(1.0, 2))
+    with pytest.raises(ValueError, match="sample_noise_scale"):
+        policy.set_sampler("ddim", sample_noise_scale=1.5)
 
 # --------------------------------------------------------------------------- the sim as a chunk env
 def test_sim_chunk_env_pays_the_expert_its_shaping_and_one_success_bonus():

@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episode-seconds", type=float, default=12.0, help="training episode time-out (sim s)")
     parser.add_argument("--denoising-steps", type=int, default=8, help="K: DDIM steps, all carrying gradient")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in (0, 1]; 1 = DDPM over the K levels")
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="std of the sampler's noise in (0, 1], saved in the checkpoint's config: below 1 the "
+                             "chunks vary less with the noise, which PPO does not credit (docs/rl_finetuning.md)")
     parser.add_argument("--init-std", type=float, default=0.05, help="exploration std, normalized action space")
     parser.add_argument("--min-std", type=float, default=0.02, help="floor of the exploration std")
     parser.add_argument("--epochs", type=int, default=4)
@@ -76,6 +79,8 @@ def _settings(args):
     from diffusion_policy_ros.rl.trainer import NCDPOSettings
     if not 0.0 < args.eta <= 1.0:
         raise UsageError(f"--eta must be in (0, 1] (NCDPO needs a stochastic sampler), got {args.eta}")
+    if not 0.0 < args.noise_scale <= 1.0:
+        raise UsageError(f"--noise-scale must be in (0, 1], got {args.noise_scale}")
     if args.envs < 1 or args.denoising_steps < 1 or args.episode_seconds <= 0:
         raise UsageError("--envs and --denoising-steps must be >= 1 and --episode-seconds > 0")
     if args.bc_coef and not args.bc_dataset:
@@ -85,7 +90,8 @@ def _settings(args):
                     kl_coef=args.kl_coef, bc_coef=args.bc_coef, target_kl=args.target_kl or None,
                     freeze_encoder=args.freeze_encoder)
     settings = NCDPOSettings(iterations=args.iterations, decisions_per_iteration=args.decisions,
-                             denoising_steps=args.denoising_steps, eta=args.eta, init_std=args.init_std,
+                             denoising_steps=args.denoising_steps, eta=args.eta, noise_scale=args.noise_scale,
+                             init_std=args.init_std,
                              min_std=args.min_std, seed=args.seed, checkpoint_every=args.checkpoint_every,
                              critic_warmup_iterations=args.critic_warmup, ppo=ppo)
     try:

@@ -220,6 +220,8 @@ class PolicyConfig:
     full_sample_steps: int = 16
     ddim_steps: int = 16
     ddim_eta: float = 0.0                   # > 0: stochastic DDIM (what NCDPO fine-tunes, 1 = DDPM)
+    sample_noise_scale: float = 1.0         # std of the noise a sample from noise draws (its x_K and each
+                                            # stochastic step's); < 1: a lower temperature (NCDPO, docs/rl_finetuning.md)
     stream_denoising_steps: list[int] = dataclasses.field(default_factory=lambda: [1])
     stream_renoise_level: int | None = None
     stream_method: str = "ddpm"
@@ -290,6 +292,8 @@ class PolicyConfig:
         need(1 <= self.ddim_steps <= self.num_train_timesteps, "ddim_steps out of range")
         need(isinstance(self.ddim_eta, numbers.Real) and 0.0 <= self.ddim_eta <= 1.0,
              f"ddim_eta must be a number in [0, 1], got {self.ddim_eta!r}")
+        need(isinstance(self.sample_noise_scale, numbers.Real) and 0.0 <= self.sample_noise_scale <= 1.0,
+             f"sample_noise_scale must be a number in [0, 1], got {self.sample_noise_scale!r}")
         need(len(self.stream_denoising_steps) > 0, "stream_denoising_steps is empty")
         need(self.stream_renoise_level in (None, self.stream_denoising_steps[0]),
              "stream_renoise_level must be null (refine the shifted chunk as it is) or the first of "

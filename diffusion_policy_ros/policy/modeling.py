@@ -168,10 +168,12 @@ class DiffusionPolicy(nn.Module):
     def sample_chunk(self, cond: torch.Tensor, method: str, num_steps: int,
                      initial_noise: torch.Tensor | None = None,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """Model-space chunk (B, horizon, A) from noise with `num_steps` DDPM or DDIM steps."""
+        """Model-space chunk (B, horizon, A) from noise with `num_steps` DDPM or DDIM steps; the
+        noise it draws has std config.sample_noise_scale (a given initial noise is used as it is)."""
         shape = (cond.shape[0], self.config.horizon, self.config.action_dim)
+        scale = self.config.sample_noise_scale
         if initial_noise is None:
-            x = torch.randn(shape, device=cond.device, generator=generator)
+            x = scale * torch.randn(shape, device=cond.device, generator=generator)
         else:
             if tuple(initial_noise.shape) != shape:
                 raise ValueError(f"initial noise must have shape {shape}, got {tuple(initial_noise.shape)}")
@@ -179,7 +181,7 @@ class DiffusionPolicy(nn.Module):
         steps = full_timesteps(self.schedule, method, num_steps)
         eta = self.config.ddim_eta if method == "ddim" else 0.0
         return denoise(self.denoiser(cond), x, steps, self.schedule, method, self.config.clip_sample, generator,
-                       eta=eta)
+                       eta=eta, noise_scale=scale)
 
     @torch.no_grad()
     def sample_from_noise(self, obs_history: Mapping, noise, method: str = "ddim",

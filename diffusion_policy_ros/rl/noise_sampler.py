@@ -49,8 +49,10 @@ class NoiseConditionedSampler:
         return (batch, self.num_steps, cfg.horizon, cfg.action_dim)
 
     def draw_noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal times the policy's sample_noise_scale, as its own sampler draws it."""
         _, steps, horizon, action_dim = self.noise_shape(batch)
-        return draw_sampler_noise(batch, steps, horizon, action_dim, generator, self.policy.device)
+        noise = draw_sampler_noise(batch, steps, horizon, action_dim, generator, self.policy.device)
+        return noise * self.policy.config.sample_noise_scale
 
     def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """obs: policy keys, (B, n_obs_steps, ...) raw values -> conditioning (B, D)."""

@@ -39,6 +39,8 @@ class NCDPOSettings:
     decisions_per_iteration: int = 15     # per env: one 12 s pick_place episode at 8 actions per decision
     denoising_steps: int = 8              # K: denoiser evaluations per decision, all carrying gradient
     eta: float = 1.0                      # stochastic DDIM; 1 = DDPM over the K levels
+    noise_scale: float = 1.0              # std of the sampler's noise (its temperature): the part of a
+                                          # chunk's variation that PPO does not credit (docs/rl_finetuning.md)
     init_std: float = 0.05                # exploration std in normalized action space ([-1, 1]);
     min_std: float = 0.02                 # pick_place base: 3/4 episodes succeed at 0.05, 0/4 at 0.1
     seed: int = 0
@@ -69,6 +71,7 @@ class NCDPOTrainer:
         self.out_dir, self.envs, self.extra_info = out_dir, envs, dict(extra_info or {})
         torch.manual_seed(settings.seed)     # the critic's and head's initial weights
         policy.set_sampler("ddim", ddim_steps=settings.denoising_steps, ddim_eta=settings.eta,
+                           sample_noise_scale=settings.noise_scale,
                            full_sample_method="ddim", full_sample_steps=settings.denoising_steps)
         self.policy = policy
         self.sampler = NoiseConditionedSampler(policy, settings.denoising_steps, settings.eta)

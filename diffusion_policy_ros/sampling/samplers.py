@@ -71,12 +71,14 @@ def ddim_sigma(schedule: NoiseSchedule, t: int, t_prev: int, eta: float) -> floa
 def denoise(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int], schedule: NoiseSchedule,
             method: str = "ddpm", clip_sample: bool = True,
             generator: torch.Generator | None = None, eta: float = 0.0,
-            step_noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+            step_noise: Sequence[torch.Tensor] | None = None, noise_scale: float = 1.0) -> torch.Tensor:
     """Run the reverse process from x at level timesteps[0] to clean data; len(timesteps) NFE.
 
-    The noise a DDPM step (or a DDIM step with eta > 0) adds comes from `generator`, or, given
-    `step_noise` (one tensor like x per step but the last), from there: then the whole sampler is
-    a deterministic, differentiable function of x and step_noise (NCDPO, diffusion_policy_ros.rl).
+    The noise a DDPM step (or a DDIM step with eta > 0) adds comes from `generator`, times
+    `noise_scale` (a temperature below 1 samples closer to the model's modes), or, given
+    `step_noise` (one tensor like x per step but the last), from there as it is: then the whole
+    sampler is a deterministic, differentiable function of x and step_noise (NCDPO,
+    diffusion_policy_ros.rl).
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
@@ -89,7 +91,7 @@ def denoise(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int], sc
         eps = denoise_fn(x, t).to(x.dtype)
         noise = None
         if stochastic and t_prev >= 0:
-            noise = step_noise[i] if step_noise is not None else torch.randn(
+            noise = step_noise[i] if step_noise is not None else noise_scale * torch.randn(
                 x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if method == "ddim":
             x = ddim_step(schedule, x, eps, t, t_prev, clip_sample, eta, noise)
