@@ -373,8 +373,10 @@ def save_rl_learning_curve(history: list[dict], path: str, title: str = "") -> N
     ax_success.set_ylim(-2, 102)
     ax_success.set_ylabel("success of training episodes (%)")
     ax_return.set_ylabel("mean episode return")
+    from matplotlib.ticker import EngFormatter
     for ax in (ax_success, ax_return):
         ax.set_xlabel("environment steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))   # 800k, not 800000 run into its neighbour
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)

@@ -152,7 +152,8 @@ class NCDPOTrainer:
             "iteration": self.iteration, "env_steps": self.env_steps, "seconds": self.seconds,
             "optimizer": opt_info, "history": self.history, "settings": self.settings.to_dict()})
         reporting.save_rl_learning_curve(self.history, os.path.join(self.out_dir, LEARNING_CURVE),
-                                         title=f"NCDPO, K={self.settings.denoising_steps}, eta={self.settings.eta}")
+                                         title=f"NCDPO, K={self.settings.denoising_steps}, eta={self.settings.eta}, "
+                                               f"noise scale {self.settings.noise_scale}")
 
     def resume(self) -> bool:
         """Load the state saved in out_dir (fine-tuned weights included); True when there was one."""
