@@ -284,7 +284,6 @@ def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_pa
     assert chunk.shape == (2, ACTION_DIM) and np.isfinite(chunk).all()
 
 
-
 def test_the_fine_tuning_noise_has_the_policys_noise_scale_and_zero_makes_sampling_seed_free():
     """The RL sampler draws its noise at the policy's sample_noise_scale (what the deployed
     sampler draws); at 0, a stochastic DDIM sample no longer depends on the generator's seed."""
@@ -302,6 +301,7 @@ def test_the_fine_tuning_noise_has_the_policys_noise_scale_and_zero_makes_sampli
     assert not torch.allclose(sample(1.0, 1), sample(1.0, 2))
     with pytest.raises(ValueError, match="sample_noise_scale"):
         policy.set_sampler("ddim", sample_noise_scale=1.5)
+
 
 # --------------------------------------------------------------------------- the sim as a chunk env
 def test_sim_chunk_env_pays_the_expert_its_shaping_and_one_success_bonus():

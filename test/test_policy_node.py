@@ -344,7 +344,7 @@ def test_float64_output_one_setpoint_per_control_period(make_graph, checkpoints)
         return all(np.min(np.abs(rows - np.array(msg.data)).max(axis=1)) < 1e-9 for _, msg in window)
     assert wait_for(every_setpoint_is_a_computed_action, 20), "a setpoint that is none of the computed actions"
     # the status counts one setpoint per message for a forward controller
-    assert wait_for(lambda: lis.status and lis.status[-1].control_rate > 0, 3)
+    assert wait_for(lambda: lis.status and lis.status[-1].control_rate > 0, 3), lis.explain()
     assert lis.status[-1].control_rate == pytest.approx(lis.status[-1].trajectory_rate)
 
 
@@ -354,7 +354,7 @@ def test_compressed_image_input(make_graph, checkpoints):
     policy = g.start_policy(checkpoints["single"], image_transport="compressed")
     lis = g.listener
     assert wait_for(lambda: len(lis.trajectories["arm"]) >= 3, 20), lis.explain()
-    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
+    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3), lis.explain()
     assert not lis.status[-1].stale_inputs
     # the decoded image is the one sent (png: lossless), resized to nothing, in RGB order
     image = policy.inputs.sync._values["/camera/scene/image_raw/compressed"][-1]
@@ -403,12 +403,12 @@ def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
     assert wait_for(lambda: g.sensors.stamps, 5)
     assert lis.wait_observed(g.sensors.stamps[0] + 0.5), "the node reports no observations"
     assert not lis.trajectories["arm"] and not lis.chunks
-    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_IDLE, 3)
+    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_IDLE, 3), lis.explain()
 
     answer = lis.policy_command(PolicyCommand.Request.START)
     assert answer.success
     assert wait_for(lambda: len(lis.chunks) >= 4, 20), lis.explain()
-    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
+    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3), lis.explain()
     config = policy.policy.config
     chunks = [c for _, c in lis.chunks[:4]]
     # START primed the warm start from noise without sending it: every chunk sent is a refinement
@@ -421,7 +421,7 @@ def test_start_stop_reset_and_action_chunk_fields(make_graph, checkpoints):
         assert c.inference_latency >= c.observation_age >= 0 and c.denoise_time > 0 and c.encode_time > 0
     # each later one shifted by the control steps the one before it ran
     assert all(c.shift_steps >= 1 for c in chunks[1:])
-    assert wait_for(lambda: lis.status[-1].nfe_per_action > 0, 3)
+    assert wait_for(lambda: lis.status[-1].nfe_per_action > 0, 3), lis.explain()
 
     answer = lis.policy_command(PolicyCommand.Request.STOP)
     assert answer.success and answer.state == PolicyStatus.STATE_IDLE
@@ -468,7 +468,7 @@ def test_start_needs_an_active_node_and_activate_again_resumes(make_graph, check
     assert not lis.sent_after(activated_at), "activate alone must not command (no START yet)"
     assert lis.policy_command(PolicyCommand.Request.START).success
     assert wait_for(lambda: len(lis.sent_after(activated_at)) >= 4, 20), lis.explain()
-    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3)
+    assert wait_for(lambda: lis.status[-1].state == PolicyStatus.STATE_RUNNING, 3), lis.explain()
 
 
 # ---- failures hold the robot ------------------------------------------------------------------------
@@ -483,7 +483,7 @@ def test_an_exception_during_inference_stops_the_commands(make_graph, checkpoint
     def broken(*_):
         raise RuntimeError("injected fault")
     policy.policy.predict_action_chunk = broken
-    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_ERROR, 10)
+    assert wait_for(lambda: lis.status and lis.status[-1].state == PolicyStatus.STATE_ERROR, 10), lis.explain()
     assert lis.status[-1].message == "inference failed: injected fault"
     failed_at, n = g.sensors.stamps[-1], len(sent)
     assert lis.wait_observed(failed_at + 0.5)
