@@ -79,8 +79,6 @@ def _settings(args):
     from diffusion_policy_ros.rl.trainer import NCDPOSettings
     if not 0.0 < args.eta <= 1.0:
         raise UsageError(f"--eta must be in (0, 1] (NCDPO needs a stochastic sampler), got {args.eta}")
-    if not 0.0 < args.noise_scale <= 1.0:
-        raise UsageError(f"--noise-scale must be in (0, 1], got {args.noise_scale}")
     if args.envs < 1 or args.denoising_steps < 1 or args.episode_seconds <= 0:
         raise UsageError("--envs and --denoising-steps must be >= 1 and --episode-seconds > 0")
     if args.bc_coef and not args.bc_dataset:

@@ -173,7 +173,9 @@ class DiffusionPolicy(nn.Module):
         shape = (cond.shape[0], self.config.horizon, self.config.action_dim)
         scale = self.config.sample_noise_scale
         if initial_noise is None:
-            x = scale * torch.randn(shape, device=cond.device, generator=generator)
+            x = torch.randn(shape, device=cond.device, generator=generator)
+            if scale != 1.0:
+                x = x * scale
         else:
             if tuple(initial_noise.shape) != shape:
                 raise ValueError(f"initial noise must have shape {shape}, got {tuple(initial_noise.shape)}")

@@ -52,6 +52,9 @@ class NCDPOSettings:
     def validate(self) -> "NCDPOSettings":
         if self.iterations < 1 or self.decisions_per_iteration < 1 or self.checkpoint_every < 1:
             raise ValueError("iterations, decisions_per_iteration and checkpoint_every must be >= 1")
+        if not 0.0 < self.noise_scale <= 1.0:
+            raise ValueError(f"noise_scale must be in (0, 1] (the sampler's noise is what NCDPO holds as an input), "
+                             f"got {self.noise_scale}")
         if self.critic_warmup_iterations < 0:
             raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         self.ppo.validate()

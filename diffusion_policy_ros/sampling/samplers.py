@@ -91,8 +91,12 @@ def denoise(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int], sc
         eps = denoise_fn(x, t).to(x.dtype)
         noise = None
         if stochastic and t_prev >= 0:
-            noise = step_noise[i] if step_noise is not None else noise_scale * torch.randn(
-                x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            if step_noise is not None:
+                noise = step_noise[i]
+            else:
+                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                if noise_scale != 1.0:   # no extra tensor op on the streaming refinement's path
+                    noise = noise * noise_scale
         if method == "ddim":
             x = ddim_step(schedule, x, eps, t, t_prev, clip_sample, eta, noise)
         else:
