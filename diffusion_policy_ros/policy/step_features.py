@@ -6,7 +6,9 @@ normalization), so the features of a step do not depend on its neighbours and re
 exact. A step is recognised by value (every array of it equal), not by object identity, so a caller
 that rebuilds its history arrays each call still hits. The cache is tied to the encoder's weights:
 any in-place update of a parameter (an optimizer step, load_state_dict) bumps its version counter
-and empties the cache.
+and empties the cache. The parameters are listed once per clear(): walking the encoder's modules
+at every control step cost about 0.1 ms, and a policy that moves or replaces its parameters as
+objects (DiffusionPolicy.to_device) clears the cache anyway.
 """
 from __future__ import annotations
 
@@ -26,13 +28,16 @@ class StepFeatureCache:
 
     def clear(self) -> None:
         self._entries: list[tuple[dict[str, np.ndarray], torch.Tensor]] = []
+        self._weights: list[torch.Tensor] | None = None
         self._weights_version: tuple[int, ...] | None = None
         self.encoded_steps = 0   # steps that went through the encoder since the last clear()
 
     def features(self, history: Mapping[str, np.ndarray], encode_steps: EncodeSteps) -> torch.Tensor:
         """history {key: (T, ...)} -> (T, step_dim): cached steps reused, the others encoded in one
         batch (a history padded with copies of its first step encodes that step once)."""
-        version = tuple(p._version for p in self._parameters())
+        if self._weights is None:
+            self._weights = list(self._parameters())
+        version = tuple(p._version for p in self._weights)
         if version != self._weights_version:
             self._entries = []
             self._weights_version = version
