@@ -186,6 +186,42 @@ def test_gae_matches_a_hand_computation_and_stops_at_episode_ends():
     torch.testing.assert_close(ret, expected + values)
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.8])
+def test_exploration_density_is_the_gaussian_with_correlated_rows(rho):
+    """log_prob, entropy and the KL to the base are those of N(mean, std^2 ((1 - rho) I + rho 11^T))
+    per action dim over a chunk's rows, and the samples have that covariance."""
+    torch.manual_seed(0)
+    rows, dims = 5, 3
+    head = GaussianHead(dims, init_std=0.3, min_std=0.05, row_correlation=rho)
+    with torch.no_grad():
+        head.log_excess.copy_(torch.log(torch.tensor([0.1, 0.25, 0.4])))
+    std = head.std().detach().double()
+    corr = (1 - rho) * torch.eye(rows, dtype=torch.float64) + rho * torch.ones(rows, rows, dtype=torch.float64)
+    mean, other = torch.randn(4, rows, dims, dtype=torch.float64), torch.randn(4, rows, dims, dtype=torch.float64)
+    action = mean + 0.3 * torch.randn(4, rows, dims, dtype=torch.float64)
+    per_dim = [torch.distributions.MultivariateNormal(mean[..., d], covariance_matrix=std[d] ** 2 * corr)
+               for d in range(dims)]
+    other_dims = [torch.distributions.MultivariateNormal(other[..., d], covariance_matrix=std[d] ** 2 * corr)
+                  for d in range(dims)]
+    with torch.no_grad():
+        close = functools.partial(torch.testing.assert_close, rtol=1e-5, atol=1e-5)   # the head's std is float32
+        close(head.log_prob(mean, action), sum(dist.log_prob(action[..., d]) for d, dist in enumerate(per_dim)))
+        close(head.entropy(mean), sum(dist.entropy() for dist in per_dim))
+        close(head.kl_same_std(mean, other),
+              sum(torch.distributions.kl_divergence(p, q) for p, q in zip(per_dim, other_dims)))
+        samples = head.sample(torch.zeros(20000, rows, dims), torch.Generator().manual_seed(1)).double()
+    for d in range(dims):
+        empirical = torch.cov(samples[..., d].T)
+        torch.testing.assert_close(empirical, std[d] ** 2 * corr, atol=0.03 * float(std[d]) ** 2, rtol=0)
+
+
+def test_exploration_row_correlation_must_leave_a_density():
+    with pytest.raises(ValueError, match="row_correlation"):
+        GaussianHead(2, row_correlation=1.0)
+    with pytest.raises(ValueError, match="row_correlation"):
+        NCDPOSettings(row_correlation=-0.1).validate()
+
+
 def test_exploration_std_never_falls_below_its_floor():
     head = GaussianHead(3, init_std=0.2, min_std=0.05)
     optimizer = torch.optim.Adam(head.parameters(), lr=1.0)

@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
                              "chunks vary less with the noise, which PPO does not credit (docs/rl_finetuning.md)")
     parser.add_argument("--init-std", type=float, default=0.05, help="exploration std, normalized action space")
     parser.add_argument("--min-std", type=float, default=0.02, help="floor of the exploration std")
+    parser.add_argument("--row-correlation", type=float, default=0.0,
+                        help="in [0, 1): correlation of the exploration noise between a chunk's rows (0: white "
+                             "per row; near 1: one offset per dim that moves the whole chunk, rl/exploration.py)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatch", type=int, default=32, help="decisions per minibatch")
     parser.add_argument("--clip", type=float, default=0.2)
@@ -89,8 +92,8 @@ def _settings(args):
                     freeze_encoder=args.freeze_encoder)
     settings = NCDPOSettings(iterations=args.iterations, decisions_per_iteration=args.decisions,
                              denoising_steps=args.denoising_steps, eta=args.eta, noise_scale=args.noise_scale,
-                             init_std=args.init_std,
-                             min_std=args.min_std, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                             init_std=args.init_std, min_std=args.min_std, row_correlation=args.row_correlation,
+                             seed=args.seed, checkpoint_every=args.checkpoint_every,
                              critic_warmup_iterations=args.critic_warmup, ppo=ppo)
     try:
         return settings.validate()

@@ -43,6 +43,7 @@ class NCDPOSettings:
                                           # chunk's variation that PPO does not credit (docs/rl_finetuning.md)
     init_std: float = 0.05                # exploration std in normalized action space ([-1, 1]);
     min_std: float = 0.02                 # pick_place base: 3/4 episodes succeed at 0.05, 0/4 at 0.1
+    row_correlation: float = 0.0          # of the exploration noise between a chunk's rows (rl/exploration.py)
     seed: int = 0
     checkpoint_every: int = 5             # iterations
     critic_warmup_iterations: int = 0     # the first iterations fit the value network only: an untrained
@@ -55,6 +56,8 @@ class NCDPOSettings:
         if not 0.0 < self.noise_scale <= 1.0:
             raise ValueError(f"noise_scale must be in (0, 1] (the sampler's noise is what NCDPO holds as an input), "
                              f"got {self.noise_scale}")
+        if not 0.0 <= self.row_correlation < 1.0:
+            raise ValueError(f"row_correlation must be in [0, 1), got {self.row_correlation}")
         if self.critic_warmup_iterations < 0:
             raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         self.ppo.validate()
@@ -78,7 +81,8 @@ class NCDPOTrainer:
                            full_sample_method="ddim", full_sample_steps=settings.denoising_steps)
         self.policy = policy
         self.sampler = NoiseConditionedSampler(policy, settings.denoising_steps, settings.eta)
-        self.head = GaussianHead(policy.config.action_dim, settings.init_std, settings.min_std)
+        self.head = GaussianHead(policy.config.action_dim, settings.init_std, settings.min_std,
+                                 settings.row_correlation)
         self.value = ValueNetwork(envs.single_observation_space[CRITIC_KEY].shape[0])
         if settings.ppo.kl_coef and base_policy is None:
             raise ValueError("a KL coefficient needs the base policy")
@@ -156,7 +160,9 @@ class NCDPOTrainer:
             "optimizer": opt_info, "history": self.history, "settings": self.settings.to_dict()})
         reporting.save_rl_learning_curve(self.history, os.path.join(self.out_dir, LEARNING_CURVE),
                                          title=f"NCDPO, K={self.settings.denoising_steps}, eta={self.settings.eta}, "
-                                               f"noise scale {self.settings.noise_scale}")
+                                               f"noise scale {self.settings.noise_scale}"
+                                               + (f", row correlation {self.settings.row_correlation}"
+                                                  if self.settings.row_correlation else ""))
 
     def resume(self) -> bool:
         """Load the state saved in out_dir (fine-tuned weights included); True when there was one."""
