@@ -1,6 +1,6 @@
 """`dpros bench sampler` on the shipped checkpoint as a fresh clone has it (no dataset): it records
 its observation stream in the sim, says so, and compares the checkpoint's own streaming settings
-with a cheaper and a dearer neighbour."""
+with a cheaper and a dearer neighbour, run after run."""
 import dataclasses
 import json
 import os
@@ -31,7 +31,7 @@ def test_shipped_checkpoint_without_its_dataset(tmp_path):
     # cwd without data/: the checkpoint names data/pick_place_expert_200, absent as on a fresh clone
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run([sys.executable, "-m", "diffusion_policy_ros.cli.main", "bench", "sampler",
-                             "--checkpoint", SHIPPED, "--steps", "24", "--json", str(tmp_path / "sampler.json")],
+                             "--checkpoint", SHIPPED, "--steps", "24", "--repeats", "2", "--json", str(tmp_path / "sampler.json")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'data/pick_place_expert_200' is not here: recording 24 control steps of the scripted expert" \
@@ -43,6 +43,10 @@ def test_shipped_checkpoint_without_its_dataset(tmp_path):
     for method in doc["methods"]:
         assert method["nfe_per_action"] > 0 and method["step_latency_ms"]["max"] > 0
         assert "action_error_vs_demo" in method, "the expert's actions are the stream's demonstrations"
+        assert len(method["repeats"]["worst_step_ratio_vs_ddpm"]) == 2 and all(
+            r > 0 for r in method["repeats"]["p99_ratio_vs_ddpm"])
+    assert doc["methods"][0]["repeats"]["worst_step_ratio_vs_ddpm"] == [1.0, 1.0]
+    assert "ratios to DDPM-100 over 2 runs" in result.stdout
     nfe = {m["method"]: m["nfe_per_action"] for m in doc["methods"]}
     assert nfe["streaming[50,0]"] < nfe["streaming[50,25,0]"] < nfe["streaming[50,33,17,0]"] < nfe["ddpm-100"]
     assert (tmp_path / "sampler_latency.png").stat().st_size > 0
