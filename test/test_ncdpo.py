@@ -234,10 +234,12 @@ def test_exploration_std_never_falls_below_its_floor():
     assert torch.isfinite(head.log_prob(mean, head.sample(mean))).all()
 
 
-def test_ppo_ratio_is_exactly_one_before_the_first_update():
+@pytest.mark.parametrize("row_correlation", [0.0, 0.9])
+def test_ppo_ratio_is_exactly_one_before_the_first_update(row_correlation):
     policy = tiny_policy(n_action_steps=2)
     envs = toy_envs(n_action_steps=2, num_envs=4)
-    trainer = NCDPOTrainer(policy, envs, NCDPOSettings(iterations=1, decisions_per_iteration=3, denoising_steps=3))
+    trainer = NCDPOTrainer(policy, envs, NCDPOSettings(iterations=1, decisions_per_iteration=3, denoising_steps=3,
+                                                       row_correlation=row_correlation))
     trainer.collector.reset(seed=0)
     rollout, _ = trainer.collector.collect(3)
     adv, ret = generalized_advantages(rollout.rewards, rollout.values, rollout.dones, rollout.last_values, 0.99, 0.95)
