@@ -90,7 +90,7 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
                 continue
             res = operator.call("SAVE")
             assert res.success, res.message
-            saved.append((task, res.num_frames))
+            saved.append((task, res.num_frames, res.message))
     finally:
         for p in [recorder, *procs]:
             stop(p)
@@ -98,12 +98,12 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
 
     dataset = wait_for_dataset(tmp_path / "sim_demos", 4)
     assert dataset.n_episodes == 4
-    for i, (task, n) in enumerate(saved):
+    for i, (task, n, message) in enumerate(saved):
         ep, meta = dataset.get_episode(i), dataset.episode_meta(i)
         assert meta["task"] == task
         lengths = {k: len(v) for k, v in ep.items()}
         assert set(lengths.values()) == {n}, lengths
-        assert n >= 0.8 * EPISODE_S * 10
+        assert n >= 0.8 * EPISODE_S * 10, f"episode {i}: {message} (recorder log {tmp_path / 'recorder.log'})"
         assert np.all(np.diff(ep["timestamp"]) > 0)
         assert ep["obs/scene/rgb"].shape[1:] == (96, 96, 3) and ep["obs/scene/rgb"].std() > 1.0
         assert ep["obs/finger_l/tactile"].shape[1:] == (4, 4)
@@ -115,7 +115,7 @@ def test_sim_expert_recording_survives_sigkill_and_exports(tmp_path, ros_env, op
     assert subprocess.run([sys.executable, "-m", "diffusion_policy_ros.cli.main", "export", "lerobot",
                            str(tmp_path / "sim_demos"), str(out)], cwd=REPO_ROOT, env=ros_env).returncode == 0
     info = json.loads((out / "meta" / "info.json").read_text())
-    assert info["total_episodes"] == 4 and info["total_frames"] == sum(n for _, n in saved)
+    assert info["total_episodes"] == 4 and info["total_frames"] == sum(n for _, n, _ in saved)
     # ... and by diffusion_policy: zarr 2, its replay-buffer layout, values equal to the recording.
     from diffusion_policy_reader import read_with_zarr2
 

@@ -22,11 +22,14 @@ SIM_START_S = 1000.0
 
 
 class SimClock:
-    """/clock from SIM_START_S at real-time speed, with the synthetic sensors stamped on it."""
+    """/clock from SIM_START_S at real-time speed, with the synthetic sensors stamped on it;
+    `clock_after_s`: /clock itself goes out only that long after the sensors start."""
 
-    def __init__(self, node, sensors):
+    def __init__(self, node, sensors, clock_after_s=0.0):
         self.pub = node.create_publisher(Clock, "/clock", 10)
         self.sensors = sensors
+        self.clock_after_s = clock_after_s
+        self.sim_now = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -37,9 +40,11 @@ class SimClock:
         start, k = time.monotonic(), 0
         while not self._stop.is_set():
             now_ns = int((SIM_START_S + (time.monotonic() - start)) * 1e9)
-            msg = Clock()
-            msg.clock.sec, msg.clock.nanosec = divmod(now_ns, 1_000_000_000)
-            self.pub.publish(msg)
+            self.sim_now = now_ns * 1e-9
+            if now_ns >= int((SIM_START_S + self.clock_after_s) * 1e9):
+                msg = Clock()
+                msg.clock.sec, msg.clock.nanosec = divmod(now_ns, 1_000_000_000)
+                self.pub.publish(msg)
             if now_ns >= int((SIM_START_S + k / RATE) * 1e9):
                 self.sensors.publish_tick(k, now_ns)
                 k += 1
@@ -92,3 +97,41 @@ def test_unstamped_command_before_the_first_clock_is_dropped(tmp_path, ros_env, 
     # commands the conversion keeps are the episode's own.
     assert meta["episode_start"] is not None and SIM_START_S <= meta["episode_start"] <= episode["timestamp"][0]
     assert np.all(np.isfinite(episode["action"]))
+
+
+def test_an_episode_started_before_the_first_clock_keeps_what_came_before_it(tmp_path, ros_env, rclpy_context):
+    """Stamped sensor messages but no /clock yet at START (the recorder's clock reads 0): the
+    episode starts with the first message after START, not at the first one after the clock
+    (that lost the episode's first seconds)."""
+    operator = Operator(rclpy_context)
+    sensors = SyntheticSensors(load_robot_config(os.path.join(REPO_ROOT, "config/single_arm.yaml")), RATE,
+                               context=rclpy_context)
+    clock_node = Node("test_late_sim_clock", context=rclpy_context)
+    operator.add_node(sensors)
+    operator.add_node(clock_node)
+    proc = start_recorder(ros_env, "config/single_arm.yaml",
+                          {"dataset_root": str(tmp_path), "dataset_name": "demos", "use_sim_time": True},
+                          log_path=tmp_path / "recorder.log")
+    clock_after_s = 3.0
+    clock = SimClock(clock_node, sensors, clock_after_s=clock_after_s)
+    try:
+        operator.wait_for_recorder(proc=proc)
+        clock.start()
+        assert wait_for(lambda: clock.sim_now is not None and clock.sim_now >= SIM_START_S + 1.0, 30)
+        started_at = clock.sim_now
+        assert operator.call("START", "place the cube").success
+        assert wait_for(lambda: clock.sim_now >= SIM_START_S + clock_after_s + 1.0, 30)
+        operator.record_frames(int((clock_after_s + 1.0 - 1.0) * RATE) - 2)
+        res = operator.call("SAVE")
+        saved_at = clock.sim_now
+        assert res.success, res.message
+        assert "frames begin" not in res.message, res.message
+        dataset = wait_for_dataset(tmp_path / "demos", 1)
+        meta = dataset.episode_meta(0)
+    finally:
+        clock.stop()
+        stop(proc)
+        operator.close()
+    # From (about) START on: the messages of the 2 s before the clock ran are in the episode.
+    assert started_at - 0.5 <= meta["episode_start"] <= started_at + 2.0 / RATE, (meta["episode_start"], started_at)
+    assert res.num_frames >= 0.8 * (saved_at - started_at) * RATE, res.message

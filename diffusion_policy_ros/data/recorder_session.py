@@ -128,6 +128,7 @@ class RecorderSession:
         self._start_now: float | None = None
         self._clock_ok = False
         self._clock_pending = False
+        self._first_stamp_since_start: float | None = None
         self._events: list[tuple[float, int]] = []
         self.last_safety_event = ""
         self._sim_episode: int | None = None
@@ -243,16 +244,23 @@ class RecorderSession:
                     self._begin_after_reset()
 
     def _place_start(self, stamp: float, now: float) -> None:
-        """The first message after a START that found no clock or no messages to place it by:
-        the episode starts at its stamp (nothing earlier was received)."""
+        """A message after a START that found no clock or no messages to place it by: once the
+        clock runs, the episode starts at the earliest stamp received since START."""
         with self._lock:
-            if not self._clock_pending or now <= 0:
+            if not self._clock_pending:
+                return
+            if self.state == RECORDING:
+                # Messages written before the clock ran belong to the episode too.
+                first = self._first_stamp_since_start
+                self._first_stamp_since_start = stamp if first is None else min(first, stamp)
+            if now <= 0:
                 return
             self._clock_pending = False
             if self.state != RECORDING:
                 return
             self._clock_ok = abs(now - stamp) < 5.0
-            self._start_now = min(now, stamp) if self._clock_ok else None
+            first = self._first_stamp_since_start
+            self._start_now = min(now, first if now - first < 5.0 else stamp) if self._clock_ok else None
             if not self._waiting_for_reset:
                 self._episode_start = self._start_now
                 self._events = [e for e in self._events
@@ -288,6 +296,7 @@ class RecorderSession:
             # Nothing received yet, or a sim clock that has not ticked yet (a recorder started
             # with the robot): the episode starts with the first message, placed when it comes.
             self._clock_pending = not stamps or not now
+            self._first_stamp_since_start = None
             # Stamps from another clock (sim time vs. wall time): grid from the stamps alone.
             self._clock_ok = not self._clock_pending and abs(now - max(stamps)) < 5.0
             self._start_now = now if self._clock_ok else None
@@ -324,6 +333,7 @@ class RecorderSession:
                 frames = self._frames(now)
             except FrameError as e:
                 return self._fail(f"episode not saved, still recording ({e}); DISCARD to drop it")
+            shortened = self._shortened(writer, frames.ticks, now)
             self.state = SAVING
             flags = safety_flags(frames.ticks, self.rate_hz, *self._event_columns())
             stats = {name: s.as_dict() for name, s in frames.stats.items()}
@@ -359,9 +369,27 @@ class RecorderSession:
                               if s["dropped"] or s["duplicated"])
             return self._ok(f"saved episode {index}: {n} frames, {meta['dropped_frames']} dropped, "
                             f"{meta['duplicated_frames']} duplicated{' (' + lossy + ')' if lossy else ''}, "
-                            f"{affected} with safety events{' (' + kinds + ')' if kinds else ''}; "
-                            "converting to the dataset in the background",
+                            f"{affected} with safety events{' (' + kinds + ')' if kinds else ''}"
+                            f"{shortened}; converting to the dataset in the background",
                             episode_index=index, num_frames=n)
+
+    def _shortened(self, writer: RawEpisodeWriter, ticks: np.ndarray, now: float | None) -> str:
+        """Why the frames begin later than the episode or end before SAVE, by more than a period
+        (a stream that delivered nothing for a while): said at SAVE, not found out in training."""
+        period = 1.0 / self.rate_hz
+        stamps = {s["name"]: writer.stamps(s["topic"]) * 1e-9 for s in self.plan.streams}
+        parts = []
+        start = self._episode_start
+        if start is not None and ticks[0] - start > 1.5 * period:
+            late = [name for name, st in stamps.items() if not np.any((st >= start) & (st <= start + period))]
+            parts.append(f"frames begin {ticks[0] - start:.2f} s after the episode start (nothing on "
+                         f"{', '.join(late)} until then)")
+        if now is not None and self._clock_ok and now - ticks[-1] > 1.5 * period:
+            behind = [name for name, st in stamps.items() if not st.size or st.max() < now - period]
+            why = (f"nothing newer on {', '.join(behind)}" if behind else
+                   f"episodes are capped at max_episode_s = {self.max_episode_s:g} s")
+            parts.append(f"frames end {now - ticks[-1]:.2f} s before SAVE ({why})")
+        return "".join(f"; {p}" for p in parts)
 
     def caught_up(self, stop: float | None) -> bool:
         """Whether every stream of the episode has delivered its messages up to `stop` (SAVE
