@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 
+from diffusion_policy_ros.cli.bench_sampler import robot_for
 from diffusion_policy_ros.evaluation.sampler_benchmark import streaming_neighbours
+from diffusion_policy_ros.policy.checkpoint import load_checkpoint
 from diffusion_policy_ros.policy.configuration import PolicyConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "checkpoints", "single_arm_pick_place")
+SHIPPED_REACTIVE = os.path.join(ROOT, "checkpoints", "single_arm_reactive")
 
 
 def test_neighbours_keep_the_checkpoint_valid():
@@ -27,6 +30,13 @@ def test_neighbours_keep_the_checkpoint_valid():
         dataclasses.replace(config, sampler="streaming", **variant).validate()
 
 
+def test_the_sim_stream_runs_at_the_checkpoints_control_rate():
+    for checkpoint, expected in [(SHIPPED, "single_arm"), (SHIPPED_REACTIVE, "single_arm_reactive")]:
+        policy = load_checkpoint(checkpoint, device="cpu")
+        name, robot = robot_for(policy, None)
+        assert (name, robot.control_rate_hz) == (expected, policy.config.control_rate_hz)
+
+
 def test_shipped_checkpoint_without_its_dataset(tmp_path):
     # cwd without data/: the checkpoint names data/pick_place_expert_200, absent as on a fresh clone
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -34,8 +44,8 @@ def test_shipped_checkpoint_without_its_dataset(tmp_path):
                              "--checkpoint", SHIPPED, "--steps", "24", "--repeats", "2", "--json", str(tmp_path / "sampler.json")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "'data/pick_place_expert_200' is not here: recording 24 control steps of the scripted expert" \
-        in result.stdout, result.stdout
+    assert "'data/pick_place_expert_200' is not here: recording 24 control steps of the scripted expert in the " \
+        "sim (single_arm)" in result.stdout, result.stdout
     doc = json.loads((tmp_path / "sampler.json").read_text())
     assert "scripted expert" in doc["stream_source"] and doc["control_steps"] == 24
     assert [m["method"] for m in doc["methods"]] == [

@@ -91,11 +91,11 @@ def run(args) -> int:
                                     args.steps, args.seed)
         source = dataset or "random observations"
     else:
-        robot = robot_for(policy, args.config)
+        robot_name, robot = robot_for(policy, args.config)
         print(f"the checkpoint's dataset {dataset!r} is not here: recording {args.steps} control steps of the "
-              f"scripted expert in the sim ({robot.robot}) as the observation stream", flush=True)
+              f"scripted expert in the sim ({robot_name}) as the observation stream", flush=True)
         stream, seeds = sim_observation_stream(policy, robot, args.steps, args.seed)
-        source = f"the sim's scripted expert ({robot.robot}, seeds {seeds[0]}..{seeds[-1]})"
+        source = f"the sim's scripted expert ({robot_name}, seeds {seeds[0]}..{seeds[-1]})"
     print(f"checkpoint {checkpoint}; device {policy.device}; {len(stream)} control steps "
           f"({sum(s[0] for s in stream)} episodes); stream from {source}")
     results, latencies = compare(policy, stream, methods, args.seed)
@@ -148,17 +148,19 @@ def parse_stream_steps(text: str) -> list[list[int]]:
 
 def robot_for(policy, config: str | None):
     """The robot config the sim stream is recorded with: --config, else the shipped config whose
-    robot provides what the checkpoint observes."""
+    robot provides what the checkpoint observes, at the checkpoint's control rate if one does (the
+    stream's observations then change per step as they do on that robot)."""
     from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
-    candidates = [config] if config else ["single_arm", "bimanual"]
+    names = [config] if config else ["single_arm", "single_arm_reactive", "bimanual"]
+    robots = [(name, load_robot_config(config_path(name))) for name in names]
+    robots.sort(key=lambda item: item[1].control_rate_hz != policy.config.control_rate_hz)
     problems = []
-    for name in candidates:
-        robot = load_robot_config(config_path(name))
+    for name, robot in robots:
         try:
             policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
-            return robot
+            return name, robot
         except PolicyConfigError as e:
             problems.append(f"{name}: {e}")
     raise UsageError("no robot config to record a sim stream for this checkpoint (pass --dataset or --config): "
