@@ -43,6 +43,9 @@ POLICY_NODE = NodeSchema("policy_node", (
       read_only=False, choices=SAMPLERS),
     P("denoising_steps", "int_array", [], "streaming refinement levels, e.g. [2, 1, 0]; empty: the "
       "checkpoint's own", read_only=False, **NON_NEGATIVE),
+    P("ahead_levels", "int", -1, "streaming: how many of the refinement levels run one control step early, "
+      "on the observation before the refinement's own (one step's worst-case cost falls); -1: the "
+      "checkpoint's own", read_only=False, minimum=-1.0),
     P("device", "string", "auto", "torch device: auto, cpu, cuda, cuda:1, ...", read_only=False),
     P("image_transport", "string", "raw", "camera images as raw Image or <topic>/image_raw/compressed",
       read_only=False, choices=("raw", "compressed")),

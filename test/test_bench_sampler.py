@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 
-from diffusion_policy_ros.cli.bench_sampler import robot_for
-from diffusion_policy_ros.evaluation.sampler_benchmark import streaming_neighbours
+import pytest
+
+from diffusion_policy_ros.cli.bench_sampler import parse_stream_steps, robot_for
+from diffusion_policy_ros.cli.errors import UsageError
+from diffusion_policy_ros.evaluation.sampler_benchmark import streaming_name, streaming_neighbours, streaming_settings
 from diffusion_policy_ros.policy.checkpoint import load_checkpoint
 from diffusion_policy_ros.policy.configuration import PolicyConfig
 
@@ -28,6 +31,17 @@ def test_neighbours_keep_the_checkpoint_valid():
     assert [v["stream_denoising_steps"] for v in streaming_neighbours(one_step)] == [[1], [1, 0]]
     for config, variant in [(renoised, v) for v in variants] + [(one_step, v) for v in streaming_neighbours(one_step)]:
         dataclasses.replace(config, sampler="streaming", **variant).validate()
+
+
+def test_stream_steps_name_the_levels_run_ahead_before_a_bar():
+    assert parse_stream_steps("50,0; 50|0;50,25|0") == [([50, 0], 0), ([50, 0], 1), ([50, 25, 0], 2)]
+    config = PolicyConfig(obs_shapes={"obs/joint_pos": [7]}, joint_names=[f"j{i}" for i in range(7)],
+                          stream_denoising_steps=[50, 0], stream_renoise_level=50, stream_execute_steps=2)
+    names = [streaming_name(streaming_settings(config, levels, ahead)) for levels, ahead in parse_stream_steps("50,0;50|0")]
+    assert names == ["streaming[50,0]", "streaming[50|0]"]
+    for bad in ("50,x", ";", "50|"):
+        with pytest.raises(UsageError):
+            parse_stream_steps(bad)
 
 
 def test_the_sim_stream_runs_at_the_checkpoints_control_rate():

@@ -15,11 +15,11 @@ RATE, FRAME = 10.0, 1 / 30
 torch.set_num_threads(1)   # small ops: more threads only add contention
 
 
-def make_policy(n_obs_steps=2):
+def make_policy(n_obs_steps=2, **overrides):
     cfg = PolicyConfig(obs_shapes={"obs/joint_pos": [3]}, joint_names=["a", "b", "gripper"], gripper_dims=[2],
                        down_dims=[16, 32], step_embed_dim=16, horizon=8, n_action_steps=4, device="cpu",
                        sampler="streaming", stream_denoising_steps=[2, 1, 0], full_sample_steps=8,
-                       stream_execute_steps=4, n_obs_steps=n_obs_steps)
+                       stream_execute_steps=4, n_obs_steps=n_obs_steps, **overrides)
     data = np.stack([np.linspace(-1, 1, 50), np.linspace(0, 2, 50), np.r_[np.zeros(25), np.full(25, 0.04)]], 1)
     policy = DiffusionPolicy(cfg, MinMaxNormalizer.fit({"action": data, "obs/joint_pos": data})).to_device("cpu")
     policy.denoiser_calls = 0
@@ -61,9 +61,9 @@ class Output:
 
 
 class Rig:
-    def __init__(self, stale_after_s=0.5, n_obs_steps=2, moving=False):
+    def __init__(self, stale_after_s=0.5, n_obs_steps=2, moving=False, **policy_overrides):
         self.frames, self.t = 0, 100.0
-        self.policy, self.inputs = make_policy(n_obs_steps), Inputs(stale_after_s, moving)
+        self.policy, self.inputs = make_policy(n_obs_steps, **policy_overrides), Inputs(stale_after_s, moving)
         self.output, self.chunks = Output(), []
         self.loop = ControlLoop(self.policy, self.inputs, self.output, RATE, lambda: self.t,
                                 lambda *chunk: self.chunks.append(chunk))
@@ -202,3 +202,25 @@ def test_frames_the_next_chunk_sees_are_encoded_before_it_is_due_one_per_control
     # ahead: the n_obs_steps - 1 steps of each history, not the 2 frames between them
     steps_run = 3 * (len(encoded_by_inference) - 1)
     assert cache.encoded_steps - encoded_at_start <= steps_run + 3
+
+
+@pytest.mark.parametrize("n_obs_steps", [1, 2])
+def test_levels_run_ahead_a_control_period_before_the_due_frame_and_the_rest_on_it(n_obs_steps):
+    # levels [2, 1, 0], the first two run ahead: no frame pays for all three
+    rig = Rig(n_obs_steps=n_obs_steps, moving=True, stream_ahead_levels=2)
+    rig.frame()
+    rig.loop.start()
+    rig.loop.step()
+    rig.frame()                       # the first chunk after priming: nothing could run ahead
+    calls = []
+    for _ in range(40):
+        before = rig.policy.denoiser_calls
+        rig.frame()
+        calls.append(rig.policy.denoiser_calls - before)
+    reports = [chunk[2] for chunk in rig.chunks]
+    assert len(reports) >= 4 and all(r.warm_started and r.nfe == 3 for r in reports)
+    due = [i for i, n in enumerate(calls) if n == 1]
+    assert max(calls) == 2 and len(due) == len(reports) - 1
+    # the levels ran ahead on the frame a control period before (3 camera frames)
+    assert all(calls[i - round(1 / (RATE * FRAME))] == 2 for i in due)
+    assert sum(calls[:due[-1] + 1]) == sum(r.nfe for r in reports[1:])

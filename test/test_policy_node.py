@@ -244,6 +244,7 @@ def make_graph(rclpy_context):
     ("bimanual", {}, ["joints", "left_joint_1", "joint_1"]),                  # other robot's joints
     ("small_camera", {}, ["obs/scene/rgb", "[96, 96, 3]", "[64, 64, 3]"]),   # image size
     ("20hz", {}, ["control rate 20.0 Hz", "control_rate_hz 10.0"]),          # trained at another rate
+    ("single", {"denoising_steps": [3, 0], "ahead_levels": 2}, ["stream_ahead_levels", "the last level"]),
 ])
 def test_configure_rejects_what_does_not_fit(make_graph, checkpoints, which, params, expected):
     g = make_graph(SINGLE, sensors=False)

@@ -239,3 +239,79 @@ def test_wrong_observation_shape_is_a_clear_error():
         policy.predict_action_chunk({"obs/joint_pos": np.zeros((3, 3), np.float32)}, 0.0)
     with pytest.raises(ValueError, match="missing"):
         policy.predict_action_chunk({}, 0.0)
+
+
+def test_running_ahead_splits_a_refinement_without_changing_it():
+    """Run ahead on the observation the refinement is for (no step between), the levels give the
+    chunk the whole refinement gives (same denoiser, same random draws)."""
+    chunk = torch.randn(1, 8, 2, generator=torch.Generator().manual_seed(0))
+    results = []
+    for ahead in (0, 1):
+        sampler = make_sampler(steps=[50, 10, 0], renoise_level=50, ahead_levels=ahead)
+        sampler.step(Recorder(), 1.0, full_sample_of(chunk))
+        generator = torch.Generator().manual_seed(1)
+        early, late = Recorder(), Recorder()
+        assert sampler.refine_ahead(early, 1.2, 1.2, generator=generator) == ahead
+        out, report = sampler.step(late, 1.2, full_sample_of(chunk), generator=generator)
+        assert [t for _, t in early.inputs] == [50][:ahead]
+        assert [t for _, t in late.inputs] == [50, 10, 0][ahead:]
+        assert report.nfe == 3 and report.warm_started and report.shift_steps == 2
+        results.append(out)
+    assert torch.allclose(results[0], results[1])
+
+
+def test_each_level_run_ahead_is_aligned_with_the_observation_it_sees():
+    chunk = ramp_chunk()
+    sampler = make_sampler(steps=[2, 1, 0], method="ddim", ahead_levels=1)
+    sampler.step(Recorder(), 1.0, full_sample_of(chunk))
+    early, late = Recorder(), Recorder()
+    assert sampler.refine_ahead(early, 1.1, 1.2) == 1
+    # level 2 on the observation at 1.1: the chunk shifted by the one step since its own (1.0)
+    assert [t for _, t in early.inputs] == [2] and torch.equal(early.inputs[0][0], shift_chunk(chunk, 1))
+    partial = denoise(Recorder(), shift_chunk(chunk, 1), [2], sampler.schedule, "ddim", end_level=1)
+    _, report = sampler.step(late, 1.2, full_sample_of(chunk))
+    # levels 1 and 0 on the observation at 1.2: that chunk shifted by one step more
+    assert [t for _, t in late.inputs] == [1, 0] and torch.allclose(late.inputs[0][0], shift_chunk(partial, 1))
+    assert report.nfe == 3 and report.shift_steps == 2
+
+
+def test_a_refinement_for_another_shift_drops_what_ran_ahead_and_counts_it():
+    chunk = ramp_chunk()
+    sampler = make_sampler(steps=[2, 1, 0], ahead_levels=2)
+    sampler.step(Recorder(), 1.0, full_sample_of(chunk))
+    assert sampler.refine_ahead(Recorder(), 1.1, 1.2) == 2     # expected: 2 steps later
+    late = Recorder()
+    _, report = sampler.step(late, 1.3, full_sample_of(chunk))  # came 3 steps later
+    assert [t for _, t in late.inputs] == [2, 1, 0] and report.nfe == 3 + 2 and report.shift_steps == 3
+    # nothing left over for the next one
+    _, report = sampler.step(Recorder(), 1.4, full_sample_of(chunk))
+    assert report.nfe == 3
+    # no chunk yet (or after reset): nothing to run ahead
+    sampler.reset()
+    assert sampler.refine_ahead(Recorder(), 1.4, 1.5) == 0
+
+
+def test_ahead_levels_leave_the_last_level_to_the_refinements_own_observation():
+    with pytest.raises(ValueError, match="ahead_levels"):
+        make_sampler(steps=[2, 1, 0], ahead_levels=3)
+    with pytest.raises(Exception, match="stream_ahead_levels"):
+        tiny_policy(sampler="streaming", stream_denoising_steps=[50, 0], stream_execute_steps=1, stream_ahead_levels=1)
+    with pytest.raises(Exception, match="stream_ahead_levels"):
+        tiny_policy(sampler="streaming", stream_denoising_steps=[50, 0], stream_execute_steps=2, stream_ahead_levels=2)
+
+
+def test_select_action_runs_a_refinements_first_level_one_step_early():
+    policy = tiny_policy(sampler="streaming", stream_denoising_steps=[50, 0], stream_renoise_level=50,
+                         stream_execute_steps=2, stream_ahead_levels=1, full_sample_steps=8)
+    per_step, encoded = [], []
+    for k in range(9):
+        before, cached = len(policy.denoiser_inputs), policy._step_features.encoded_steps
+        policy.select_action({"obs/joint_pos": np.full(3, 0.1 * k, np.float32)}, k * 0.1)
+        per_step.append([t for _, t in policy.denoiser_inputs[before:]])
+        encoded.append(policy._step_features.encoded_steps - cached)
+    # step 0: the sample from noise; then level 50 at each odd step, conditioned on that step's
+    # observation (encoded there), level 0 at the next even one on the newer observation: one
+    # evaluation and one encoded observation a step
+    assert len(per_step[0]) == 8 and per_step[1:] == [[50], [0]] * 4
+    assert encoded == [1] * 9
+    assert policy.total_nfe == 8 + 8 and policy.last_report.nfe == 2

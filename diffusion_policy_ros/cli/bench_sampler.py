@@ -38,7 +38,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--train-steps", type=int, default=200, help="training steps of the synthetic model")
     parser.add_argument("--stream-steps", default=None,
-                        help="denoising level lists of the streaming variants, ';' separated, e.g. '50,0;50,25,0' "
+                        help="denoising level lists of the streaming variants, ';' separated, e.g. '50,0;50,25,0'; "
+                             "levels before a '|' run a control step ahead ('50|0', stream_ahead_levels) "
                              "(default: the checkpoint's and one step fewer and one more)")
     parser.add_argument("--config", default=None,
                         help="robot config of the sim stream when there is no dataset (default: the shipped "
@@ -81,7 +82,7 @@ def run(args) -> int:
         print("U-Net compiled for inference, as the policy node runs it (--eager: the module)")
     cfg = policy.config
     streaming = (streaming_neighbours(cfg) if args.stream_steps is None else
-                 [streaming_settings(cfg, levels) for levels in parse_stream_steps(args.stream_steps)])
+                 [streaming_settings(cfg, levels, ahead) for levels, ahead in parse_stream_steps(args.stream_steps)])
     methods = default_methods(policy, streaming)
     for _, sampler, overrides in methods:   # refuse a variant the checkpoint cannot run before measuring
         dataclasses.replace(cfg, sampler=sampler, **overrides).validate()
@@ -109,7 +110,8 @@ def run(args) -> int:
            "stream_source": source,
            "checkpoint_streaming": {"stream_denoising_steps": cfg.stream_denoising_steps,
                                     "stream_renoise_level": cfg.stream_renoise_level,
-                                    "stream_execute_steps": cfg.stream_execute_steps},
+                                    "stream_execute_steps": cfg.stream_execute_steps,
+                                    "stream_ahead_levels": cfg.stream_ahead_levels},
            "methods": results}
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
@@ -135,12 +137,19 @@ def repeat_ratios(method_runs: list[dict], ddpm_runs: list[dict]) -> dict:
             "worst_step_ms": [m["step_latency_ms"]["max"] for m, _ in pairs]}
 
 
-def parse_stream_steps(text: str) -> list[list[int]]:
-    """'50,0;50,25,0' -> [[50, 0], [50, 25, 0]]"""
-    try:
-        variants = [[int(s) for s in part.split(",")] for part in text.split(";") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--stream-steps expects ';'-separated lists of integers, got {text!r}") from None
+def parse_stream_steps(text: str) -> list[tuple[list[int], int]]:
+    """'50,0;50|0' -> [([50, 0], 0), ([50, 0], 1)]: levels and how many run ahead (before '|')."""
+    variants = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        ahead, _, rest = part.rpartition("|")
+        try:
+            early = [int(s) for s in ahead.split(",")] if ahead else []
+            variants.append((early + [int(s) for s in rest.split(",")], len(early)))
+        except ValueError:
+            raise UsageError(f"--stream-steps expects ';'-separated lists of integers, optionally with a '|' after "
+                             f"the levels that run ahead, got {text!r}") from None
     if not variants:
         raise UsageError("--stream-steps names no variant")
     return variants

@@ -70,19 +70,27 @@ def streaming_neighbours(config) -> list[dict]:
     when the checkpoint re-noises, is the first level, and the executed steps are its own."""
     own = list(config.stream_denoising_steps)
     first, last = own[0], own[-1] if len(own) > 1 else 0
-    variants = [own]
+    variants = [streaming_settings(config, own, config.stream_ahead_levels)]
     for count in (len(own) - 1, len(own) + 1):
         levels = [int(round(x)) for x in np.linspace(first, last, count)] if count > 0 else []
         if levels and len(set(levels)) == count and levels != own:
-            variants.append(levels)
-    return [streaming_settings(config, steps) for steps in variants]
+            variants.append(streaming_settings(config, levels))
+    return variants
 
 
-def streaming_settings(config, steps: list[int]) -> dict:
-    """set_sampler overrides for streaming with these denoising levels, valid for `config`."""
+def streaming_settings(config, steps: list[int], ahead: int = 0) -> dict:
+    """set_sampler overrides for streaming with these denoising levels, the first `ahead` of them
+    run a control step early, valid for `config`."""
     renoise = None if config.stream_renoise_level is None else steps[0]
     return {"stream_denoising_steps": list(steps), "stream_renoise_level": renoise,
-            "stream_execute_steps": config.stream_execute_steps}
+            "stream_execute_steps": config.stream_execute_steps, "stream_ahead_levels": ahead}
+
+
+def streaming_name(settings: dict) -> str:
+    """streaming[50,0], or streaming[50|0] when the levels before '|' run ahead."""
+    levels, ahead = settings["stream_denoising_steps"], settings.get("stream_ahead_levels", 0)
+    early, late = ",".join(map(str, levels[:ahead])), ",".join(map(str, levels[ahead:]))
+    return f"streaming[{early + '|' if ahead else ''}{late}]"
 
 
 def default_methods(policy, streaming: list[dict]) -> list[tuple[str, str, dict]]:
@@ -90,8 +98,7 @@ def default_methods(policy, streaming: list[dict]) -> list[tuple[str, str, dict]
     settings dict (see streaming_neighbours)."""
     methods = [("ddpm-100", "ddpm", {}), (f"ddim-{policy.config.ddim_steps}", "ddim", {})]
     for settings in streaming:
-        levels = settings["stream_denoising_steps"]
-        methods.append((f"streaming[{','.join(map(str, levels))}]", "streaming", settings))
+        methods.append((streaming_name(settings), "streaming", settings))
     return methods
 
 

@@ -63,6 +63,7 @@ class PolicyNode(LifecycleNode):
         self.checkpoint, self.output_kind, self.sampler = p["checkpoint"], p["output"], p["sampler"]
         self.sync_tolerance_s, self.stale_after_s = p["sync_tolerance_s"], p["stale_after_s"]
         self.denoising_steps, self.device = p["denoising_steps"], p["device"]   # [] = the checkpoint's levels
+        self.ahead_levels = p["ahead_levels"]                                   # -1 = the checkpoint's
         self.image_transport, self.torch_threads = p["image_transport"], p["torch_threads"]
         self.compile = p["compile"]
 
@@ -86,7 +87,7 @@ class PolicyNode(LifecycleNode):
             started = time.perf_counter()
             self.policy = load_for_robot(self.checkpoint, self.config, self.device, self.sampler,
                                          self.denoising_steps, self.torch_threads,
-                                         compile_unet=self.compile)
+                                         compile_unet=self.compile, ahead_levels=self.ahead_levels)
             self.inputs = PolicyInputs(self, self.config, self.policy.config.obs_shapes, self.image_transport,
                                        self.sync_tolerance_s, self.stale_after_s, self._on_observation)
         except Exception as e:  # a clear message and a failed transition, never a half-configured node

@@ -226,6 +226,8 @@ class PolicyConfig:
     stream_renoise_level: int | None = None
     stream_method: str = "ddpm"
     stream_execute_steps: int = 1           # actions executed per refinement in select_action
+    stream_ahead_levels: int = 0            # first levels of a refinement run one control step early
+                                            # (on the observation before its own; sampling/streaming.py)
     discrete_method: str = "scale"
     discrete_factor: float = 10.0
     # device
@@ -300,6 +302,12 @@ class PolicyConfig:
              "stream_denoising_steps (re-noise it to that level, then denoise)")
         need(1 <= self.stream_execute_steps <= self.n_action_steps,
              "stream_execute_steps must be in [1, n_action_steps]")
+        need(_is_int(self.stream_ahead_levels) and 0 <= self.stream_ahead_levels < len(self.stream_denoising_steps),
+             "stream_ahead_levels must be in [0, len(stream_denoising_steps) - 1]: the last level runs on the "
+             "refinement's own observation")
+        need(self.stream_ahead_levels == 0 or self.stream_execute_steps >= 2,
+             "stream_ahead_levels > 0 needs stream_execute_steps >= 2: the levels run ahead at the control step "
+             "between two refinements")
         need(self.discrete_method in DISCRETE_METHODS, f"discrete_method must be one of {DISCRETE_METHODS}")
         need(self.discrete_factor >= 1.0, "discrete_factor must be >= 1")
         need(self.autocast in AUTOCAST, f"autocast must be one of {AUTOCAST}")

@@ -10,7 +10,9 @@
   could take longer than the horizon again and never send anything;
 - otherwise, once the standing chunk has run its steps (`ChunkSchedule`), a new chunk: its actions
   still in the future go to the output, the chunk and the time each stage took to `on_chunk`;
-  an observation before that which the new chunk will see is encoded as it comes (`encode_ahead`).
+  an observation before that which the new chunk will see is encoded as it comes (`encode_ahead`);
+  with `stream_ahead_levels`, the one right before the due observation also runs the first levels
+  of the coming refinement (`refine_ahead`), whose report counts them.
 `inputs` provides latest(now), history(observation, n, period) and conversion_s; `output`
 provides write(obs_time, times, rows) and clear(); `now()` is the node's clock in seconds.
 """
@@ -107,12 +109,20 @@ class ControlLoop:
         policy's step cache with frames no history uses."""
         ahead = self.schedule.periods_until_due(observation.stamp)
         n = self.policy.config.n_obs_steps
-        if ahead is None or not 0.0 < ahead <= n - 1 + 1e-6:
+        if ahead is None or ahead <= 0.0:
+            return
+        # The next observation is due: the first levels of its refinement run now, on this one.
+        refine = bool(self.policy.config.stream_ahead_levels) and ahead <= 1.0 + 1e-6
+        if not refine and ahead > n - 1 + 1e-6:
             return
         if self.encoded_ahead_at is not None and \
                 observation.stamp - self.encoded_ahead_at < (1.0 - DUE_EARLY_PERIODS) * self.period:
             return
-        self.policy.encode_ahead({k: v[-1] for k, v in self.inputs.history(observation, 1, self.period).items()})
+        if refine:
+            due = self.schedule.last_stamp + self.schedule.steps * self.period
+            self.policy.refine_ahead(self.inputs.history(observation, n, self.period), observation.stamp, due)
+        else:
+            self.policy.encode_ahead({k: v[-1] for k, v in self.inputs.history(observation, 1, self.period).items()})
         self.encoded_ahead_at = observation.stamp
 
     def _prime(self, observation) -> None:

@@ -12,8 +12,10 @@ from diffusion_policy_ros.policy.modeling import DiffusionPolicy
 
 
 def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = "streaming",
-                   denoising_steps=(), torch_threads: int = 0, compile_unet: bool = True) -> DiffusionPolicy:
+                   denoising_steps=(), torch_threads: int = 0, compile_unet: bool = True,
+                   ahead_levels: int = -1) -> DiffusionPolicy:
     """`denoising_steps`: streaming refinement levels overriding the checkpoint's (empty: its own);
+    `ahead_levels` >= 0: how many of them run a control step early (-1: the checkpoint's);
     `torch_threads` > 0 sets torch's intra-op threads for the process; `compile_unet`: see
     `DiffusionPolicy.compile_for_inference`."""
     if not checkpoint:
@@ -25,12 +27,14 @@ def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = 
     if abs(policy.config.control_rate_hz - robot.control_rate_hz) > 1e-6:
         raise PolicyConfigError(f"checkpoint control rate {policy.config.control_rate_hz} Hz != configured "
                                 f"control_rate_hz {robot.control_rate_hz}")
+    overrides = {}
     if sampler == "streaming" and denoising_steps:
         steps = [int(s) for s in denoising_steps]
-        renoise = None if policy.config.stream_renoise_level is None else steps[0]
-        policy.set_sampler("streaming", stream_denoising_steps=steps, stream_renoise_level=renoise)
-    else:
-        policy.set_sampler(sampler)
+        overrides.update(stream_denoising_steps=steps,
+                         stream_renoise_level=None if policy.config.stream_renoise_level is None else steps[0])
+    if sampler == "streaming" and ahead_levels >= 0:
+        overrides["stream_ahead_levels"] = int(ahead_levels)
+    policy.set_sampler(sampler, **overrides)
     if compile_unet:
         policy.compile_for_inference()
     warm_up(policy)

@@ -8,6 +8,8 @@ Runtime API (what the ROS node and the evaluators call):
   last_report                                    StepReport of the last chunk computation
   last_timing                                    InferenceTiming: its encoder and denoiser seconds
   can_refine(obs_time)                           whether that chunk would be a streaming refinement
+  refine_ahead(obs_history, obs_time, next_obs_time)  run the next refinement's first levels now
+                                                  (stream_ahead_levels > 0)
   sample_from_noise(obs_history, noise, ...)     deterministic chunk from a given initial noise
 
 Actions live in "model space" inside: min-max normalized to [-1, 1]; with the 'scale' discrete
@@ -213,7 +215,7 @@ class DiffusionPolicy(nn.Module):
         settings = StreamingSettings(
             denoising_steps=list(cfg.stream_denoising_steps), renoise_level=cfg.stream_renoise_level,
             method=cfg.stream_method, discrete_dims=self.discrete_dims, discrete_method=cfg.discrete_method,
-            discrete_factor=cfg.discrete_factor)
+            discrete_factor=cfg.discrete_factor, ahead_levels=cfg.stream_ahead_levels)
         self.streaming = WarmStartSampler(self.schedule, settings, cfg.control_rate_hz)
         self._obs_queue: collections.deque = collections.deque(maxlen=cfg.n_obs_steps)
         self._rows: np.ndarray | None = None
@@ -331,6 +333,9 @@ class DiffusionPolicy(nn.Module):
             self._rows = self.predict_action_chunk(history, obs_time)
             self._rows_time = float(obs_time)
             index = 0
+        elif cfg.sampler == "streaming" and cfg.stream_ahead_levels and index == every - 1:
+            history = {k: np.stack([np.asarray(o[k]) for o in self._obs_queue]) for k in cfg.obs_shapes}
+            self.refine_ahead(history, obs_time, self._rows_time + every / cfg.control_rate_hz)
         elif every - index < cfg.n_obs_steps:   # this step is in the next inference's history
             self.encode_ahead(obs_step)
         self.actions_selected += 1
@@ -347,6 +352,20 @@ class DiffusionPolicy(nn.Module):
         self._to_eval_mode()
         self._step_features.features(_as_arrays({k: np.asarray(v)[None] for k, v in obs_step.items()},
                                                 self.config.obs_shapes), self._encode_steps)
+
+    @torch.no_grad()
+    def refine_ahead(self, obs_history: Mapping, obs_time: float, next_obs_time: float) -> int:
+        """Streaming with stream_ahead_levels > 0, at the control step before a refinement (whose
+        observation is expected at `next_obs_time`): run its first levels now, conditioned on this
+        history, observed at `obs_time` (its newest step is then encoded for the refinement too).
+        Returns the denoiser evaluations run; they are counted in the report of the chunk
+        computed next."""
+        if self.config.sampler != "streaming" or not self.config.stream_ahead_levels:
+            return 0
+        self._to_eval_mode()
+        cond = self._encode_history(obs_history)
+        return self.streaming.refine_ahead(self.denoiser(cond), obs_time, next_obs_time,
+                                           clip_sample=self.config.clip_sample, generator=self._generator)
 
     @property
     def steps_per_inference(self) -> int:

@@ -71,8 +71,10 @@ def ddim_sigma(schedule: NoiseSchedule, t: int, t_prev: int, eta: float) -> floa
 def denoise(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int], schedule: NoiseSchedule,
             method: str = "ddpm", clip_sample: bool = True,
             generator: torch.Generator | None = None, eta: float = 0.0,
-            step_noise: Sequence[torch.Tensor] | None = None, noise_scale: float = 1.0) -> torch.Tensor:
-    """Run the reverse process from x at level timesteps[0] to clean data; len(timesteps) NFE.
+            step_noise: Sequence[torch.Tensor] | None = None, noise_scale: float = 1.0,
+            end_level: int = -1) -> torch.Tensor:
+    """Run the reverse process from x at level timesteps[0] to clean data (or, given `end_level`
+    >= 0, to that level: the rest of the levels runs later); len(timesteps) NFE.
 
     The noise a DDPM step (or a DDIM step with eta > 0) adds comes from `generator`, times
     `noise_scale` (a temperature below 1 samples closer to the model's modes), or, given
@@ -83,11 +85,14 @@ def denoise(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int], sc
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
     steps = schedule.check_timesteps(timesteps)
-    if step_noise is not None and len(step_noise) != len(steps) - 1:
-        raise ValueError(f"{len(steps)} denoising steps take {len(steps) - 1} noise tensors, got {len(step_noise)}")
+    if end_level >= 0:
+        schedule.check_timesteps([*steps, end_level])
+    noisy_steps = len(steps) - (1 if end_level < 0 else 0)
+    if step_noise is not None and len(step_noise) != noisy_steps:
+        raise ValueError(f"{len(steps)} denoising steps take {noisy_steps} noise tensors, got {len(step_noise)}")
     stochastic = method == "ddpm" or eta > 0.0
     for i, t in enumerate(steps):
-        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+        t_prev = steps[i + 1] if i + 1 < len(steps) else end_level
         eps = denoise_fn(x, t).to(x.dtype)
         noise = None
         if stochastic and t_prev >= 0:
