@@ -92,6 +92,17 @@ def ros2(env, *args, timeout=60.0) -> str:
     return out.stdout
 
 
+def ros2_query(env, *args, attempts=3, timeout=20.0) -> str:
+    """A read-only `ros2` command, asked again when it hangs: `ros2 param` waits for its service's
+    answer without a timeout (ros2param's spin_until_future_complete), and an answer sent before
+    the server has discovered the CLI's reply reader is lost (a CI run's `ros2 param describe`
+    hung 60 s while the same node answered everything else)."""
+    for _ in range(attempts - 1):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return ros2(env, *args, timeout=timeout)
+    return ros2(env, *args, timeout=timeout)
+
+
 class Probe:
     """What the test watches: the sim's task status and the safety filter's events."""
 
@@ -175,12 +186,12 @@ def test_estop_engaged_and_released_with_ros2_service_call(sim_launch, launch_en
 
 
 def test_parameters_are_described_and_launch_arguments_reach_the_nodes(sim_launch, launch_env):
-    describe = ros2(launch_env, "param", "describe", "/safety_filter_node", "max_step_rad", "output")
+    describe = ros2_query(launch_env, "param", "describe", "/safety_filter_node", "max_step_rad", "output")
     assert "largest step per trajectory point" in describe and "Read only: true" in describe
     assert "Additional constraints: one of: joint_trajectory, follow_joint_trajectory" in describe
-    assert "Double value is: 0.2" in ros2(launch_env, "param", "get", "/safety_filter_node", "max_step_rad")
+    assert "Double value is: 0.2" in ros2_query(launch_env, "param", "get", "/safety_filter_node", "max_step_rad")
     for node in ("sim_node", "policy_node", "safety_filter_node"):
-        declared = set(ros2(launch_env, "param", "list", f"/{node}").split())
+        declared = set(ros2_query(launch_env, "param", "list", f"/{node}").split())
         wanted = {parameter for n, parameter in graph.launch_arguments("sim").values() if n == node}
         assert wanted <= declared, f"{node} lacks {wanted - declared}"
 
