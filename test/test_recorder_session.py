@@ -71,26 +71,18 @@ def test_start_before_the_first_clock_keeps_the_messages_that_came_before_the_cl
     assert "frames begin" not in out.message
 
 
-def test_save_says_when_a_stream_started_late(config, session):
+@pytest.mark.parametrize("camera, frames, note", [
+    ({"camera_from": 11.0}, 10, "frames begin 1.00 s after the episode start (nothing on rgb/scene until then)"),
+    ({"camera_until": 11.5}, 16, "frames end 0.50 s before SAVE (nothing newer on rgb/scene)"),
+])
+def test_save_says_when_a_stream_started_late_or_holds_the_end_back(config, session, camera, frames, note):
     robot = Robot(config, session)
     robot.run(9.0, 10.0)
     assert session.start("place the cube", 10.0).success
-    robot.run(10.0, 12.0, camera_from=11.0)
+    robot.run(10.0, 12.0, **camera)
     out = session.save(12.0)
     assert out.success, out.message
-    assert out.num_frames == 10, out.message
-    assert "frames begin 1.00 s after the episode start (nothing on rgb/scene until then)" in out.message
-
-
-def test_save_says_when_a_stream_still_delivering_holds_the_end_back(config, session):
-    robot = Robot(config, session)
-    robot.run(9.0, 10.0)
-    assert session.start("place the cube", 10.0).success
-    robot.run(10.0, 12.0, camera_until=11.5)
-    out = session.save(12.0)
-    assert out.success, out.message
-    assert out.num_frames == 16, out.message
-    assert "frames end 0.50 s before SAVE (nothing newer on rgb/scene)" in out.message
+    assert out.num_frames == frames and note in out.message, out.message
 
 
 def test_a_full_episode_saves_without_a_note(config, session):
