@@ -329,17 +329,18 @@ class DiffusionPolicy(nn.Module):
             if not 0 <= index < every:
                 index = None
         if index is None:
-            history = {k: np.stack([np.asarray(o[k]) for o in self._obs_queue]) for k in cfg.obs_shapes}
-            self._rows = self.predict_action_chunk(history, obs_time)
+            self._rows = self.predict_action_chunk(self._queued_history(), obs_time)
             self._rows_time = float(obs_time)
             index = 0
         elif cfg.sampler == "streaming" and cfg.stream_ahead_levels and index == every - 1:
-            history = {k: np.stack([np.asarray(o[k]) for o in self._obs_queue]) for k in cfg.obs_shapes}
-            self.refine_ahead(history, obs_time, self._rows_time + every / cfg.control_rate_hz)
+            self.refine_ahead(self._queued_history(), obs_time, self._rows_time + every / cfg.control_rate_hz)
         elif every - index < cfg.n_obs_steps:   # this step is in the next inference's history
             self.encode_ahead(obs_step)
         self.actions_selected += 1
         return self._rows[index]
+
+    def _queued_history(self) -> dict[str, np.ndarray]:
+        return {k: np.stack([np.asarray(o[k]) for o in self._obs_queue]) for k in self.config.obs_shapes}
 
     @torch.no_grad()
     def encode_ahead(self, obs_step: Mapping) -> None:
