@@ -330,10 +330,11 @@ class RecorderSession:
                                   + "); DISCARD to drop it")
             writer = self.writer
             try:
-                frames = self._frames(now)
+                stamps = self._stream_stamps()
+                frames = self._frames(now, stamps)
             except FrameError as e:
                 return self._fail(f"episode not saved, still recording ({e}); DISCARD to drop it")
-            shortened = self._shortened(writer, frames.ticks, now)
+            shortened = self._shortened(stamps, frames.ticks, now)
             self.state = SAVING
             flags = safety_flags(frames.ticks, self.rate_hz, *self._event_columns())
             stats = {name: s.as_dict() for name, s in frames.stats.items()}
@@ -373,11 +374,10 @@ class RecorderSession:
                             f"{shortened}; converting to the dataset in the background",
                             episode_index=index, num_frames=n)
 
-    def _shortened(self, writer: RawEpisodeWriter, ticks: np.ndarray, now: float | None) -> str:
+    def _shortened(self, stamps: dict[str, np.ndarray], ticks: np.ndarray, now: float | None) -> str:
         """Why the frames begin later than the episode or end before SAVE, by more than a period
         (a stream that delivered nothing for a while): said at SAVE, not found out in training."""
         period = 1.0 / self.rate_hz
-        stamps = {s["name"]: writer.stamps(s["topic"]) * 1e-9 for s in self.plan.streams}
         parts = []
         start = self._episode_start
         if start is not None and ticks[0] - start > 1.5 * period:
@@ -415,9 +415,12 @@ class RecorderSession:
             return self._ok(f"discarded the episode ({frames} messages)")
 
     # -- frames --------------------------------------------------------------------------------
-    def _frames(self, now: float | None):
-        writer = self.writer
-        stamps = {s["name"]: writer.stamps(s["topic"]) * 1e-9 for s in self.plan.streams}
+    def _stream_stamps(self) -> dict[str, np.ndarray]:
+        """Each sensor stream's message stamps in the episode so far (s, arrival order)."""
+        return {s["name"]: self.writer.stamps(s["topic"]) * 1e-9 for s in self.plan.streams}
+
+    def _frames(self, now: float | None, stamps: dict[str, np.ndarray] | None = None):
+        stamps = self._stream_stamps() if stamps is None else stamps
         return sensor_frames(stamps, self.rate_hz, start=self._episode_start, stop=self._stop_time(stamps, now))
 
     def _stop_time(self, stamps: dict[str, np.ndarray], now: float | None) -> float | None:

@@ -119,8 +119,8 @@ class ControlLoop:
                 observation.stamp - self.encoded_ahead_at < (1.0 - DUE_EARLY_PERIODS) * self.period:
             return
         if refine:
-            due = self.schedule.last_stamp + self.schedule.steps * self.period
-            self.policy.refine_ahead(self.inputs.history(observation, n, self.period), observation.stamp, due)
+            self.policy.refine_ahead(self.inputs.history(observation, n, self.period), observation.stamp,
+                                     self.schedule.due_stamp())
         else:
             self.policy.encode_ahead({k: v[-1] for k, v in self.inputs.history(observation, 1, self.period).items()})
         self.encoded_ahead_at = observation.stamp

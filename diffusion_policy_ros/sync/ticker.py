@@ -59,6 +59,13 @@ class ChunkSchedule:
             return None
         return (self.last_stamp - stamp) / self.period + self.steps - DUE_EARLY_PERIODS
 
+    def due_stamp(self) -> float | None:
+        """When the next due observation is expected: the standing chunk's steps after its own
+        (None when nothing stands)."""
+        if self.last_stamp is None:
+            return None
+        return self.last_stamp + self.steps * self.period
+
     def primed(self, stamp: float) -> None:
         """A warm start was sampled from the observation at `stamp` and not executed: the next
         newer observation is due."""
