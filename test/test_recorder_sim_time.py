@@ -121,7 +121,7 @@ def test_an_episode_started_before_the_first_clock_keeps_what_came_before_it(tmp
         started_at = clock.sim_now
         assert operator.call("START", "place the cube").success
         assert wait_for(lambda: clock.sim_now >= SIM_START_S + clock_after_s + 1.0, 30)
-        operator.record_frames(int((clock_after_s + 1.0 - 1.0) * RATE) - 2)
+        operator.record_frames(int(clock_after_s * RATE) - 2)   # START at 1 s, SAVE from 4 s: ~30 frames
         res = operator.call("SAVE")
         saved_at = clock.sim_now
         assert res.success, res.message
