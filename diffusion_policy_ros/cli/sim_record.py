@@ -15,7 +15,8 @@ policy that refines every step can learn from it); `--variant displaced` etc. mo
 the episode (sim/perturbations.py), and each episode's metadata lists what moved and when.
 `--expert-noise 0.015` (DART) pushes the arms off the expert's path with a smooth random offset while
 the expert's own action is recorded, so the data shows what the expert does from states a policy's
-errors lead to (sim/expert_noise.py).
+errors lead to (sim/expert_noise.py). `--early-close` (continuous expert) holds the gripper closed for
+a moment as the tcp nears the grasp, so the data shows the expert reopening and grasping again.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def add_arguments(parser) -> None:
                         help="DART: the expert executes its action plus a smooth random offset of this standard "
                              "deviation on every arm joint (0.5 s correlation), its clean action is recorded "
                              "(sim/expert_noise.py); seeds it then fails are skipped")
+    parser.add_argument("--early-close", action="store_true",
+                        help="once per episode the gripper is held closed for 0.3-1 s from when the tcp comes "
+                             "within 1-5 cm of the grasp, while the continuous expert's open is recorded: "
+                             "demonstrations of recovering from a grasp closed on nothing (sim/expert_noise.py)")
     parser.add_argument("--dagger", default=None, metavar="CHECKPOINT",
                         help="DAgger: this policy drives, the continuous expert's action for each visited state "
                              "is recorded (sim/dagger.py); failed episodes are kept")
@@ -117,22 +122,34 @@ def _describe(keys: dict[str, dict]) -> str:
 
 
 NOISE_CORRELATION_S = 0.5
+EARLY_CLOSE_WITHIN_M = (0.01, 0.05)
+EARLY_CLOSE_HOLD_S = (0.3, 1.0)
 
 
-def record_episode(env, seed: int, keys: dict[str, dict], after_success: int, noise_rad: float = 0.0):
+def record_episode(env, seed: int, keys: dict[str, dict], after_success: int, noise_rad: float = 0.0,
+                   early_close: bool = False):
     """-> (episode arrays, tick of the first success) or (None, None) when the expert fails."""
     import numpy as np
 
     from diffusion_policy_ros.sim.dagger import labelled_episode
-    from diffusion_policy_ros.sim.expert_noise import SmoothJointNoise
+    from diffusion_policy_ros.sim.expert_noise import EarlyClose, SmoothJointNoise
 
-    perturb = None
+    perturbations = []
     if noise_rad > 0:
         arm_joints = np.ones(env.config.action_dim, bool)
         arm_joints[list(env.config.gripper_indices)] = False
-        perturb = SmoothJointNoise(noise_rad, NOISE_CORRELATION_S, env.config.control_rate_hz, arm_joints, seed)
+        perturbations.append(SmoothJointNoise(noise_rad, NOISE_CORRELATION_S, env.config.control_rate_hz,
+                                              arm_joints, seed))
+    if early_close:
+        perturbations.append(EarlyClose(env.expert, env.config.gripper_indices, env.config.control_rate_hz,
+                                        EARLY_CLOSE_WITHIN_M, EARLY_CLOSE_HOLD_S, seed))
+
+    def perturb(label):
+        for perturbation in perturbations:
+            label = perturbation(label)
+        return label
     data, success_step = labelled_episode(env, seed, keys, timeout_s=env.task.episode_seconds,
-                                          after_success=after_success, perturb=perturb)
+                                          after_success=after_success, perturb=perturb if perturbations else None)
     if success_step is None:
         return None, None
     for key, array in data.items():
@@ -167,6 +184,8 @@ def run(args) -> int:
         raise UsageError("--after-success must be 0 or more")
     if args.expert_noise < 0 or (args.expert_noise > 0 and args.dagger):
         raise UsageError("--expert-noise must be 0 or more, and is for the expert's own episodes (not --dagger)")
+    if args.early_close and args.dagger:
+        raise UsageError("--early-close is for the expert's own episodes (not --dagger)")
     if not 0.0 <= args.dagger_expert_fraction <= 1.0 or not args.timeout_s > 0:
         raise UsageError("--dagger-expert-fraction must be in [0, 1] and --timeout-s > 0")
     config = config_for(args.task or "pick_place", args.config)
@@ -188,6 +207,8 @@ def run(args) -> int:
         env = SimEnv(config, task=task, cameras=cameras, variant=args.variant, expert_mode=args.expert)
     except ValueError as e:   # an expert mode or variant this task does not have
         raise UsageError(str(e)) from e
+    if args.early_close and env.expert_mode != "continuous":
+        raise UsageError("--early-close needs --expert continuous (the expert that decides from the arm's state)")
     from diffusion_policy_ros.sim.dagger import dagger_episode
     policy = _dagger_policy(args.dagger, config) if args.dagger else None
     driver = "the policy, labelled by the expert" if policy else f"{env.expert_mode} expert"
@@ -197,7 +218,8 @@ def run(args) -> int:
             for seed in progress:
                 expert_drives = None
                 if policy is None:
-                    data, success_step = record_episode(env, seed, keys, args.after_success, args.expert_noise)
+                    data, success_step = record_episode(env, seed, keys, args.after_success, args.expert_noise,
+                                                       args.early_close)
                 else:
                     expert_drives = bool(np.random.default_rng(seed).random() < args.dagger_expert_fraction)
                     try:
@@ -219,6 +241,7 @@ def run(args) -> int:
                                                "success_step": success_step, "task_variant": env.variant,
                                                "expert_mode": env.expert_mode,
                                                "expert_noise_rad": args.expert_noise,
+                                               "early_close": args.early_close,
                                                "world_events": env.world.events,
                                                **({} if policy is None else {
                                                    "dagger_policy": os.path.abspath(args.dagger),

@@ -107,6 +107,10 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
         self.pos, self.rot, self.grip, self.closed_at, self.clock = pos, rot, grip, closed_at, t
         arm.q = q_arm.copy()
 
+    def distance_to_grasp(self) -> float:
+        """Metres from the commanded tcp to where it will close on the cube."""
+        return float(np.linalg.norm(self.pos - (self.cube + np.array([0, 0, self.grasp_offset]))))
+
     # --- the feedback law --------------------------------------------------------------------
     def action(self, t: float) -> np.ndarray:
         arm = self.arms[0]
