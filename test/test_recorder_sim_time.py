@@ -4,6 +4,7 @@ cannot be placed in time; it is dropped instead of spoiling the episode started 
 recorder used to stamp it 0 s, start the episode at 0 s and then refuse to save: "the streams do
 not overlap"). An episode STARTed before the first /clock starts with its first message."""
 import os
+import re
 import threading
 import time
 
@@ -125,7 +126,10 @@ def test_an_episode_started_before_the_first_clock_keeps_what_came_before_it(tmp
         res = operator.call("SAVE")
         saved_at = clock.sim_now
         assert res.success, res.message
-        assert "frames begin" not in res.message, res.message
+        # A stream may begin a message or two late on a loaded machine (SAVE says so); the defect
+        # this guards against began every stream at the clock, 3 s late.
+        late = re.search(r"frames begin ([0-9.]+) s after", res.message)
+        assert late is None or float(late.group(1)) < 1.0, res.message
         dataset = wait_for_dataset(tmp_path / "demos", 1)
         meta = dataset.episode_meta(0)
     finally:
