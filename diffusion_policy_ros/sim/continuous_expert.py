@@ -107,9 +107,13 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
         self.pos, self.rot, self.grip, self.closed_at, self.clock = pos, rot, grip, closed_at, t
         arm.q = q_arm.copy()
 
+    def grasp_point(self) -> np.ndarray:
+        """Where the tcp closes on the cube as it is now."""
+        return self.cube + np.array([0, 0, self.grasp_offset])
+
     def distance_to_grasp(self) -> float:
-        """Metres from the commanded tcp to where it will close on the cube."""
-        return float(np.linalg.norm(self.pos - (self.cube + np.array([0, 0, self.grasp_offset]))))
+        """Metres from the commanded tcp to the grasp point."""
+        return float(np.linalg.norm(self.pos - self.grasp_point()))
 
     # --- the feedback law --------------------------------------------------------------------
     def action(self, t: float) -> np.ndarray:
@@ -134,7 +138,7 @@ class ContinuousPickPlaceExpert(ScriptedExpert):
 
     def _decide(self, t: float):
         tcp, gap = self._measured()
-        grasp = self.cube + np.array([0, 0, self.grasp_offset])
+        grasp = self.grasp_point()
         # A cube in the air between closed fingers is held; on the table it must also be at the
         # tcp. (Through ROS the joint states can trail the cube's pose by a few ticks: while
         # carrying, the measured tcp may then be centimetres behind the cube it holds.)
