@@ -101,8 +101,8 @@ class TestOneArm:
         assert wait_for(lambda: events(robot, "unknown_joint", n_ev))
         assert "wrist_of_another_robot" in events(robot, "unknown_joint", n_ev)[0].message
         n_ev, n_out = len(robot.events), len(robot.outputs)
-        robot.send([[0.2, 0, 0, 0, 0, 0, 0.5]])  # a fast step and a gripper past its range
-        assert wait_for(lambda: {"gripper_limit", "velocity_limit"} <= {e.reason for e in robot.events[n_ev:]}), \
+        robot.send([[0.2, 0, 0, 0, 0, 0, 0.5]])  # a fast step from rest and a gripper past its range
+        assert wait_for(lambda: {"gripper_limit", "acceleration_limit"} <= {e.reason for e in robot.events[n_ev:]}), \
             [(e.reason, e.action, e.message) for e in robot.events[n_ev:]]
         clamps = [e for e in robot.events[n_ev:] if e.action == SafetyEvent.ACTION_CLAMP]
         assert clamps and all(len(e.joint_names) == len(e.requested) == len(e.applied) for e in clamps)

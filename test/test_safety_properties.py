@@ -218,6 +218,28 @@ def test_hold_from_full_speed_is_a_smooth_jerk_limited_stop(single_config):
     assert np.allclose(filt.plan("arm").state_at(now + 5.0)[0], hold.final_position)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(joint=st.integers(0, 5), others=st.lists(st.floats(-0.004, 0.004), min_size=6, max_size=6),
+       speed_fraction=st.floats(0.05, 0.95), sign=st.sampled_from([-1.0, 1.0]))
+def test_a_clamp_names_only_the_limit_that_changed_the_command(single_config, joint, others, speed_fraction, sign):
+    """From rest, one point a period ahead that asks one joint for a speed its acceleration
+    cannot reach in a period but under its velocity limit, the others barely moving: the clamp is
+    an acceleration clamp, not also a velocity one (every joint that was not clamped at all once
+    counted as velocity bound, so each acceleration clamp was reported twice)."""
+    filt = build_safety_filter(single_config)
+    lim = filt.limits["arm"]
+    names = list(lim.names)
+    filt.update_joint_state("arm", names, HOME, 0.0)
+    reachable = lim.max_acceleration[joint] * filt.period   # from rest within one period
+    assert reachable < 0.8 * lim.max_velocity[joint], "the config leaves no speed to test between the two"
+    speed = 1.1 * reachable + speed_fraction * (0.95 * lim.max_velocity[joint] - 1.1 * reachable)
+    step = np.r_[others, 0.0]
+    step[joint] = sign * speed * filt.period
+    r = filt.filter_command("arm", names, [filt.period], [HOME + step], 0.0)
+    assert r.band is Band.CLAMP
+    assert {e.reason for e in r.events} == {"acceleration_limit"}
+
+
 def test_hold_during_a_braking_tail_keeps_that_stop(single_config):
     # Found by hypothesis: the gripper is sent past its range, so the plan runs up to the limit
     # and its braking tail stops just inside it; a NaN arrives during that tail. Braking anew

@@ -291,13 +291,15 @@ class SafetyFilter:
             hi = np.minimum(vcap, v_prev + lim.max_acceleration * dt)
             hi = np.maximum(lo, hi)
             v_new = np.clip(v_want, lo, hi)
-            if np.any(np.abs(v_new - v_want) > _EPS):
+            clamped = np.abs(v_new - v_want) > _EPS
+            if np.any(clamped):
                 accel_bound = (v_want > hi + _EPS) & (hi < vcap) | (v_want < lo - _EPS) & (lo > -vcap)
+                speed_bound = clamped & ~accel_bound   # only the joints clamped, by their speed cap
                 if np.any(accel_bound):
                     reasons.setdefault("acceleration_limit", "velocity change limited by max acceleration")
-                if np.any(~accel_bound & (lim.max_velocity <= step_cap)):
+                if np.any(speed_bound & (lim.max_velocity <= step_cap)):
                     reasons.setdefault("velocity_limit", "joint velocity clamped")
-                if np.any(~accel_bound & (lim.max_velocity > step_cap)):
+                if np.any(speed_bound & (lim.max_velocity > step_cap)):
                     reasons.setdefault("max_step", f"step per point clamped to {self.params.max_step_rad} rad")
             v_slow = np.sign(v_prev) * np.maximum(np.abs(v_prev) - lim.max_acceleration * dt, 0.0)
             v_slow = np.clip(v_slow, lo, hi)
