@@ -1,8 +1,9 @@
 """Observation keys as datasets, policies and nodes name them.
 
 `obs/joint_pos` (all arms' joints, config order), `obs/<camera>/rgb` (uint8 HxWx3),
-`obs/<camera>/depth` (float32 HxW metres), `obs/<sensor>/tactile` (float32 rows x cols newtons).
-Any other `obs/<name>` is a low-dimensional (proprio) vector.
+`obs/<camera>/depth` (float32 HxW metres), `obs/<sensor>/tactile` (float32 rows x cols newtons),
+`obs/<object>_pose` (float32 [x, y, z, qx, qy, qz, qw], pose_observation.py).
+Any other `obs/<name>` is a low-dimensional (proprio) vector; object poses are such vectors too.
 """
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ def depth(camera: str) -> str:
 
 def tactile(sensor: str) -> str:
     return str(ObsKey(sensor, "tactile"))
+
+
+def pose(obj: str) -> str:
+    return f"{PREFIX}{obj}_pose"
+
+
+def is_pose(key: str) -> bool:
+    return is_obs(key) and key.endswith("_pose") and parse(key).modality == "proprio"
 
 
 def parse(key: str) -> ObsKey:

@@ -65,6 +65,11 @@ SHARED_PARAMETERS = NodeSchema("robot config (/**)", (
     _shared("tactile.{name}.topic", "string", "TactileArray topic of pad '{name}' (unset: /tactile/{name})", ""),
     _shared("tactile.{name}.rows", "int", "taxel rows of pad '{name}' (unset: tactile.rows)", 4, minimum=1),
     _shared("tactile.{name}.cols", "int", "taxel columns of pad '{name}' (unset: tactile.cols)", 4, minimum=1),
+    _shared("object_poses", "string_array", "objects whose pose (geometry_msgs/PoseStamped) is observed, from "
+            "a perception system or the sim; each may have an object_pose.<name> section", []),
+    _shared("object_pose.{name}.topic", "string", "PoseStamped topic of object '{name}' (unset: /{name}_pose)", ""),
+    _shared("object_pose.{name}.frame_id", "string", "frame the pose of object '{name}' must be given in; "
+            "a pose in another frame is dropped", "world"),
 ), uses_robot_config=False)
 
 
@@ -136,6 +141,14 @@ class TactileConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ObjectPoseConfig:
+    """An observed object pose: observation `obs/<name>_pose` (obs_keys.pose), from PoseStamped."""
+    name: str
+    topic: str
+    frame_id: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RobotConfig:
     robot: str
     task: str
@@ -145,6 +158,7 @@ class RobotConfig:
     tactile_sensors: tuple[TactileConfig, ...]
     node_parameters: Mapping[str, Mapping[str, Any]]
     source_path: str | None = None
+    object_poses: tuple[ObjectPoseConfig, ...] = ()
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -246,10 +260,20 @@ class RobotConfig:
                 rows=t.positive_int("rows", default=grid.positive_int("rows", default=4)),
                 cols=t.positive_int("cols", default=grid.positive_int("cols", default=4))))
 
+        poses = []
+        pose_sections = p.section("object_pose")
+        for name in p.str_list("object_poses", default=[]):
+            o = pose_sections.section(name) if pose_sections.has(name) else _Params({})
+            poses.append(ObjectPoseConfig(name=name, topic=o.str("topic", default=f"/{name}_pose"),
+                                          frame_id=o.str("frame_id", default="world")))
+        if len({o.name for o in poses}) != len(poses):
+            raise ConfigError(f"object_poses names an object twice: {[o.name for o in poses]}")
+
         return cls(robot=p.str("robot"), task=p.str("task", default=""),
                    control_rate_hz=p.positive_float("control_rate_hz"), arms=tuple(arms),
                    cameras=tuple(cameras), tactile_sensors=tuple(tactile),
-                   node_parameters=dict(node_parameters or {}), source_path=source_path)
+                   node_parameters=dict(node_parameters or {}), source_path=source_path,
+                   object_poses=tuple(poses))
 
 
 def load_robot_config(path: str | os.PathLike) -> RobotConfig:

@@ -31,6 +31,8 @@ def make_untrained_checkpoint(robot: RobotConfig, folder: str, center=None, seed
     stats[obs_keys.JOINT_POS] = (np.full(robot.action_dim, -3.0, np.float32), np.full(robot.action_dim, 3.0, np.float32))
     for t in robot.tactile_sensors:
         stats[obs_keys.tactile(t.name)] = (np.zeros((t.rows, t.cols), np.float32), np.full((t.rows, t.cols), 5.0, np.float32))
+    for o in robot.object_poses:   # a table 1 m across, any orientation
+        stats[obs_keys.pose(o.name)] = (np.array([-1, -1, -1, -1, -1, -1, -1], np.float32), np.ones(7, np.float32))
     normalizer = MinMaxNormalizer({k: {"min": lo, "max": hi} for k, (lo, hi) in stats.items()})
     policy = DiffusionPolicy(config, normalizer)
     return save_checkpoint(folder, policy)

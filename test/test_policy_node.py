@@ -24,6 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -38,7 +39,7 @@ from diffusion_policy_ros.srv import PolicyCommand
 from diffusion_policy_ros.tiny_policy import make_untrained_checkpoint
 from waiting import wait_for
 
-SINGLE, BIMANUAL = "config/single_arm.yaml", "config/bimanual.yaml"
+SINGLE, BIMANUAL, STATE = "config/single_arm.yaml", "config/bimanual.yaml", "config/single_arm_state.yaml"
 ARM_HOME = [0.0, 0.03, 0.81, 0.0, -1.31, 0.0, 0.04]  # a pose well inside every safety limit
 SENSOR_RATE_HZ = 30.0
 
@@ -77,6 +78,9 @@ class Sensors(Node):
                          self.create_publisher(Image, cam.depth_topic, qos))
             self._cams.append((cam, msg, pub, depth))
         self._tactile = [(t, self.create_publisher(TactileArray, t.topic, qos)) for t in robot.tactile_sensors]
+        self._poses = [(o, self.create_publisher(PoseStamped, o.topic, qos)) for o in robot.object_poses]
+        self.pose_frame = "world"
+        self.pose_quaternion = (0.0, 0.0, 0.0, 1.0)
         self.create_timer(1.0 / SENSOR_RATE_HZ, self._tick)
 
     def _tick(self):
@@ -102,6 +106,14 @@ class Sensors(Node):
                 msg = TactileArray(sensor_name=pad.name, rows=pad.rows, cols=pad.cols,
                                    normal_force=[0.5] * (pad.rows * pad.cols))
                 msg.header.stamp = stamp
+                pub.publish(msg)
+        for obj, pub in self._poses:
+            if obj.topic not in self.muted:
+                msg = PoseStamped()
+                msg.header.stamp, msg.header.frame_id = stamp, self.pose_frame
+                msg.pose.position.x, msg.pose.position.z = 0.4, 0.02
+                o = msg.pose.orientation
+                o.x, o.y, o.z, o.w = self.pose_quaternion
                 pub.publish(msg)
 
 
@@ -177,7 +189,8 @@ def checkpoints(tmp_path_factory):
     return {"single": make_untrained_checkpoint(single, str(work / "single"), home(single)),
             "bimanual": make_untrained_checkpoint(bimanual, str(work / "bimanual"), home(bimanual)),
             "small_camera": make_untrained_checkpoint(small_camera, str(work / "small"), home(single)),
-            "20hz": make_untrained_checkpoint(fast, str(work / "fast"), home(single))}
+            "20hz": make_untrained_checkpoint(fast, str(work / "fast"), home(single)),
+            "state": make_untrained_checkpoint(load_robot_config(STATE), str(work / "state"), home(single))}
 
 
 class Graph:
@@ -530,3 +543,29 @@ def test_stale_tactile_or_depth_input_holds_and_is_named(make_graph, checkpoints
     assert wait_for(lambda: g.sensors.stamps[-1] >= later and len(lis.status) >= held + 3, 10)
     assert all(s.state == PolicyStatus.STATE_HOLDING for s in lis.status[held:])
     assert len(lis.trajectories[first_arm]) == n, "commands went out with a stale input"
+
+
+# ---- object poses (a state policy): a malformed pose is an input gone stale ---------------------------
+@pytest.mark.parametrize("frame, quaternion", [
+    ("camera_link", (0.0, 0.0, 0.0, 1.0)),      # another frame than the config's
+    ("world", (0.0, 0.0, 0.0, 0.0)),            # a default-constructed orientation, not a rotation
+    ("world", (0.0, 0.0, float("nan"), 1.0)),
+])
+def test_a_pose_in_another_frame_or_malformed_holds_and_is_named(make_graph, checkpoints, frame, quaternion):
+    g = make_graph(STATE)
+    g.start_policy(checkpoints["state"])
+    lis = g.listener
+    assert wait_for(lambda: len(lis.trajectories["arm"]) >= 2, 30), lis.explain()
+    g.sensors.pose_frame, g.sensors.pose_quaternion = frame, quaternion   # both poses go bad at once
+    assert wait_for(lambda: lis.status and sorted(lis.status[-1].stale_inputs) == ["/sim/object_pose",
+                                                                                 "/sim/target_pose"], 10), \
+        lis.explain()
+    assert lis.status[-1].state == PolicyStatus.STATE_HOLDING
+    held, n = len(lis.status), len(lis.trajectories["arm"])
+    later = g.sensors.stamps[-1] + 0.5
+    assert wait_for(lambda: g.sensors.stamps[-1] >= later and len(lis.status) >= held + 3, 10)
+    assert all(s.state == PolicyStatus.STATE_HOLDING for s in lis.status[held:])
+    assert len(lis.trajectories["arm"]) == n, "commands went out from a malformed pose"
+    # a good pose again: the node acts again
+    g.sensors.pose_frame, g.sensors.pose_quaternion = "world", (0.0, 0.0, 0.0, 1.0)
+    assert wait_for(lambda: len(lis.trajectories["arm"]) > n, 30), lis.explain()

@@ -39,8 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episodes", type=int, default=20, help="seeds to run (failed ones are skipped)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ...")
     parser.add_argument("--out", required=True, metavar="DATASET_FOLDER", help="dataset folder to write")
-    parser.add_argument("--cameras", nargs="+", default=None, metavar="CAMERA",
-                        help="cameras to record (default: all cameras of the config)")
+    parser.add_argument("--cameras", nargs="*", default=None, metavar="CAMERA",
+                        help="cameras to record (default: all cameras of the config; none: --cameras alone, "
+                             "for a policy that observes joints and object poses)")
     parser.add_argument("--after-success", type=int, default=8, metavar="STEPS",
                         help="control ticks kept after the first successful one; then the episode ends")
     parser.add_argument("--append", action="store_true",
@@ -190,7 +191,7 @@ def run(args) -> int:
         raise UsageError("--dagger-expert-fraction must be in [0, 1] and --timeout-s > 0")
     config = config_for(args.task or "pick_place", args.config)
     task = args.task or (config.task if args.config else "pick_place")
-    cameras = list(dict.fromkeys(args.cameras or [c.name for c in config.cameras]))
+    cameras = list(dict.fromkeys([c.name for c in config.cameras] if args.cameras is None else args.cameras))
     specs = streams_for_config(config, cameras=cameras, depth=not args.no_depth, tactile=not args.no_tactile)
     keys = dataset_keys(specs)
     out = os.path.abspath(args.out)

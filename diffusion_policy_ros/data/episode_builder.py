@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from diffusion_policy_ros import obs_keys
+from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 from diffusion_policy_ros.data.resample import ResampleError, resample
 
 
@@ -57,6 +58,8 @@ def streams_for_config(robot_config, *, cameras: Sequence[str] | None = None, de
         for sensor in robot_config.tactile_sensors:
             specs.append(StreamSpec(f"tactile/{sensor.name}", obs_keys.tactile(sensor.name), "float32",
                                     (sensor.rows, sensor.cols)))
+    for pose in robot_config.object_poses:
+        specs.append(StreamSpec(f"pose/{pose.name}", obs_keys.pose(pose.name), "float32", (POSE_SIZE,)))
     return specs
 
 

@@ -27,6 +27,7 @@ from diffusion_policy_ros.data.episode_builder import reorder_joints
 from diffusion_policy_ros.data.image_codec import ImageDecodeError, depth_from_raw, rgb_from_compressed, rgb_from_raw
 from diffusion_policy_ros.data.raw_episode import (CONVERTED_MARK, RawEpisode, episode_folders, is_converted, is_saved,
                                                    write_json_atomic)
+from diffusion_policy_ros.pose_observation import pose_vector
 from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, controller_setpoints, describe_flags,
                                                        safety_flags, sensor_frames)
 
@@ -84,6 +85,17 @@ def stream_decoder(stream: dict, store):
                 raise ImageDecodeError(f"{values.size} taxels, expected {rows}x{cols}")
             return values.reshape(rows, cols)
         return tactile
+    if kind == "pose":
+        def pose(d):
+            m = msg(d)
+            if m.header.frame_id != stream["frame_id"]:
+                raise ValueError(f"pose in frame {m.header.frame_id!r}, expected {stream['frame_id']!r}")
+            p, o = m.pose.position, m.pose.orientation
+            vector = pose_vector([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
+            if vector is None:
+                raise ValueError("non-finite pose or a quaternion that is not unit length")
+            return vector
+        return pose
     raise ConversionError(f"unknown stream kind {kind!r}")
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.data.raw_episode import Topic
+from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 from diffusion_policy_ros.data.recorder_session import RecordingPlan
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 TACTILE = "diffusion_policy_ros/msg/TactileArray"
+POSE = "geometry_msgs/msg/PoseStamped"
 TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 FORWARD = "std_msgs/msg/Float64MultiArray"
 
@@ -42,6 +45,10 @@ def recording_plan(robot_config, *, cameras: Sequence[str] | None = None, compre
             streams.append({"name": f"tactile/{sensor.name}", "key": f"obs/{sensor.name}/tactile", "kind": "tactile",
                             "topic": sensor.topic, "msgtype": TACTILE, "dtype": "float32",
                             "shape": [sensor.rows, sensor.cols]})
+    for pose in robot_config.object_poses:
+        streams.append({"name": f"pose/{pose.name}", "key": obs_keys.pose(pose.name), "kind": "pose",
+                        "topic": pose.topic, "msgtype": POSE, "dtype": "float32", "shape": [POSE_SIZE],
+                        "frame_id": pose.frame_id})
     commands = []
     for arm in robot_config.arms:
         topics = [{"topic": arm.controller_topic, "msgtype": TRAJECTORY},

@@ -4,8 +4,9 @@ policy's observation history. Input names are the topics (what `policy/status` n
 
 Joint states become the arm's joints in config order through an index cached per name list (no
 per-joint Python loop); images in the policy's size and encoding stay views of the message buffer.
-A sample with NaN/Inf, missing joints or a wrong-size tactile grid is dropped with a warning: its
-input then goes stale and the node holds, naming it.
+A sample with NaN/Inf, missing joints, a wrong-size tactile grid, or an object pose in another
+frame than the config's or with a non-unit quaternion is dropped with a warning: its input then
+goes stale and the node holds, naming it.
 """
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 from rclpy.qos import qos_profile_sensor_data
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.msg import TactileArray
 from diffusion_policy_ros.nodes._image_convert import depth_from_msg, rgb_from_msg
 from diffusion_policy_ros.nodes._ros_convert import seconds
+from diffusion_policy_ros.pose_observation import pose_vector
 from diffusion_policy_ros.sync.observation_sync import AlignedObservation, ObservationSync, SyncFailure
 
 WARN_EVERY_S = 5.0
@@ -66,6 +69,10 @@ class PolicyInputs:
             if obs_keys.tactile(pad.name) in keys:
                 subscribe(TactileArray, pad.topic, lambda m, p=pad: self._tactile(p, m))
                 self._builders[obs_keys.tactile(pad.name)] = lambda v, t=pad.topic: v[t]
+        for obj in config.object_poses:
+            if obs_keys.pose(obj.name) in keys:
+                subscribe(PoseStamped, obj.topic, lambda m, o=obj: self._pose(o, m))
+                self._builders[obs_keys.pose(obj.name)] = lambda v, t=obj.topic: v[t]
         self.sync = ObservationSync([topic for _, topic, _ in streams], tolerance_s, stale_after_s)
         self._complete: float | None = None
         for msg_type, topic, convert in streams:
@@ -138,6 +145,16 @@ class PolicyInputs:
             self._warn(f"{arm.joint_states_topic}: NaN or Inf in the joint positions; sample dropped")
             return None
         return values
+
+    def _pose(self, obj, msg: PoseStamped) -> np.ndarray | None:
+        if msg.header.frame_id != obj.frame_id:
+            self._warn(f"{obj.topic}: pose in frame {msg.header.frame_id!r}, expected {obj.frame_id!r}; sample dropped")
+            return None
+        p, o = msg.pose.position, msg.pose.orientation
+        vector = pose_vector([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
+        if vector is None:
+            self._warn(f"{obj.topic}: NaN, Inf or a quaternion that is not unit length; sample dropped")
+        return vector
 
     def _tactile(self, pad, msg: TactileArray) -> np.ndarray | None:
         if len(msg.normal_force) != pad.rows * pad.cols:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from diffusion_policy_ros import obs_keys
+from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 
 SAMPLERS = ("ddpm", "ddim", "streaming")
 DISCRETE_METHODS = ("none", "scale", "clip")
@@ -338,4 +339,6 @@ def robot_obs_shapes(robot_config) -> dict[str, list[int]]:
             shapes[obs_keys.depth(cam.name)] = [cam.height, cam.width]
     for t in robot_config.tactile_sensors:
         shapes[obs_keys.tactile(t.name)] = [t.rows, t.cols]
+    for o in robot_config.object_poses:
+        shapes[obs_keys.pose(o.name)] = [POSE_SIZE]
     return shapes

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from diffusion_policy_ros import obs_keys
+from diffusion_policy_ros.pose_observation import QUATERNION
+
 RANGE_EPS = 1e-6
 
 
@@ -32,11 +35,16 @@ class MinMaxNormalizer:
 
     @classmethod
     def fit(cls, data: Mapping[str, np.ndarray]) -> "MinMaxNormalizer":
-        """Per-dimension min/max over the leading (time) axis."""
+        """Per-dimension min/max over the leading (time) axis. An object pose's quaternion keeps
+        its own range [-1, 1]: a cube that lay flat in every demonstration spans ~0.005 in qx, and
+        a data range would turn a 3-degree tilt in the gripper into inputs far outside [-1, 1]."""
         norm = cls()
         for key, arr in data.items():
             arr = np.asarray(arr, dtype=np.float32)
-            norm.set_stats(key, arr.min(axis=0), arr.max(axis=0))
+            lo, hi = arr.min(axis=0), arr.max(axis=0)
+            if obs_keys.is_pose(key):
+                lo[QUATERNION], hi[QUATERNION] = -1.0, 1.0
+            norm.set_stats(key, lo, hi)
         return norm
 
     def __contains__(self, key: str) -> bool:

@@ -12,7 +12,8 @@ an episode (sim/perturbations.py); `expert_mode` (default: the config's expert_t
 
 Observation keys follow the dataset: `obs/joint_pos`, `obs/<camera>/rgb` (HxWx3 uint8),
 `obs/<camera>/depth` (HxW float32 metres, clipped; only for cameras with depth on),
-`obs/<sensor>/tactile` (rows x cols float32 newtons).
+`obs/<sensor>/tactile` (rows x cols float32 newtons), `obs/<object>_pose` for the config's
+`object_poses` among SIM_OBJECTS (the cube, the place target; pose_observation.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import mujoco
 import numpy as np
 
 from diffusion_policy_ros import obs_keys
+from diffusion_policy_ros.pose_observation import pose_vector, wxyz_to_xyzw
 from diffusion_policy_ros.robot_config import ConfigError, RobotConfig
 from diffusion_policy_ros.sim.expert import make_expert
 from diffusion_policy_ros.sim.perturbations import MovingWorld, Perturbations, check_variant, sample_perturbations
@@ -27,6 +29,8 @@ from diffusion_policy_ros.sim.rendering import CameraRenderer
 from diffusion_policy_ros.sim.robot_model import RobotModel, load_scene_model
 from diffusion_policy_ros.sim.tactile import TactileReader
 from diffusion_policy_ros.sim.tasks import make_task
+
+SIM_OBJECTS = ("object", "target")   # poses the sim publishes (/sim/<name>_pose) and can observe
 
 
 class SimEnv:
@@ -53,6 +57,10 @@ class SimEnv:
         self.cameras = [config.camera(n) for n in names] if render else []
         self.renderers = {c.name: CameraRenderer(self.model, c) for c in self.cameras}
         self.tactile = {t.name: TactileReader(self.model, t) for t in config.tactile_sensors}
+        unknown = [o.name for o in config.object_poses if o.name not in SIM_OBJECTS]
+        if unknown:
+            raise ConfigError(f"the sim observes the poses of {', '.join(SIM_OBJECTS)}, not {unknown} "
+                              "(robot config object_poses)")
         self.seed = 0
         self.episode = 0
         self._target = self.home.copy()
@@ -186,7 +194,19 @@ class SimEnv:
                 obs[obs_keys.depth(name)] = depth
         for name, reader in self.tactile.items():
             obs[obs_keys.tactile(name)] = reader.read(self.data)
+        for pose in self.config.object_poses:
+            obs[obs_keys.pose(pose.name)] = pose_vector(*self.pose_of(pose.name))
         return obs
+
+    def pose_of(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Position and ROS-order quaternion (x, y, z, w) of a SIM_OBJECTS entry, world frame:
+        what /sim/<name>_pose carries."""
+        if name == "object":
+            position, quat_wxyz = self.object_pose()
+            return position, wxyz_to_xyzw(quat_wxyz)
+        if name == "target":
+            return self.target_position(), np.array([0.0, 0.0, 0.0, 1.0])
+        raise ConfigError(f"the sim has no object {name!r}; it has {', '.join(SIM_OBJECTS)}")
 
     def object_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """Cube position (m) and orientation quaternion (w, x, y, z) in the world frame."""
