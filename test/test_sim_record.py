@@ -141,3 +141,16 @@ def test_continuous_expert_on_a_moving_world_records_its_moves_and_corrections(t
     assert main(["sim", "record", "--task", "handover", "--episodes", "1", "--expert", "continuous",
                  "--out", str(tmp_path / "handover")]) == 2
     assert "no continuous scripted expert for task 'handover'" in capsys.readouterr().err
+
+
+def test_state_recording_without_cameras_keeps_the_poses_the_sim_observed(tmp_path):
+    """`--cameras` with no names: no images, the config's object poses instead (a state policy's data)."""
+    out = tmp_path / "state"
+    assert main(["sim", "record", "--config", os.path.join(ROOT, "config", "single_arm_state.yaml"), "--episodes", "1",
+                 "--first-seed", str(FIRST_SEED), "--cameras", "--no-tactile", "--out", str(out)]) == 0
+    buf = ReplayBuffer.open(str(out))
+    assert sorted(buf.keys) == ["action", "obs/joint_pos", "obs/object_pose", "obs/target_pose", "timestamp"]
+    env = SimEnv(load_robot_config(os.path.join(ROOT, "config", "single_arm_state.yaml")), render=False)
+    first = env.reset(FIRST_SEED)
+    np.testing.assert_allclose(np.asarray(buf.get_array("obs/object_pose")[0]), first["obs/object_pose"], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(buf.get_array("obs/target_pose")[0]), first["obs/target_pose"], atol=1e-6)
