@@ -36,6 +36,7 @@ def test_a_state_policy_acts_on_the_sims_poses_through_the_graph(tmp_path, ros_e
             assert wait_for(lambda: len(seen["commands"]) >= 5, 90), f"no commands reached the sim; logs in {tmp_path}"
             assert wait_for(lambda: seen["status"] and seen["status"][-1].state == PolicyStatus.STATE_RUNNING, 30)
             assert list(seen["status"][-1].stale_inputs) == []
+            assert wait_for(lambda: seen["poses"], 30), "no /sim/object_pose reached this test's node"
             pose = seen["poses"][-1]
             assert pose.header.frame_id == "world"
             # the cube lies on the table inside the task's workspace
