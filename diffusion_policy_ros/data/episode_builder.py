@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from diffusion_policy_ros import obs_keys
-from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 from diffusion_policy_ros.data.resample import ResampleError, resample
+from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 
 
 class EpisodeError(ValueError):

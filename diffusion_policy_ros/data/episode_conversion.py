@@ -27,9 +27,9 @@ from diffusion_policy_ros.data.episode_builder import reorder_joints
 from diffusion_policy_ros.data.image_codec import ImageDecodeError, depth_from_raw, rgb_from_compressed, rgb_from_raw
 from diffusion_policy_ros.data.raw_episode import (CONVERTED_MARK, RawEpisode, episode_folders, is_converted, is_saved,
                                                    write_json_atomic)
-from diffusion_policy_ros.pose_observation import pose_vector
 from diffusion_policy_ros.data.recorded_frames import (Command, FrameError, controller_setpoints, describe_flags,
                                                        safety_flags, sensor_frames)
+from diffusion_policy_ros.pose_observation import pose_vector
 
 FAILED_MARK = "conversion_failed.json"
 LOCK_FILE = ".conversion.lock"

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from diffusion_policy_ros import obs_keys
 from diffusion_policy_ros.data.raw_episode import Topic
-from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 from diffusion_policy_ros.data.recorder_session import RecordingPlan
+from diffusion_policy_ros.pose_observation import SIZE as POSE_SIZE
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from rclpy.qos import qos_profile_sensor_data
 from geometry_msgs.msg import PoseStamped
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from diffusion_policy_ros import obs_keys

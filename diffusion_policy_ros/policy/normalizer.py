@@ -36,7 +36,7 @@ class MinMaxNormalizer:
     @classmethod
     def fit(cls, data: Mapping[str, np.ndarray]) -> "MinMaxNormalizer":
         """Per-dimension min/max over the leading (time) axis. An object pose's quaternion keeps
-        its own range [-1, 1]: a cube that lay flat in every demonstration spans ~0.005 in qx, and
+        its own range [-1, 1]: a cube that lay flat in every demonstration spans ~0.007 in qx, and
         a data range would turn a 3-degree tilt in the gripper into inputs far outside [-1, 1]."""
         norm = cls()
         for key, arr in data.items():
