@@ -3,12 +3,14 @@ the agreement of two gradients estimated from independent halves of one batch.
 
 Collects `--envs` x `--decisions` decisions with the policy's RL sampler and the exploration head,
 takes the discounted reward-to-go of each decision minus the batch's mean as its advantage (the
-same for every exploration setting: no critic), and computes the REINFORCE gradient of
+same for every exploration setting: no critic; `--lam` below 1 discounts later rewards by
+(gamma lam)^k, and `--lam 0` keeps only the decision's own reward), and computes the REINFORCE gradient of
 mean(A log pi) over the policy's parameters separately for the decisions of the first and of the
 second half of the envs. When the batch pins the direction down, the cosine is positive from one
 batch (seed) to the next; when noise dominates, it changes sign from seed to seed. A few
 parameters (the last layers) carry most of the gradient's norm, so even a noise-only cosine can
-be far from 0: compare several seeds, not one number.
+be far from 0: compare several seeds, not one number. The median of the per-tensor cosines is
+printed too: every weight tensor counts once there, whatever its gradient's size.
 
     ./env.sh python scripts/ncdpo_gradient_agreement.py --checkpoint CK --config config/single_arm_state.yaml \
         --noise-scale 0.25 --init-std 0.05 [--row-correlation 0.9 --init-std 0.02 --min-std 0.01]
@@ -34,6 +36,8 @@ def main() -> None:
     parser.add_argument("--min-std", type=float, default=0.02)
     parser.add_argument("--row-correlation", type=float, default=0.0)
     parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument("--lam", type=float, default=1.0,
+                        help="weight (gamma lam)^k of the k-th later reward in a decision's advantage")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.envs < 2 or args.envs % 2:
@@ -59,7 +63,7 @@ def main() -> None:
     finally:
         envs.close()
     zeros = torch.zeros_like(rollout.rewards)
-    reward_to_go, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, 1.0)
+    reward_to_go, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
     advantages = (reward_to_go - reward_to_go.mean()) / (reward_to_go.std() + 1e-8)
     params = [p for p in policy.parameters() if p.requires_grad]
 
@@ -71,15 +75,19 @@ def main() -> None:
         policy.zero_grad(set_to_none=True)
         mean = trainer.sampler.mean_action(obs, noise)
         (-(weights * trainer.head.log_prob(mean, actions)).mean()).backward()
-        return torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None])
+        return [p.grad.reshape(-1).clone() for p in params if p.grad is not None]
 
     half = args.envs // 2
     first, second = gradient(list(range(half))), gradient(list(range(half, args.envs)))
-    cosine = float(torch.nn.functional.cosine_similarity(first, second, dim=0))
+    cosine = float(torch.nn.functional.cosine_similarity(torch.cat(first), torch.cat(second), dim=0))
+    # per parameter tensor, so that the few tensors with the largest gradients do not decide alone
+    tensor_cosines = [float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+                      for a, b in zip(first, second) if a.numel() > 1]
     success = np.mean([e["success"] for e in finished]) if finished else float("nan")
     print(f"exploration std {args.init_std} (row correlation {args.row_correlation}), sampler noise scale "
-          f"{args.noise_scale}: {len(finished)} episodes, success {success:.2f}; "
-          f"{half * args.decisions} decisions per half; gradient cosine between halves {cosine:+.3f}")
+          f"{args.noise_scale}, lambda {args.lam}: {len(finished)} episodes, success {success:.2f}; "
+          f"{half * args.decisions} decisions per half; gradient cosine between halves {cosine:+.3f}, "
+          f"median over the {len(tensor_cosines)} parameter tensors {np.median(tensor_cosines):+.3f}")
 
 
 if __name__ == "__main__":
