@@ -4,8 +4,8 @@ the agreement of two gradients estimated from independent halves of one batch.
 Collects `--envs` x `--decisions` decisions with the policy's RL sampler and the exploration head,
 takes the discounted reward-to-go of each decision minus the batch's mean as its advantage (the
 same for every exploration setting: no critic; `--lam` below 1 discounts later rewards by
-(gamma lam)^k, and `--lam 0` keeps only the decision's own reward), and computes the REINFORCE gradient of
-mean(A log pi) over the policy's parameters separately for the decisions of the first and of the
+(gamma lam)^k, and `--lam 0` keeps only the decision's own reward), and computes the REINFORCE
+gradient of mean(A log pi) over the policy's parameters separately for the decisions of the first and of the
 second half of the envs. When the batch pins the direction down, the cosine is positive from one
 batch (seed) to the next; when noise dominates, it changes sign from seed to seed. A few
 parameters (the last layers) carry most of the gradient's norm, so even a noise-only cosine can
@@ -63,8 +63,8 @@ def main() -> None:
     finally:
         envs.close()
     zeros = torch.zeros_like(rollout.rewards)
-    reward_to_go, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
-    advantages = (reward_to_go - reward_to_go.mean()) / (reward_to_go.std() + 1e-8)
+    discounted_return, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
+    advantages = (discounted_return - discounted_return.mean()) / (discounted_return.std() + 1e-8)
     params = [p for p in policy.parameters() if p.requires_grad]
 
     def gradient(env_ids) -> torch.Tensor:
