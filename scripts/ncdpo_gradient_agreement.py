@@ -12,6 +12,10 @@ parameters (the last layers) carry most of the gradient's norm, so even a noise-
 be far from 0: compare several seeds, not one number. The median of the per-tensor cosines is
 printed too: every weight tensor counts once there, whatever its gradient's size.
 
+`--group-size G` replays each task seed in G envs with one sampler noise (common random numbers)
+and takes each decision's reward-to-go minus that of the group's other envs as its advantage
+(rl/advantages.group_relative_advantages); only first episodes count, and the halves split groups.
+
     ./env.sh python scripts/ncdpo_gradient_agreement.py --checkpoint CK --config config/single_arm_state.yaml \
         --noise-scale 0.25 --init-std 0.05 [--row-correlation 0.9 --init-std 0.02 --min-std 0.01]
 """
@@ -38,33 +42,45 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument("--lam", type=float, default=1.0,
                         help="weight (gamma lam)^k of the k-th later reward in a decision's advantage")
+    parser.add_argument("--success-bonus", type=float, default=10.0, help="as dpros rl ncdpo's")
+    parser.add_argument("--group-size", type=int, default=1,
+                        help="envs that replay one task seed with one sampler noise (1: none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.envs < 2 or args.envs % 2:
-        parser.error("--envs must be even and >= 2")
+    if args.envs < 2 or args.envs % (2 * args.group_size):
+        parser.error("--envs must split into two halves of whole groups")
 
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint
-    from diffusion_policy_ros.rl.advantages import generalized_advantages
+    from diffusion_policy_ros.rl.advantages import generalized_advantages, group_relative_advantages
     from diffusion_policy_ros.rl.trainer import NCDPOSettings, NCDPOTrainer
     from diffusion_policy_ros.rl.vector import make_vector_env, sim_chunk_env_fn
     from diffusion_policy_ros.robot_config import load_robot_config
 
     torch.set_num_threads(1)
     policy = load_checkpoint(args.checkpoint, device="cpu")
-    envs = make_vector_env(sim_chunk_env_fn(load_robot_config(args.config), args.task, policy.config),
-                           args.envs, "async")
+    envs = make_vector_env(sim_chunk_env_fn(load_robot_config(args.config), args.task, policy.config,
+                                            reward_kwargs={"success_bonus": args.success_bonus}), args.envs, "async")
     try:
         settings = NCDPOSettings(denoising_steps=args.denoising_steps, noise_scale=args.noise_scale,
                                  init_std=args.init_std, min_std=args.min_std,
-                                 row_correlation=args.row_correlation, seed=args.seed)
+                                 row_correlation=args.row_correlation, seed=args.seed,
+                                 group_size=args.group_size)
         trainer = NCDPOTrainer(policy, envs, settings)
-        trainer.collector.reset(seed=[args.seed * 7919 + i for i in range(args.envs)])
-        rollout, finished = trainer.collector.collect(args.decisions)
+        if args.group_size > 1:
+            rollout, finished = trainer.collector.collect_episodes(
+                [args.seed * 7919 + g for g in range(args.envs // args.group_size)])
+        else:
+            trainer.collector.reset(seed=[args.seed * 7919 + i for i in range(args.envs)])
+            rollout, finished = trainer.collector.collect(args.decisions)
     finally:
         envs.close()
-    zeros = torch.zeros_like(rollout.rewards)
-    discounted_return, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
-    advantages = (discounted_return - discounted_return.mean()) / (discounted_return.std() + 1e-8)
+    if args.group_size > 1:
+        raw, _, mask = group_relative_advantages(rollout.rewards, rollout.dones, args.group_size, args.gamma)
+    else:
+        zeros = torch.zeros_like(rollout.rewards)
+        raw, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
+        raw, mask = raw - raw.mean(), torch.ones_like(raw)
+    advantages = raw * mask / (raw[mask > 0].std() + 1e-8)
     params = [p for p in policy.parameters() if p.requires_grad]
 
     def gradient(env_ids) -> torch.Tensor:
@@ -72,6 +88,8 @@ def main() -> None:
         noise = rollout.noise[:, env_ids].reshape(-1, *rollout.noise.shape[2:])
         actions = rollout.actions[:, env_ids].reshape(-1, *rollout.actions.shape[2:])
         weights = advantages[:, env_ids].reshape(-1)
+        kept = mask[:, env_ids].reshape(-1) > 0
+        obs, noise, actions, weights = {k: v[kept] for k, v in obs.items()}, noise[kept], actions[kept], weights[kept]
         policy.zero_grad(set_to_none=True)
         mean = trainer.sampler.mean_action(obs, noise)
         (-(weights * trainer.head.log_prob(mean, actions)).mean()).backward()
@@ -85,8 +103,8 @@ def main() -> None:
                       for a, b in zip(first, second) if a.numel() > 1]
     success = np.mean([e["success"] for e in finished]) if finished else float("nan")
     print(f"exploration std {args.init_std} (row correlation {args.row_correlation}), sampler noise scale "
-          f"{args.noise_scale}, lambda {args.lam}: {len(finished)} episodes, success {success:.2f}; "
-          f"{half * args.decisions} decisions per half; gradient cosine between halves {cosine:+.3f}, "
+          f"{args.noise_scale}, lambda {args.lam}, success bonus {args.success_bonus}: {len(finished)} episodes, success {success:.2f}; "
+          f"{int(mask[:, :half].sum())} + {int(mask[:, half:].sum())} decisions in the halves; gradient cosine between halves {cosine:+.3f}, "
           f"median over the {len(tensor_cosines)} parameter tensors {np.median(tensor_cosines):+.3f}")
 
 

@@ -71,3 +71,11 @@ def test_the_installed_command_shows_the_traceback_only_with_debug(tmp_path):
     assert plain.returncode == 2 and plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "DatasetError" in debug.stderr
+
+
+def test_rl_group_size_must_divide_the_envs(tmp_path, capsys):
+    arguments = ["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "rl"), "--envs", "4",
+                 "--group-size", "3"]
+    assert main(["rl", "ncdpo", *arguments]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == "dpros rl ncdpo: --group-size must be >= 1 and divide --envs (4), got 3", line

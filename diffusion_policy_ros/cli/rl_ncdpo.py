@@ -24,7 +24,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--envs", type=int, default=4, help="sim instances stepped as one batch")
     parser.add_argument("--vector", choices=("sync", "async"), default="async",
                         help="sync: one process; async: one worker process per env")
-    parser.add_argument("--decisions", type=int, default=15, help="decisions (executed chunks) per env per iteration")
+    parser.add_argument("--decisions", type=int, default=15,
+                        help="decisions (executed chunks) per env per iteration; with --group-size, whole episodes "
+                             "are collected until at least this many")
+    parser.add_argument("--group-size", type=int, default=1,
+                        help="> 1: groups of this many envs replay one task seed with one sampler noise and the "
+                             "advantages compare the group's episodes (common random numbers, no critic); "
+                             "must divide --envs")
     parser.add_argument("--episode-seconds", type=float, default=12.0, help="training episode time-out (sim s)")
     parser.add_argument("--denoising-steps", type=int, default=8, help="K: DDIM steps, all carrying gradient")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in (0, 1]; 1 = DDPM over the K levels")
@@ -84,6 +90,8 @@ def _settings(args):
         raise UsageError(f"--eta must be in (0, 1] (NCDPO needs a stochastic sampler), got {args.eta}")
     if args.envs < 1 or args.denoising_steps < 1 or args.episode_seconds <= 0:
         raise UsageError("--envs and --denoising-steps must be >= 1 and --episode-seconds > 0")
+    if args.group_size < 1 or args.envs % args.group_size:
+        raise UsageError(f"--group-size must be >= 1 and divide --envs ({args.envs}), got {args.group_size}")
     if args.bc_coef and not args.bc_dataset:
         raise UsageError("--bc-coef needs --bc-dataset")
     ppo = PPOConfig(epochs=args.epochs, minibatch_size=args.minibatch, clip=args.clip, gamma=args.gamma,
@@ -94,7 +102,7 @@ def _settings(args):
                              denoising_steps=args.denoising_steps, eta=args.eta, noise_scale=args.noise_scale,
                              init_std=args.init_std, min_std=args.min_std, row_correlation=args.row_correlation,
                              seed=args.seed, checkpoint_every=args.checkpoint_every,
-                             critic_warmup_iterations=args.critic_warmup, ppo=ppo)
+                             critic_warmup_iterations=args.critic_warmup, group_size=args.group_size, ppo=ppo)
     try:
         return settings.validate()
     except ValueError as e:

@@ -9,10 +9,10 @@ Gaussian around the executed rows of that chunk. One PPO decision = one executed
     noise_sampler   the differentiable K-step map and its pre-drawn noise
     exploration     the Gaussian head (learned std with a floor)
     value           the critic (on a state vector the environment provides)
-    advantages      GAE
+    advantages      GAE, and group-relative advantages for envs replaying one task (common random numbers)
     ppo             clipped PPO losses and the epoch / minibatch update
     chunk_env       SimEnv as a gymnasium env whose action is a chunk; rewards in `rewards`
     toy_env         a tiny env with a known optimum (tests)
-    rollout         collecting decisions from a gymnasium vector env
+    rollout         collecting decisions from a gymnasium vector env, continuously or as whole group episodes
     trainer         the NCDPO loop: resumable, learning curve, checkpoints like `dpros train`
 """

@@ -4,6 +4,10 @@ Per decision and env: the policy's observation, the sampler's noise (drawn here,
 Gaussian's sample in normalized action space, its log-likelihood, the critic's value, the summed
 reward and whether the episode ended; optionally the base policy's mean for the same observation
 and noise (KL regularisation). Episodes that end are reported with their return and success.
+
+With a group size G > 1, envs [g*G, (g+1)*G) share the sampler's noise at every decision, and
+`collect_episodes` replays one task seed per group: the group's first episodes then differ only by
+the exploration noise (common random numbers; rl/advantages.py compares them).
 """
 from __future__ import annotations
 
@@ -29,10 +33,14 @@ class Rollout:
     last_values: torch.Tensor
     base_mean: torch.Tensor | None = None
 
-    def flat(self, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
-        """The batch PPOUpdater.update takes: every decision of every env, (T * N, ...)."""
+    def flat(self, advantages: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        """The batch PPOUpdater.update takes: every decision of every env, (T * N, ...), or only
+        those where the (T, N) mask is non-zero."""
+        keep = None if mask is None else mask.reshape(-1) > 0
+
         def flat(x):
-            return x.reshape(-1, *x.shape[2:])
+            x = x.reshape(-1, *x.shape[2:])
+            return x if keep is None else x[keep]
         batch = {"obs": {k: flat(v) for k, v in self.obs.items()}, "critic_state": flat(self.critic_state),
                  "noise": flat(self.noise), "actions": flat(self.actions), "log_prob": flat(self.log_prob),
                  "advantages": flat(advantages), "returns": flat(returns)}
@@ -42,9 +50,13 @@ class Rollout:
 
 
 class RolloutCollector:
-    def __init__(self, envs, sampler, head, value, generator: torch.Generator, base_sampler=None):
+    def __init__(self, envs, sampler, head, value, generator: torch.Generator, base_sampler=None,
+                 group_size: int = 1):
+        if group_size < 1 or envs.num_envs % group_size:
+            raise ValueError(f"the group size must divide the {envs.num_envs} envs, got {group_size}")
         self.envs, self.sampler, self.head, self.value = envs, sampler, head, value
         self.generator, self.base_sampler = generator, base_sampler
+        self.group_size = group_size
         self.keys = sorted(sampler.policy.config.obs_shapes)
         self.num_envs = envs.num_envs
         self.control_steps_per_decision = sampler.policy.config.n_action_steps
@@ -52,7 +64,7 @@ class RolloutCollector:
         self.episode_return = np.zeros(self.num_envs)
         self.episode_decisions = np.zeros(self.num_envs, int)
 
-    def reset(self, seed: int) -> None:
+    def reset(self, seed: int | list[int]) -> None:
         self.current, _ = self.envs.reset(seed=seed)
         self.episode_return[:] = 0.0
         self.episode_decisions[:] = 0
@@ -63,17 +75,35 @@ class RolloutCollector:
     def _critic(self, obs) -> torch.Tensor:
         return torch.from_numpy(np.asarray(obs[CRITIC_KEY], np.float32))
 
+    def _draw_noise(self) -> torch.Tensor:
+        noise = self.sampler.draw_noise(self.num_envs // self.group_size, self.generator)
+        return noise.repeat_interleave(self.group_size, 0) if self.group_size > 1 else noise
+
+    def collect_episodes(self, group_seeds: list[int]) -> tuple[Rollout, list[dict]]:
+        """Reset every group's envs with its seed (the same task) and step until every env has ended
+        its first episode. Decisions after an env's first episode belong to the autoreset's next
+        one: advantages.first_episode_mask leaves them out, and only first episodes are reported."""
+        if len(group_seeds) * self.group_size != self.num_envs:
+            raise ValueError(f"need {self.num_envs // self.group_size} group seeds, got {len(group_seeds)}")
+        self.reset([seed for seed in group_seeds for _ in range(self.group_size)])
+        return self.collect(None)
+
     @torch.no_grad()
-    def collect(self, decisions: int) -> tuple[Rollout, list[dict]]:
+    def collect(self, decisions: int | None) -> tuple[Rollout, list[dict]]:
+        """`decisions` per env, or (None) until every env has ended an episode since the reset."""
         if self.current is None:
             raise RuntimeError("call reset(seed) before collect()")
+        ended = np.zeros(self.num_envs, bool)
         steps = {name: [] for name in ("obs", "critic", "noise", "actions", "log_prob", "values", "rewards",
                                        "dones", "base_mean")}
         finished = []
-        for _ in range(decisions):
+
+        def more() -> bool:
+            return not ended.all() if decisions is None else len(steps["obs"]) < decisions
+        while more():
             obs = self._policy_obs(self.current)
             critic = self._critic(self.current)
-            noise = self.sampler.draw_noise(self.num_envs, self.generator)
+            noise = self._draw_noise()
             mean = self.sampler.mean_action(obs, noise)
             action = self.head.sample(mean, self.generator)
             steps["obs"].append({k: v.cpu() for k, v in obs.items()})
@@ -91,6 +121,9 @@ class RolloutCollector:
             self.episode_return += reward
             self.episode_decisions += 1
             for i in np.flatnonzero(done):
+                if decisions is None and ended[i]:
+                    continue
+                ended[i] = True
                 finished.append({"return": float(self.episode_return[i]), "success": bool(terminated[i]),
                                  "decisions": int(self.episode_decisions[i])})
                 self.episode_return[i] = 0.0

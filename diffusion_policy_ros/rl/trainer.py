@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from diffusion_policy_ros import reporting
 from diffusion_policy_ros.policy import checkpoint as ckpt
-from diffusion_policy_ros.rl.advantages import generalized_advantages
+from diffusion_policy_ros.rl.advantages import generalized_advantages, group_relative_advantages
 from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY
 from diffusion_policy_ros.rl.exploration import GaussianHead
 from diffusion_policy_ros.rl.noise_sampler import NoiseConditionedSampler
@@ -48,6 +48,9 @@ class NCDPOSettings:
     checkpoint_every: int = 5             # iterations
     critic_warmup_iterations: int = 0     # the first iterations fit the value network only: an untrained
                                           # critic's advantages would push the policy in random directions
+    group_size: int = 1                   # > 1: groups of envs replay one task seed with one sampler noise,
+                                          # and advantages compare the group's episodes (no critic); whole
+                                          # episodes are collected until decisions_per_iteration per env
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
 
     def validate(self) -> "NCDPOSettings":
@@ -58,6 +61,8 @@ class NCDPOSettings:
                              f"got {self.noise_scale}")
         if not 0.0 <= self.row_correlation < 1.0:
             raise ValueError(f"row_correlation must be in [0, 1), got {self.row_correlation}")
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
         if self.critic_warmup_iterations < 0:
             raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         self.ppo.validate()
@@ -95,30 +100,54 @@ class NCDPOTrainer:
         self.demonstrations = demonstrations
         self.updater = PPOUpdater(self.sampler, self.head, self.value, settings.ppo)
         self.generator = torch.Generator().manual_seed(settings.seed)
-        self.collector = RolloutCollector(envs, self.sampler, self.head, self.value, self.generator, base_sampler)
+        self.collector = RolloutCollector(envs, self.sampler, self.head, self.value, self.generator, base_sampler,
+                                          settings.group_size)
         self.iteration = 0
         self.env_steps = 0
         self.history: list[dict] = []
         self.seconds = 0.0
 
     # ------------------------------------------------------------------ loop
+    def _collect(self) -> tuple[dict, list[dict], int, float]:
+        """-> (PPO batch, finished episodes, decisions stepped per env, mean reward per used decision)."""
+        s = self.settings
+        if s.group_size == 1:
+            rollout, finished = self.collector.collect(s.decisions_per_iteration)
+            advantages, returns = generalized_advantages(rollout.rewards, rollout.values, rollout.dones,
+                                                         rollout.last_values, s.ppo.gamma, s.ppo.lam)
+            return (rollout.flat(advantages, returns), finished, s.decisions_per_iteration,
+                    float(rollout.rewards.mean()))
+        batches, finished, stepped, rewards = [], [], 0, []
+        groups = self.envs.num_envs // s.group_size
+        while stepped < s.decisions_per_iteration:
+            seeds = [int(np.random.SeedSequence([s.seed, self.iteration, len(batches), g]).generate_state(1)[0])
+                     for g in range(groups)]
+            rollout, episodes = self.collector.collect_episodes(seeds)
+            # the critic is not used for these advantages; it still learns the reward-to-go
+            advantages, to_go, mask = group_relative_advantages(rollout.rewards, rollout.dones, s.group_size,
+                                                                s.ppo.gamma)
+            batches.append(rollout.flat(advantages, to_go, mask))
+            finished += episodes
+            stepped += rollout.rewards.shape[0]
+            rewards.append(rollout.rewards[mask > 0])
+        return _concat_batches(batches), finished, stepped, float(torch.cat(rewards).mean())
+
     def iterate(self) -> dict:
         s = self.settings
         started = time.perf_counter()
-        rollout, finished = self.collector.collect(s.decisions_per_iteration)
+        batch, finished, stepped, mean_reward = self._collect()
         collected = time.perf_counter()
-        advantages, returns = generalized_advantages(rollout.rewards, rollout.values, rollout.dones,
-                                                     rollout.last_values, s.ppo.gamma, s.ppo.lam)
-        stats = self.updater.update(rollout.flat(advantages, returns), self.generator, self.demonstrations,
+        stats = self.updater.update(batch, self.generator, self.demonstrations,
                                     train_policy=self.iteration >= s.critic_warmup_iterations)
         self.iteration += 1
-        self.env_steps += s.decisions_per_iteration * self.envs.num_envs * self.policy.config.n_action_steps
+        # every env step the sim ran counts, those after a group episode's end included
+        self.env_steps += stepped * self.envs.num_envs * self.policy.config.n_action_steps
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
         record = {"iteration": self.iteration, "env_steps": self.env_steps, "episodes": len(finished),
                   "success_rate": float(np.mean([e["success"] for e in finished])) if finished else None,
                   "mean_return": float(np.mean([e["return"] for e in finished])) if finished else None,
-                  "mean_decision_reward": float(rollout.rewards.mean()),
+                  "mean_decision_reward": mean_reward,
                   "std": float(self.head.std().detach().mean()), "collect_s": round(collected - started, 2),
                   "update_s": round(elapsed - (collected - started), 2), **stats}
         self.history.append(record)
@@ -127,8 +156,9 @@ class NCDPOTrainer:
     def train(self, until: int | None = None, progress: bool = True) -> list[dict]:
         """Run to settings.iterations (or stop after iteration `until`); saves as it goes."""
         stop = self.settings.iterations if until is None else min(until, self.settings.iterations)
-        self.collector.reset(seed=[self.settings.seed * 1_000_003 + self.iteration * 1009 + i
-                                   for i in range(self.envs.num_envs)])
+        if self.settings.group_size == 1:   # groups reset their envs for every episode
+            self.collector.reset(seed=[self.settings.seed * 1_000_003 + self.iteration * 1009 + i
+                                       for i in range(self.envs.num_envs)])
         bar = tqdm(total=self.settings.iterations, initial=self.iteration, desc="ncdpo", disable=not progress,
                    dynamic_ncols=True)
         while self.iteration < stop:
@@ -179,6 +209,14 @@ class NCDPOTrainer:
         self.iteration, self.env_steps = int(info["iteration"]), int(info["env_steps"])
         self.seconds, self.history = float(info["seconds"]), list(info["history"])
         return True
+
+
+def _concat_batches(batches: list[dict]) -> dict:
+    def cat(values):
+        if isinstance(values[0], dict):
+            return {k: cat([v[k] for v in values]) for k in values[0]}
+        return torch.cat(values)
+    return cat(batches)
 
 
 def _fmt(value) -> str:
