@@ -3,7 +3,8 @@ each fine-tuned checkpoint on the same observations with the same sampler noise.
 
 The observations come from the base's own rollouts (with the exploration the runs use) in the sim;
 the printout is the mean and the largest |fine-tuned - base| per action dim, in normalized action
-space, where a joint spans [-1, 1].
+space, where a joint spans [-1, 1], and how much of it is the chunk's offset (the mean over its
+rows, what a coherent exploration explores) and how much its shape.
 
     ./env.sh python scripts/ncdpo_policy_drift.py --base build/train/pick_place_state30_s3000 \
         --config config/single_arm_state.yaml build/rl/RUN_A build/rl/RUN_B
@@ -56,9 +57,13 @@ def main() -> None:
         base_mean = trainer.sampler.mean_action(obs, noise)
         for path in args.fine_tuned:
             sampler = NoiseConditionedSampler(load_checkpoint(path, device="cpu"), args.denoising_steps, args.eta)
-            drift = (sampler.mean_action(obs, noise) - base_mean).abs()
+            change = sampler.mean_action(obs, noise) - base_mean
+            offset = change.mean(1, keepdim=True)
+            drift = change.abs()
             print(f"{path}: over {noise.shape[0]} decisions, mean |fine-tuned - base| per action dim "
-                  f"{[round(float(x), 4) for x in drift.mean((0, 1))]}, largest {float(drift.max()):.3f}")
+                  f"{[round(float(x), 4) for x in drift.mean((0, 1))]}, largest {float(drift.max()):.3f}; "
+                  f"of which the chunk's offset (mean over rows) {[round(float(x), 4) for x in offset.abs().mean((0, 1))]} "
+                  f"and its shape (rows minus offset) {[round(float(x), 4) for x in (change - offset).abs().mean((0, 1))]}")
 
 
 if __name__ == "__main__":

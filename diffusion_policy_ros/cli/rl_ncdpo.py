@@ -40,8 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--init-std", type=float, default=0.05, help="exploration std, normalized action space")
     parser.add_argument("--min-std", type=float, default=0.02, help="floor of the exploration std")
     parser.add_argument("--row-correlation", type=float, default=0.0,
-                        help="in [0, 1): correlation of the exploration noise between a chunk's rows (0: white "
-                             "per row; near 1: one offset per dim that moves the whole chunk, rl/exploration.py)")
+                        help="in [0, 1]: correlation of the exploration noise between a chunk's rows (0: white "
+                             "per row; 1: one offset per dim that moves the whole chunk, the likelihood on the offset; "
+                             "rl/exploration.py)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatch", type=int, default=32, help="decisions per minibatch")
     parser.add_argument("--clip", type=float, default=0.2)
@@ -155,7 +156,11 @@ def make_trainer(args):
                                extra_info={"base_checkpoint": os.path.abspath(args.checkpoint), "task": args.task,
                                            "envs": args.envs, "vector": args.vector,
                                            "episode_seconds": args.episode_seconds, "reward": reward})
-        if args.resume and trainer.resume():
+        try:
+            resumed = args.resume and trainer.resume()
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        if resumed:
             print(f"resumed at iteration {trainer.iteration} ({trainer.env_steps} env steps)")
     except BaseException:
         envs.close()

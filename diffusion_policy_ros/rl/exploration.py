@@ -5,10 +5,21 @@ the gripper unscaled): one learned log-std per action dim, never below `min_std`
 A decision's executed rows (B, n, A) are explored per action dim with covariance
 std^2 * C, C = (1 - rho) I + rho 11^T over the n rows: rho = 0 is white noise per row, which the
 arm's controller averages out over a chunk (0.05 / sqrt(8) at the chunk's mean row); rho near 1
-moves every row of a dim together, so the part PPO credits moves the arm (a coherent offset) and
-the likelihood stays a proper density (rho < 1). With the closed forms for this C
-(m = 1 - rho + n rho):
+moves every row of a dim together, so the part PPO credits moves the arm (a coherent offset).
+With the closed forms for this C (m = 1 - rho + n rho):
   C^-1 = (I - rho / m 11^T) / (1 - rho),   log det C = (n - 1) log(1 - rho) + log m.
+
+rho < 1 has a cost the density hides: the within-chunk directions have std std * sqrt(1 - rho)
+(0.3 std at rho 0.9), so the score C^-1 (a - mean) / std^2 and the KL weigh a change of a chunk's
+shape ten times more than an offset, though the controller averages shape out. The policy
+gradient is then mostly the noise of those directions.
+
+rho = 1 (chunk offset): one draw per action dim moves the whole chunk, and the likelihood is the
+density of that offset, the mean over rows of (action - mean): A dims per decision instead of
+n A. The chunk's shape (rows minus their mean) is not explored, so no likelihood covers it;
+`shape_drift` measures how far an update moved it from the rollout's (in the same std units as the
+KL), and PPO adds it to its loss and to its approximate KL, a trust region for the part no ratio
+sees.
 """
 from __future__ import annotations
 
@@ -24,9 +35,8 @@ class GaussianHead(nn.Module):
         super().__init__()
         if not 0.0 < min_std <= init_std:
             raise ValueError(f"need 0 < min_std <= init_std, got min_std {min_std}, init_std {init_std}")
-        if not 0.0 <= row_correlation < 1.0:
-            raise ValueError(f"row_correlation must be in [0, 1) (1 makes the likelihood degenerate), "
-                             f"got {row_correlation}")
+        if not 0.0 <= row_correlation <= 1.0:
+            raise ValueError(f"row_correlation must be in [0, 1] (1: one offset per chunk), got {row_correlation}")
         self.min_std = float(min_std)
         self.row_correlation = float(row_correlation)
         # parametrize the part above the floor, so the floor holds whatever the optimizer does
@@ -35,19 +45,29 @@ class GaussianHead(nn.Module):
     def std(self) -> torch.Tensor:
         return self.min_std + self.log_excess.exp()
 
+    @property
+    def chunk_offset(self) -> bool:
+        return self.row_correlation == 1.0
+
     def sample(self, mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """mean (B, n, A) -> mean + std * e, e ~ N(0, C) per action dim over the n rows."""
+        shared_shape = (mean.shape[0], 1, mean.shape[-1])
+        if self.chunk_offset:
+            shared = torch.randn(shared_shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            return mean + self.std().to(mean.dtype) * shared
         white = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         rho = self.row_correlation
         if rho:
-            shared = torch.randn((mean.shape[0], 1, mean.shape[-1]), generator=generator, device=mean.device,
-                                 dtype=mean.dtype)
+            shared = torch.randn(shared_shape, generator=generator, device=mean.device, dtype=mean.dtype)
             white = (1.0 - rho) ** 0.5 * white + rho ** 0.5 * shared
         return mean + self.std().to(mean.dtype) * white
 
     def _mahalanobis(self, diff: torch.Tensor) -> torch.Tensor:
-        """(B, n, A) -> (B,): sum over dims of z^T C^-1 z, z = diff / std."""
+        """(B, n, A) -> (B,): sum over dims of z^T C^-1 z, z = diff / std; for a chunk offset, of the
+        offset's (z's mean over rows) square."""
         z = diff / self.std().to(diff.dtype)
+        if self.chunk_offset:
+            return (z.mean(1) ** 2).sum(-1)
         rho, n = self.row_correlation, diff.shape[1]
         squares = (z ** 2).sum(1)
         if rho:
@@ -55,22 +75,38 @@ class GaussianHead(nn.Module):
         return squares.sum(-1)
 
     def _log_det(self, mean: torch.Tensor) -> torch.Tensor:
-        """log det of a decision's covariance: n log std^2 + log det C, summed over dims."""
+        """log det of a decision's covariance: n log std^2 + log det C, summed over dims (a chunk
+        offset: log std^2)."""
+        if self.chunk_offset:
+            return (2.0 * self.std().log()).sum().to(mean.dtype)
         n, rho = mean.shape[1], self.row_correlation
         log_det_c = (n - 1) * math.log(1.0 - rho) + math.log(1.0 - rho + n * rho)
         return (2.0 * n * self.std().log() + log_det_c).sum().to(mean.dtype)
 
     def log_prob(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """(B,) log-density of a decision's whole executed chunk (B, n, A)."""
-        size = mean.shape[1] * mean.shape[2]
+        """(B,) log-density of a decision's whole executed chunk (B, n, A) (a chunk offset: of the
+        offset)."""
+        size = self._dims(mean)
         return -0.5 * (self._mahalanobis(action - mean) + self._log_det(mean) + size * math.log(2 * math.pi))
 
     def entropy(self, mean: torch.Tensor) -> torch.Tensor:
         """(B,) entropy of a decision's distribution (independent of the mean)."""
-        size = mean.shape[1] * mean.shape[2]
+        size = self._dims(mean)
         return (0.5 * (size * (1.0 + math.log(2 * math.pi)) + self._log_det(mean))).expand(mean.shape[0])
 
     def kl_same_std(self, mean: torch.Tensor, other_mean: torch.Tensor) -> torch.Tensor:
         """(B,) KL(N(mean, S) || N(other_mean, S)): the KL-to-base penalty when both policies
-        share this head and see the same noise."""
-        return 0.5 * self._mahalanobis(mean - other_mean)
+        share this head and see the same noise; for a chunk offset, plus the shape term."""
+        return 0.5 * self._mahalanobis(mean - other_mean) + self.shape_drift(mean, other_mean)
+
+    def shape_drift(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """(B,) for a chunk offset: 1/2 |shape(mean) - shape(action)|^2 / std^2, shape = the rows
+        minus their mean, i.e. how far `mean` moved from the mean that drew `action`, in the part of
+        the chunk that is not explored. 0 for rho < 1, whose density covers every direction."""
+        if not self.chunk_offset:
+            return torch.zeros(mean.shape[0], dtype=mean.dtype, device=mean.device)
+        diff = (mean - action) / self.std().to(mean.dtype)
+        return 0.5 * ((diff - diff.mean(1, keepdim=True)) ** 2).sum((1, 2))
+
+    def _dims(self, mean: torch.Tensor) -> int:
+        return mean.shape[2] if self.chunk_offset else mean.shape[1] * mean.shape[2]

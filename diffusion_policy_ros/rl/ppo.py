@@ -2,7 +2,9 @@
 
 At update time each decision's stored noise goes back through the same K denoising steps, now
 with gradients, giving the Gaussian's mean; the ratio new / old likelihood of the stored action is
-exactly 1 before the first optimizer step. Optional regularisers keep the policy near what it
+exactly 1 before the first optimizer step. With a chunk-offset head (`row_correlation` 1) the
+ratio sees only the offset; the drift of the chunk's shape from the rollout's is added to the loss
+and to the approximate KL (`exploration.py`). Optional regularisers keep the policy near what it
 learnt from demonstrations: KL to the base policy (same noise, same Gaussian head: a squared
 distance between the two means in std units) and behaviour cloning (the diffusion loss on
 demonstration batches).
@@ -111,6 +113,12 @@ class PPOUpdater:
                 policy_loss, stats = clipped_surrogate(new_logp, batch["log_prob"][ids], advantages[ids], cfg.clip)
                 value_loss = self._value_loss(batch, ids)
                 loss = policy_loss + cfg.value_coef * value_loss
+                if self.head.chunk_offset:
+                    # no ratio sees the chunk's shape: its drift is the trust region there
+                    drift = self.head.shape_drift(mean, batch["actions"][ids]).mean()
+                    loss = loss + drift
+                    stats["shape_drift"] = float(drift.detach())
+                    stats["approx_kl"] += stats["shape_drift"]
                 if cfg.entropy_coef:
                     loss = loss - cfg.entropy_coef * self.head.entropy(mean).mean()
                 if cfg.kl_coef:

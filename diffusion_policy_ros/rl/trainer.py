@@ -59,8 +59,8 @@ class NCDPOSettings:
         if not 0.0 < self.noise_scale <= 1.0:
             raise ValueError(f"noise_scale must be in (0, 1] (the sampler's noise is what NCDPO holds as an input), "
                              f"got {self.noise_scale}")
-        if not 0.0 <= self.row_correlation < 1.0:
-            raise ValueError(f"row_correlation must be in [0, 1), got {self.row_correlation}")
+        if not 0.0 <= self.row_correlation <= 1.0:
+            raise ValueError(f"row_correlation must be in [0, 1] (1: one offset per chunk), got {self.row_correlation}")
         if self.group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {self.group_size}")
         if self.critic_warmup_iterations < 0:
@@ -198,10 +198,15 @@ class NCDPOTrainer:
         """Load the state saved in out_dir (fine-tuned weights included); True when there was one."""
         if not self.out_dir or not os.path.isfile(os.path.join(self.out_dir, RL_STATE_JSON)):
             return False
+        info = ckpt.read_bounded_json(os.path.join(self.out_dir, RL_STATE_JSON))
+        changed = _changed_settings(info.get("settings", {}), self.settings.to_dict())
+        if changed:
+            # the saved optimizer, head and history belong to the saved settings
+            raise ValueError(f"cannot resume {self.out_dir}: settings differ from the saved run's "
+                             f"({'; '.join(changed)}); only iterations and checkpoint_every may change")
         saved = ckpt.load_checkpoint(self.out_dir, device=str(self.policy.device))
         self.policy.load_state_dict(saved.state_dict())
         tensors = ckpt.load_tensors(os.path.join(self.out_dir, RL_STATE))
-        info = ckpt.read_bounded_json(os.path.join(self.out_dir, RL_STATE_JSON))
         self.head.load_state_dict({k[len("head/"):]: v for k, v in tensors.items() if k.startswith("head/")})
         self.value.load_state_dict({k[len("value/"):]: v for k, v in tensors.items() if k.startswith("value/")})
         _restore_optimizer(self.updater.optimizer, tensors, info["optimizer"])
@@ -209,6 +214,22 @@ class NCDPOTrainer:
         self.iteration, self.env_steps = int(info["iteration"]), int(info["env_steps"])
         self.seconds, self.history = float(info["seconds"]), list(info["history"])
         return True
+
+
+RESUMABLE_CHANGES = {"iterations", "checkpoint_every"}
+
+
+def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """'name saved -> current' for every setting (nested ones dotted) that differs."""
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        name = prefix + key
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _changed_settings(old, new, name + ".")
+        elif name not in RESUMABLE_CHANGES and old != new:
+            changed.append(f"{name} {old} -> {new}")
+    return changed
 
 
 def _concat_batches(batches: list[dict]) -> dict:
