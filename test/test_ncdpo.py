@@ -5,6 +5,7 @@ sampler noise; the std floor; save / resume / load; the sim chunk env's reward w
 and a few seeded iterations on a toy problem with a known optimum raise the return (with a critic
 and with groups)."""
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -422,6 +423,11 @@ def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_pa
                             checkpoint_every=1, seed=4, ppo=PPOConfig(policy_lr=3e-6))
     with pytest.raises(ValueError, match=r"ppo\.policy_lr 1e-05 -> 3e-06"):
         NCDPOTrainer(tiny_policy(n_action_steps=2), toy_envs(2, 2), changed, out_dir=out).resume()
+    # a run saved before a setting existed resumes under that setting's default
+    state = json.loads((tmp_path / "rl" / "rl_state.json").read_text())
+    del state["settings"]["group_size"]
+    (tmp_path / "rl" / "rl_state.json").write_text(json.dumps(state))
+    assert trainer().resume()
     loaded = load_checkpoint(out, device="cpu")
     assert (loaded.config.sampler, loaded.config.ddim_steps, loaded.config.ddim_eta) == ("ddim", 3, 0.7)
     assert loaded.config.sample_noise_scale == 0.5   # deployed with the noise it was fine-tuned with

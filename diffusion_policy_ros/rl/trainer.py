@@ -199,7 +199,8 @@ class NCDPOTrainer:
         if not self.out_dir or not os.path.isfile(os.path.join(self.out_dir, RL_STATE_JSON)):
             return False
         info = ckpt.read_bounded_json(os.path.join(self.out_dir, RL_STATE_JSON))
-        changed = _changed_settings(info.get("settings", {}), self.settings.to_dict())
+        # a setting newer than the saved run was at its default there
+        changed = _changed_settings(info.get("settings", {}), self.settings.to_dict(), NCDPOSettings().to_dict())
         if changed:
             # the saved optimizer, head and history belong to the saved settings
             raise ValueError(f"cannot resume {self.out_dir}: settings differ from the saved run's "
@@ -219,14 +220,15 @@ class NCDPOTrainer:
 RESUMABLE_CHANGES = {"iterations", "checkpoint_every"}
 
 
-def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """'name saved -> current' for every setting (nested ones dotted) that differs."""
+def _changed_settings(saved: dict, current: dict, defaults: dict, prefix: str = "") -> list[str]:
+    """'name saved -> current' for every setting (nested ones dotted) that differs; one the saved
+    run does not name counts as its default."""
     changed = []
     for key in sorted(set(saved) | set(current)):
         name = prefix + key
-        old, new = saved.get(key), current.get(key)
+        old, new = saved.get(key, defaults.get(key)), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            changed += _changed_settings(old, new, name + ".")
+            changed += _changed_settings(old, new, defaults.get(key) or {}, name + ".")
         elif name not in RESUMABLE_CHANGES and old != new:
             changed.append(f"{name} {old} -> {new}")
     return changed
