@@ -79,3 +79,10 @@ def test_rl_group_size_must_divide_the_envs(tmp_path, capsys):
     assert main(["rl", "ncdpo", *arguments]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == "dpros rl ncdpo: --group-size must be >= 1 and divide --envs (4), got 3", line
+
+
+def test_rl_success_hold_must_not_be_negative(tmp_path, capsys):
+    arguments = ["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "rl"), "--success-hold-s", "-0.5"]
+    assert main(["rl", "ncdpo", *arguments]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == "dpros rl ncdpo: --success-hold-s must be >= 0, got -0.5", line

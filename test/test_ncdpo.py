@@ -428,6 +428,15 @@ def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_pa
     del state["settings"]["group_size"]
     (tmp_path / "rl" / "rl_state.json").write_text(json.dumps(state))
     assert trainer().resume()
+    # another reward is another objective; a run saved before the hold existed paid the first true step
+    def with_reward(reward):
+        settings = NCDPOSettings(iterations=3, decisions_per_iteration=2, denoising_steps=3, eta=0.7,
+                                 noise_scale=0.5, checkpoint_every=1, seed=4)
+        return NCDPOTrainer(tiny_policy(n_action_steps=2), toy_envs(2, 2), settings, out_dir=out,
+                            extra_info={"reward": reward})
+    with pytest.raises(ValueError, match=r"reward\.success_hold_s 0\.0 -> 1\.0"):
+        with_reward({"success_hold_s": 1.0}).resume()
+    assert with_reward({"success_hold_s": 0.0}).resume()
     loaded = load_checkpoint(out, device="cpu")
     assert (loaded.config.sampler, loaded.config.ddim_steps, loaded.config.ddim_eta) == ("ddim", 3, 0.7)
     assert loaded.config.sample_noise_scale == 0.5   # deployed with the noise it was fine-tuned with
@@ -459,8 +468,9 @@ def test_the_fine_tuning_noise_has_the_policys_noise_scale_and_zero_makes_sampli
 
 # --------------------------------------------------------------------------- the sim as a chunk env
 def test_sim_chunk_env_pays_the_expert_its_shaping_and_one_success_bonus():
-    """Real MuJoCo: the scripted expert, one row per decision, succeeds; the return is the bonus
-    (once) plus the shaping, which telescopes to scale * (phi(end) - phi(start))."""
+    """Real MuJoCo: the scripted expert, one row per decision, succeeds and lets the cube rest for
+    the hold; the return is the bonus (once) plus the shaping, which telescopes to
+    scale * (phi(end) - phi(start))."""
     from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY, SimChunkEnv
     from diffusion_policy_ros.rl.rewards import PickPlaceReward
     from diffusion_policy_ros.robot_config import load_robot_config
@@ -486,6 +496,47 @@ def test_sim_chunk_env_pays_the_expert_its_shaping_and_one_success_bonus():
     with pytest.raises(ValueError, match="unknown sim task"):
         SimChunkEnv(load_robot_config("config/single_arm.yaml"), "juggle", {obs_keys.JOINT_POS: [7]}, 2, 8)
     env.close()
+
+
+class _SuccessScript:
+    """What PickPlaceReward reads of a SimEnv, scripted: the success test per control step."""
+
+    def __init__(self, successes, period_s=0.1):
+        self.successes, self.period_s, self.steps = list(successes), period_s, 0
+
+    @property
+    def time(self):
+        return self.steps * self.period_s
+
+    def success(self):
+        return self.successes[self.steps - 1]
+
+
+def _bonus_steps(successes, hold_s):
+    from diffusion_policy_ros.rl.rewards import PickPlaceReward
+
+    class Unshaped(PickPlaceReward):
+        potential = staticmethod(lambda env: 0.0)
+    reward, env, paid = Unshaped(success_bonus=1.0, success_hold_s=hold_s), _SuccessScript(successes), []
+    reward.reset(env)
+    for step in range(1, len(successes) + 1):
+        env.steps = step
+        value, held = reward.step(env)
+        if value:
+            assert held          # the bonus comes with the episode's end
+            paid.append(step)
+    return paid
+
+
+def test_the_success_bonus_waits_for_success_held_without_a_break():
+    """A success test that flickers true while the cube is carried past the target is not paid;
+    a hold of 0 is the first-true-step reward of earlier runs."""
+    flicker = [False, True, False, False, True, True, False, True, True, True, True, True, True]
+    assert _bonus_steps(flicker, hold_s=0.5) == [13]       # true from step 8: 0.5 s held at step 13
+    assert _bonus_steps(flicker, hold_s=0.0) == [2]
+    assert _bonus_steps(flicker[:12], hold_s=0.5) == []
+    with pytest.raises(ValueError, match="success_hold_s"):
+        _bonus_steps(flicker, hold_s=-1.0)
 
 
 def test_sim_chunk_envs_with_one_seed_and_one_chunk_sequence_replay_the_same_episode():

@@ -62,6 +62,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--critic-warmup", type=int, default=0, metavar="ITERATIONS",
                         help="the first ITERATIONS fit the value network only (policy and std unchanged)")
     parser.add_argument("--success-bonus", type=float, default=10.0)
+    parser.add_argument("--success-hold-s", type=float, default=1.0,
+                        help="the bonus (and the episode's end) once the task's success test has held this many sim s "
+                             "without a break, as `dpros eval policy --hold-s`; 0: its first true step")
     parser.add_argument("--shaping-scale", type=float, default=10.0, help="per metre of potential (rl/rewards.py)")
     parser.add_argument("--checkpoint-every", type=int, default=5, help="iterations between saves")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,6 +96,8 @@ def _settings(args):
         raise UsageError("--envs and --denoising-steps must be >= 1 and --episode-seconds > 0")
     if args.group_size < 1 or args.envs % args.group_size:
         raise UsageError(f"--group-size must be >= 1 and divide --envs ({args.envs}), got {args.group_size}")
+    if not args.success_hold_s >= 0:
+        raise UsageError(f"--success-hold-s must be >= 0, got {args.success_hold_s}")
     if args.bc_coef and not args.bc_dataset:
         raise UsageError("--bc-coef needs --bc-dataset")
     ppo = PPOConfig(epochs=args.epochs, minibatch_size=args.minibatch, clip=args.clip, gamma=args.gamma,
@@ -147,7 +152,8 @@ def make_trainer(args):
     policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
     base = load_checkpoint(args.checkpoint, device="cpu") if args.kl_coef else None
     demonstrations = _demonstrations(args, policy) if args.bc_coef else None
-    reward = {"success_bonus": args.success_bonus, "shaping_scale": args.shaping_scale}
+    reward = {"success_bonus": args.success_bonus, "shaping_scale": args.shaping_scale,
+              "success_hold_s": args.success_hold_s}
     env_fn = sim_chunk_env_fn(robot, args.task, policy.config, args.episode_seconds, reward)
     envs = make_vector_env(env_fn, args.envs, args.vector)
     try:

@@ -1,8 +1,9 @@
 """A SimEnv as a gymnasium env whose action is one executed chunk (one PPO decision).
 
 step(chunk): the (n_action_steps, A) joint targets are held one control period each, as
-`select_action` would; the reward is summed over them; the episode terminates when the task's
-success test is true after any of them (what the evaluation counts) and is truncated at
+`select_action` would; the reward is summed over them; the episode terminates when the reward
+says success (for pick_place: the task's success test held for a while, rl/rewards.py) after any
+of them and is truncated at
 `episode_seconds`. The observation holds the policy's keys over its last n_obs_steps control
 steps (the first decision sees the reset observation repeated, like the runtime's queue) and
 'critic': a state vector for the value network only (joints, cube position, target, tool,

@@ -24,6 +24,7 @@ from diffusion_policy_ros.rl.chunk_env import CRITIC_KEY
 from diffusion_policy_ros.rl.exploration import GaussianHead
 from diffusion_policy_ros.rl.noise_sampler import NoiseConditionedSampler
 from diffusion_policy_ros.rl.ppo import PPOConfig, PPOUpdater
+from diffusion_policy_ros.rl.rewards import REWARD_SETTINGS_OF_OLDER_RUNS
 from diffusion_policy_ros.rl.rollout import RolloutCollector
 from diffusion_policy_ros.rl.value import ValueNetwork
 from diffusion_policy_ros.training.trainer import _optimizer_tensors, _restore_optimizer
@@ -201,6 +202,10 @@ class NCDPOTrainer:
         info = ckpt.read_bounded_json(os.path.join(self.out_dir, RL_STATE_JSON))
         # a setting newer than the saved run was at its default there
         changed = _changed_settings(info.get("settings", {}), self.settings.to_dict(), NCDPOSettings().to_dict())
+        # a different reward is a different objective: the saved critic and history belong to it
+        saved_reward = ckpt.read_config(self.out_dir)[2].get("reward", {})
+        changed += _changed_settings({"reward": saved_reward}, {"reward": self.extra_info.get("reward", {})},
+                                     {"reward": REWARD_SETTINGS_OF_OLDER_RUNS})
         if changed:
             # the saved optimizer, head and history belong to the saved settings
             raise ValueError(f"cannot resume {self.out_dir}: settings differ from the saved run's "
