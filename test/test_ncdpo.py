@@ -397,6 +397,33 @@ def test_critic_warmup_fits_the_value_and_leaves_the_policy_untouched():
     assert not all(torch.equal(a, b) for a, b in zip(policy_warm, policy.parameters()))
 
 
+def test_the_policy_lr_warms_up_over_the_first_iterations_that_train_the_policy():
+    """Adam's first steps move every weight by about the lr: the lr rises linearly, counted from
+    the first iteration past the critic's warm-up, and the first policy step is that much smaller."""
+    def first_policy_step(lr_warmup):
+        torch.manual_seed(0)
+        policy = tiny_policy()
+        settings = NCDPOSettings(iterations=6, decisions_per_iteration=3, denoising_steps=3, critic_warmup_iterations=1,
+                                 policy_lr_warmup_iterations=lr_warmup, ppo=PPOConfig(policy_lr=1e-3, epochs=1))
+        trainer = NCDPOTrainer(policy, toy_envs(num_envs=4), settings)
+        lrs, steps = [], []
+        for _ in range(6):
+            before = [p.detach().clone() for p in policy.parameters()]
+            trainer.train(until=trainer.iteration + 1, progress=False)
+            lrs.append(trainer.updater.optimizer.param_groups[0]["lr"])
+            steps.append(max(float((p.detach() - b).abs().max()) for p, b in zip(policy.parameters(), before)))
+        return lrs, steps
+
+    lrs, steps = first_policy_step(lr_warmup=4)
+    assert lrs[1:] == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3])   # iteration 1 fits the critic only
+    assert steps[0] == 0.0 and 0.0 < steps[1] <= 0.25e-3 * 1.001
+    plain_lrs, plain_steps = first_policy_step(lr_warmup=0)
+    assert plain_lrs[1:] == pytest.approx([1e-3] * 5)
+    assert plain_steps[1] > 2 * steps[1]
+    with pytest.raises(ValueError, match="policy_lr_warmup_iterations"):
+        NCDPOSettings(policy_lr_warmup_iterations=-1).validate()
+
+
 def test_save_resume_and_the_checkpoint_loads_with_the_fine_tuned_sampler(tmp_path):
     out = str(tmp_path / "rl")
 

@@ -50,6 +50,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lam", type=float, default=0.95, help="GAE lambda")
     parser.add_argument("--policy-lr", type=float, default=1e-6,
                         help="Adam on the U-Net: one step at 3e-6 already moves the executed means by up to 0.03")
+    parser.add_argument("--policy-lr-warmup", type=int, default=10, metavar="ITERATIONS",
+                        help="raise the policy's lr linearly over the first ITERATIONS that train it: Adam's first "
+                             "steps move every weight by about the lr, and without it the first updates at 3e-6 "
+                             "overshoot the trust region 30-fold (docs/rl_finetuning.md); runs saved before it "
+                             "existed resume with 0")
     parser.add_argument("--std-lr", type=float, default=1e-3)
     parser.add_argument("--value-lr", type=float, default=1e-3)
     parser.add_argument("--target-kl", type=float, default=0.1,
@@ -108,7 +113,8 @@ def _settings(args):
                              denoising_steps=args.denoising_steps, eta=args.eta, noise_scale=args.noise_scale,
                              init_std=args.init_std, min_std=args.min_std, row_correlation=args.row_correlation,
                              seed=args.seed, checkpoint_every=args.checkpoint_every,
-                             critic_warmup_iterations=args.critic_warmup, group_size=args.group_size, ppo=ppo)
+                             critic_warmup_iterations=args.critic_warmup,
+                             policy_lr_warmup_iterations=args.policy_lr_warmup, group_size=args.group_size, ppo=ppo)
     try:
         return settings.validate()
     except ValueError as e:

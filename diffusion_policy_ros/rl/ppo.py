@@ -78,6 +78,9 @@ class PPOUpdater:
             {"params": list(head.parameters()), "lr": config.std_lr},
             {"params": list(value.parameters()), "lr": config.value_lr}])
 
+    def set_policy_lr(self, lr: float) -> None:
+        self.optimizer.param_groups[0]["lr"] = lr
+
     def log_prob_and_mean(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor,
                           actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.freeze_encoder:

@@ -49,6 +49,9 @@ class NCDPOSettings:
     checkpoint_every: int = 5             # iterations
     critic_warmup_iterations: int = 0     # the first iterations fit the value network only: an untrained
                                           # critic's advantages would push the policy in random directions
+    policy_lr_warmup_iterations: int = 0  # the policy's lr rises linearly over the first iterations that
+                                          # train it: Adam's first steps move every weight by about the lr
+                                          # (0 here: what runs saved before it existed did; the CLI uses 10)
     group_size: int = 1                   # > 1: groups of envs replay one task seed with one sampler noise,
                                           # and advantages compare the group's episodes (no critic); whole
                                           # episodes are collected until decisions_per_iteration per env
@@ -66,6 +69,8 @@ class NCDPOSettings:
             raise ValueError(f"group_size must be >= 1, got {self.group_size}")
         if self.critic_warmup_iterations < 0:
             raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
+        if self.policy_lr_warmup_iterations < 0:
+            raise ValueError(f"policy_lr_warmup_iterations must be >= 0, got {self.policy_lr_warmup_iterations}")
         self.ppo.validate()
         return self
 
@@ -138,8 +143,10 @@ class NCDPOTrainer:
         started = time.perf_counter()
         batch, finished, stepped, mean_reward = self._collect()
         collected = time.perf_counter()
-        stats = self.updater.update(batch, self.generator, self.demonstrations,
-                                    train_policy=self.iteration >= s.critic_warmup_iterations)
+        trained = self.iteration - s.critic_warmup_iterations   # policy updates before this one
+        if trained >= 0:
+            self.updater.set_policy_lr(s.ppo.policy_lr * min(1.0, (trained + 1) / max(1, s.policy_lr_warmup_iterations)))
+        stats = self.updater.update(batch, self.generator, self.demonstrations, train_policy=trained >= 0)
         self.iteration += 1
         # every env step the sim ran counts, those after a group episode's end included
         self.env_steps += stepped * self.envs.num_envs * self.policy.config.n_action_steps
