@@ -200,7 +200,8 @@ class NCDPOTrainer:
                                          title=f"NCDPO, K={self.settings.denoising_steps}, eta={self.settings.eta}, "
                                                f"noise scale {self.settings.noise_scale}"
                                                + (f", row correlation {self.settings.row_correlation}"
-                                                  if self.settings.row_correlation else ""))
+                                                  if self.settings.row_correlation else "")
+                                               + _success_meaning(self.extra_info.get("reward", {})))
 
     def resume(self) -> bool:
         """Load the state saved in out_dir (fine-tuned weights included); True when there was one."""
@@ -244,6 +245,12 @@ def _changed_settings(saved: dict, current: dict, defaults: dict, prefix: str = 
         elif name not in RESUMABLE_CHANGES and old != new:
             changed.append(f"{name} {old} -> {new}")
     return changed
+
+
+def _success_meaning(reward: dict) -> str:
+    """What an episode's success is in the learning curve: a success the reward asks to hold."""
+    hold = reward.get("success_hold_s")
+    return f"\nsuccess: held {hold:g} s" if hold else ""
 
 
 def _concat_batches(batches: list[dict]) -> dict:
