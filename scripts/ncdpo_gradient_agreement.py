@@ -15,6 +15,8 @@ printed too: every weight tensor counts once there, whatever its gradient's size
 `--group-size G` replays each task seed in G envs with one sampler noise (common random numbers)
 and takes each decision's reward-to-go minus that of the group's other envs as its advantage
 (rl/advantages.group_relative_advantages); only first episodes count, and the halves split groups.
+`--explore-one-decision` (with groups) draws each group's actions at one decision only, as
+`dpros rl ncdpo --explore-one-decision`, and only those decisions give the gradients.
 
     ./env.sh python scripts/ncdpo_gradient_agreement.py --checkpoint CK --config config/single_arm_state.yaml \
         --noise-scale 0.25 --init-std 0.05 [--row-correlation 0.9 --init-std 0.02 --min-std 0.01]
@@ -45,8 +47,15 @@ def main() -> None:
     parser.add_argument("--success-bonus", type=float, default=10.0, help="as dpros rl ncdpo's")
     parser.add_argument("--group-size", type=int, default=1,
                         help="envs that replay one task seed with one sampler noise (1: none)")
+    parser.add_argument("--explore-gripper", action="store_true",
+                        help="draw the gripper dims too (as dpros rl ncdpo --explore-gripper; the numbers in "
+                             "docs/rl_finetuning.md before 'The gripper's exploration' were measured with it)")
+    parser.add_argument("--explore-one-decision", action="store_true",
+                        help="with --group-size: a group explores at one decision (as dpros rl ncdpo's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.explore_one_decision and args.group_size < 2:
+        parser.error("--explore-one-decision needs --group-size >= 2")
     if args.envs < 2 or args.envs % (2 * args.group_size):
         parser.error("--envs must split into two halves of whole groups")
 
@@ -64,11 +73,15 @@ def main() -> None:
         settings = NCDPOSettings(denoising_steps=args.denoising_steps, noise_scale=args.noise_scale,
                                  init_std=args.init_std, min_std=args.min_std,
                                  row_correlation=args.row_correlation, seed=args.seed,
-                                 group_size=args.group_size)
+                                 group_size=args.group_size, explore_one_decision=args.explore_one_decision,
+                                 explore_gripper=args.explore_gripper)
         trainer = NCDPOTrainer(policy, envs, settings)
         if args.group_size > 1:
+            groups = args.envs // args.group_size
+            explore_at = (np.random.default_rng(args.seed).integers(0, trainer.max_decisions(), groups).tolist()
+                          if args.explore_one_decision else None)
             rollout, finished = trainer.collector.collect_episodes(
-                [args.seed * 7919 + g for g in range(args.envs // args.group_size)])
+                [args.seed * 7919 + g for g in range(groups)], explore_at)
         else:
             trainer.collector.reset(seed=[args.seed * 7919 + i for i in range(args.envs)])
             rollout, finished = trainer.collector.collect(args.decisions)
@@ -76,6 +89,8 @@ def main() -> None:
         envs.close()
     if args.group_size > 1:
         raw, _, mask = group_relative_advantages(rollout.rewards, rollout.dones, args.group_size, args.gamma)
+        if rollout.explored is not None:
+            mask = mask * rollout.explored
     else:
         zeros = torch.zeros_like(rollout.rewards)
         raw, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
@@ -103,7 +118,7 @@ def main() -> None:
                       for a, b in zip(first, second) if a.numel() > 1]
     success = np.mean([e["success"] for e in finished]) if finished else float("nan")
     print(f"exploration std {args.init_std} (row correlation {args.row_correlation}), sampler noise scale "
-          f"{args.noise_scale}, lambda {args.lam}, success bonus {args.success_bonus}: {len(finished)} episodes, success {success:.2f}; "
+          f"{args.noise_scale}, {'one exploring decision, ' if args.explore_one_decision else ''}{'gripper explored, ' if args.explore_gripper else ''}lambda {args.lam}, success bonus {args.success_bonus}: {len(finished)} episodes, success {success:.2f}; "
           f"{int(mask[:, :half].sum())} + {int(mask[:, half:].sum())} decisions in the halves; gradient cosine between halves {cosine:+.3f}, "
           f"median over the {len(tensor_cosines)} parameter tensors {np.median(tensor_cosines):+.3f}")
 

@@ -86,3 +86,10 @@ def test_rl_success_hold_must_not_be_negative(tmp_path, capsys):
     assert main(["rl", "ncdpo", *arguments]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == "dpros rl ncdpo: --success-hold-s must be >= 0, got -0.5", line
+
+
+def test_rl_one_exploring_decision_needs_groups(tmp_path, capsys):
+    arguments = ["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "rl"), "--explore-one-decision"]
+    assert main(["rl", "ncdpo", *arguments]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == ("dpros rl ncdpo: --explore-one-decision compares a group's episodes: it needs --group-size >= 2"), line

@@ -31,6 +31,10 @@ def add_arguments(parser) -> None:
                         help="> 1: groups of this many envs replay one task seed with one sampler noise and the "
                              "advantages compare the group's episodes (common random numbers, no critic); "
                              "must divide --envs")
+    parser.add_argument("--explore-one-decision", action="store_true",
+                        help="with --group-size: a group explores at one decision of its episode and executes the "
+                             "mean at the others, so its returns differ only by that decision's draw; only it is "
+                             "trained on (docs/rl_finetuning.md)")
     parser.add_argument("--episode-seconds", type=float, default=12.0, help="training episode time-out (sim s)")
     parser.add_argument("--denoising-steps", type=int, default=8, help="K: DDIM steps, all carrying gradient")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in (0, 1]; 1 = DDPM over the K levels")
@@ -43,6 +47,10 @@ def add_arguments(parser) -> None:
                         help="in [0, 1]: correlation of the exploration noise between a chunk's rows (0: white "
                              "per row; 1: one offset per dim that moves the whole chunk, the likelihood on the offset; "
                              "rl/exploration.py)")
+    parser.add_argument("--explore-gripper", action="store_true",
+                        help="draw the gripper dims too, as runs saved before this option did: the gripper executes the "
+                             "sign of its action, so a small draw changes nothing and only adds noise to the "
+                             "gradient (rl/exploration.py); off, the gripper executes the policy's mean")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatch", type=int, default=32, help="decisions per minibatch")
     parser.add_argument("--clip", type=float, default=0.2)
@@ -101,6 +109,8 @@ def _settings(args):
         raise UsageError("--envs and --denoising-steps must be >= 1 and --episode-seconds > 0")
     if args.group_size < 1 or args.envs % args.group_size:
         raise UsageError(f"--group-size must be >= 1 and divide --envs ({args.envs}), got {args.group_size}")
+    if args.explore_one_decision and args.group_size < 2:
+        raise UsageError("--explore-one-decision compares a group's episodes: it needs --group-size >= 2")
     if not args.success_hold_s >= 0:
         raise UsageError(f"--success-hold-s must be >= 0, got {args.success_hold_s}")
     if args.bc_coef and not args.bc_dataset:
@@ -114,7 +124,9 @@ def _settings(args):
                              init_std=args.init_std, min_std=args.min_std, row_correlation=args.row_correlation,
                              seed=args.seed, checkpoint_every=args.checkpoint_every,
                              critic_warmup_iterations=args.critic_warmup,
-                             policy_lr_warmup_iterations=args.policy_lr_warmup, group_size=args.group_size, ppo=ppo)
+                             policy_lr_warmup_iterations=args.policy_lr_warmup, group_size=args.group_size,
+                             explore_one_decision=args.explore_one_decision, explore_gripper=args.explore_gripper,
+                             ppo=ppo)
     try:
         return settings.validate()
     except ValueError as e:

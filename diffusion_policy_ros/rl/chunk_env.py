@@ -62,6 +62,11 @@ class SimChunkEnv(gym.Env):
         self.task_seed = None
 
     @property
+    def max_decisions(self) -> int:
+        """Decisions (executed chunks) in an episode that times out."""
+        return -(-self.max_steps // self.n_action_steps)
+
+    @property
     def env(self):
         """The SimEnv, built on first use: AsyncVectorEnv builds one env in the main process to
         read its spaces before forking the workers, and a GL context must not be forked."""

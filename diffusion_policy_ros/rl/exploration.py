@@ -20,6 +20,15 @@ n A. The chunk's shape (rows minus their mean) is not explored, so no likelihood
 `shape_drift` measures how far an update moved it from the rollout's (in the same std units as the
 KL), and PPO adds it to its loss and to its approximate KL, a trust region for the part no ratio
 sees.
+
+`unexplored_dims` (the gripper, whose executed value is the sign of the action): these dims are
+executed at the mean and left out of the density, entropy and KL. A draw of std 0.02 around a
+gripper mean near +-1 never changes its sign, so it changes nothing the robot does; in the
+likelihood it would still add a score (a - mean) / std^2 with no effect on the return behind it,
+and with the 'scale' gripper method the gripper's mean moves ten times as far per weight as a
+joint's: that noise was as large as the joints' whole gradient (docs/rl_finetuning.md, "The
+gripper's exploration"). No ratio sees these dims and no drift term holds them: their executed value
+changes only where the mean changes sign.
 """
 from __future__ import annotations
 
@@ -31,8 +40,13 @@ from torch import nn
 
 class GaussianHead(nn.Module):
     def __init__(self, action_dim: int, init_std: float = 0.1, min_std: float = 0.02,
-                 row_correlation: float = 0.0):
+                 row_correlation: float = 0.0, unexplored_dims: tuple[int, ...] = ()):
         super().__init__()
+        dims = set(unexplored_dims)
+        if any(not 0 <= d < action_dim for d in dims) or len(dims) != len(unexplored_dims) \
+                or len(dims) >= action_dim:
+            raise ValueError(f"unexplored_dims must be distinct dims of the {action_dim} and leave one explored, "
+                             f"got {unexplored_dims}")
         if not 0.0 < min_std <= init_std:
             raise ValueError(f"need 0 < min_std <= init_std, got min_std {min_std}, init_std {init_std}")
         if not 0.0 <= row_correlation <= 1.0:
@@ -41,6 +55,9 @@ class GaussianHead(nn.Module):
         self.row_correlation = float(row_correlation)
         # parametrize the part above the floor, so the floor holds whatever the optimizer does
         self.log_excess = nn.Parameter(torch.full((action_dim,), math.log(init_std - min_std + 1e-8)))
+        explored = torch.ones(action_dim, dtype=torch.bool)
+        explored[list(unexplored_dims)] = False
+        self.register_buffer("explored", explored, persistent=False)
 
     def std(self) -> torch.Tensor:
         return self.min_std + self.log_excess.exp()
@@ -49,23 +66,27 @@ class GaussianHead(nn.Module):
     def chunk_offset(self) -> bool:
         return self.row_correlation == 1.0
 
+    def _explored_std(self, dtype) -> torch.Tensor:
+        """(A,) the std of the explored dims, 0 for the others."""
+        return (self.std() * self.explored).to(dtype)
+
     def sample(self, mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """mean (B, n, A) -> mean + std * e, e ~ N(0, C) per action dim over the n rows."""
+        """mean (B, n, A) -> mean + std * e, e ~ N(0, C) per explored action dim over the n rows."""
         shared_shape = (mean.shape[0], 1, mean.shape[-1])
         if self.chunk_offset:
             shared = torch.randn(shared_shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            return mean + self.std().to(mean.dtype) * shared
+            return mean + self._explored_std(mean.dtype) * shared
         white = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         rho = self.row_correlation
         if rho:
             shared = torch.randn(shared_shape, generator=generator, device=mean.device, dtype=mean.dtype)
             white = (1.0 - rho) ** 0.5 * white + rho ** 0.5 * shared
-        return mean + self.std().to(mean.dtype) * white
+        return mean + self._explored_std(mean.dtype) * white
 
     def _mahalanobis(self, diff: torch.Tensor) -> torch.Tensor:
         """(B, n, A) -> (B,): sum over dims of z^T C^-1 z, z = diff / std; for a chunk offset, of the
         offset's (z's mean over rows) square."""
-        z = diff / self.std().to(diff.dtype)
+        z = (diff / self.std().to(diff.dtype))[..., self.explored]
         if self.chunk_offset:
             return (z.mean(1) ** 2).sum(-1)
         rho, n = self.row_correlation, diff.shape[1]
@@ -77,11 +98,12 @@ class GaussianHead(nn.Module):
     def _log_det(self, mean: torch.Tensor) -> torch.Tensor:
         """log det of a decision's covariance: n log std^2 + log det C, summed over dims (a chunk
         offset: log std^2)."""
+        log_std = self.std().log()[self.explored]
         if self.chunk_offset:
-            return (2.0 * self.std().log()).sum().to(mean.dtype)
+            return (2.0 * log_std).sum().to(mean.dtype)
         n, rho = mean.shape[1], self.row_correlation
         log_det_c = (n - 1) * math.log(1.0 - rho) + math.log(1.0 - rho + n * rho)
-        return (2.0 * n * self.std().log() + log_det_c).sum().to(mean.dtype)
+        return (2.0 * n * log_std + log_det_c).sum().to(mean.dtype)
 
     def log_prob(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """(B,) log-density of a decision's whole executed chunk (B, n, A) (a chunk offset: of the
@@ -105,8 +127,9 @@ class GaussianHead(nn.Module):
         the chunk that is not explored. 0 for rho < 1, whose density covers every direction."""
         if not self.chunk_offset:
             return torch.zeros(mean.shape[0], dtype=mean.dtype, device=mean.device)
-        diff = (mean - action) / self.std().to(mean.dtype)
+        diff = ((mean - action) / self.std().to(mean.dtype))[..., self.explored]
         return 0.5 * ((diff - diff.mean(1, keepdim=True)) ** 2).sum((1, 2))
 
     def _dims(self, mean: torch.Tensor) -> int:
-        return mean.shape[2] if self.chunk_offset else mean.shape[1] * mean.shape[2]
+        explored = int(self.explored.sum())
+        return explored if self.chunk_offset else mean.shape[1] * explored

@@ -7,7 +7,11 @@ and noise (KL regularisation). Episodes that end are reported with their return 
 
 With a group size G > 1, envs [g*G, (g+1)*G) share the sampler's noise at every decision, and
 `collect_episodes` replays one task seed per group: the group's first episodes then differ only by
-the exploration noise (common random numbers; rl/advantages.py compares them).
+the exploration noise (common random numbers; rl/advantages.py compares them). With
+`explore_at`, each env explores only at one decision of its episode and executes the Gaussian's
+mean at all others: a group that explores at one decision replays one trajectory up to it, so its
+returns then differ only by what that one draw did (docs/rl_finetuning.md, "One exploring
+decision per episode").
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class Rollout:
     dones: torch.Tensor
     last_values: torch.Tensor
     base_mean: torch.Tensor | None = None
+    explored: torch.Tensor | None = None   # (T, N) 1 where the action was drawn, 0 where it was the mean
 
     def flat(self, advantages: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         """The batch PPOUpdater.update takes: every decision of every env, (T * N, ...), or only
@@ -79,23 +84,29 @@ class RolloutCollector:
         noise = self.sampler.draw_noise(self.num_envs // self.group_size, self.generator)
         return noise.repeat_interleave(self.group_size, 0) if self.group_size > 1 else noise
 
-    def collect_episodes(self, group_seeds: list[int]) -> tuple[Rollout, list[dict]]:
+    def collect_episodes(self, group_seeds: list[int],
+                         explore_at: list[int] | None = None) -> tuple[Rollout, list[dict]]:
         """Reset every group's envs with its seed (the same task) and step until every env has ended
         its first episode. Decisions after an env's first episode belong to the autoreset's next
-        one: advantages.first_episode_mask leaves them out, and only first episodes are reported."""
+        one: advantages.first_episode_mask leaves them out, and only first episodes are reported.
+        explore_at: per group, the one decision index at which its envs explore (None: all)."""
         if len(group_seeds) * self.group_size != self.num_envs:
             raise ValueError(f"need {self.num_envs // self.group_size} group seeds, got {len(group_seeds)}")
+        if explore_at is not None and len(explore_at) != len(group_seeds):
+            raise ValueError(f"need one exploring decision per group ({len(group_seeds)}), got {len(explore_at)}")
         self.reset([seed for seed in group_seeds for _ in range(self.group_size)])
-        return self.collect(None)
+        return self.collect(None, None if explore_at is None else np.repeat(explore_at, self.group_size))
 
     @torch.no_grad()
-    def collect(self, decisions: int | None) -> tuple[Rollout, list[dict]]:
-        """`decisions` per env, or (None) until every env has ended an episode since the reset."""
+    def collect(self, decisions: int | None, explore_at: np.ndarray | None = None) -> tuple[Rollout, list[dict]]:
+        """`decisions` per env, or (None) until every env has ended an episode since the reset.
+        explore_at (N,): the decision index (counted from this call) at which each env draws its
+        action; at every other decision it executes the mean. None: every decision draws."""
         if self.current is None:
             raise RuntimeError("call reset(seed) before collect()")
         ended = np.zeros(self.num_envs, bool)
         steps = {name: [] for name in ("obs", "critic", "noise", "actions", "log_prob", "values", "rewards",
-                                       "dones", "base_mean")}
+                                       "dones", "base_mean", "explored")}
         finished = []
 
         def more() -> bool:
@@ -106,6 +117,10 @@ class RolloutCollector:
             noise = self._draw_noise()
             mean = self.sampler.mean_action(obs, noise)
             action = self.head.sample(mean, self.generator)
+            if explore_at is not None:
+                explored = torch.from_numpy(explore_at == len(steps["obs"]))
+                action = torch.where(explored[:, None, None].to(action.device), action, mean)
+                steps["explored"].append(explored.to(torch.float32))
             steps["obs"].append({k: v.cpu() for k, v in obs.items()})
             steps["critic"].append(critic)
             steps["noise"].append(noise.cpu())
@@ -135,6 +150,7 @@ class RolloutCollector:
             actions=torch.stack(steps["actions"]), log_prob=torch.stack(steps["log_prob"]),
             values=torch.stack(steps["values"]), rewards=torch.stack(steps["rewards"]),
             dones=torch.stack(steps["dones"]), last_values=last_values,
-            base_mean=torch.stack(steps["base_mean"]) if steps["base_mean"] else None)
+            base_mean=torch.stack(steps["base_mean"]) if steps["base_mean"] else None,
+            explored=torch.stack(steps["explored"]) if steps["explored"] else None)
         return rollout, finished
 

@@ -26,6 +26,10 @@ class GoalReachEnv(gym.Env):
         self.goal = np.zeros(action_dim, np.float32)
         self.made = 0
 
+    @property
+    def max_decisions(self) -> int:
+        return self.decisions
+
     def _observe(self):
         return {obs_keys.JOINT_POS: np.repeat(self.goal[None], self.n_obs_steps, 0),
                 CRITIC_KEY: np.append(self.goal, self.made / self.decisions).astype(np.float32)}

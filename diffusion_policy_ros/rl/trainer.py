@@ -55,6 +55,12 @@ class NCDPOSettings:
     group_size: int = 1                   # > 1: groups of envs replay one task seed with one sampler noise,
                                           # and advantages compare the group's episodes (no critic); whole
                                           # episodes are collected until decisions_per_iteration per env
+    explore_gripper: bool = True          # draw the gripper dims too (what runs saved before this setting did; the CLI
+                                          # default is off): their executed value is the sign, so a small draw changes
+                                          # nothing but adds noise to the gradient (rl/exploration.py)
+    explore_one_decision: bool = False    # with groups: a group explores at one decision of its episode (drawn
+                                          # uniformly) and executes the mean at the others; only that decision
+                                          # is trained on (docs/rl_finetuning.md)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
 
     def validate(self) -> "NCDPOSettings":
@@ -67,6 +73,8 @@ class NCDPOSettings:
             raise ValueError(f"row_correlation must be in [0, 1] (1: one offset per chunk), got {self.row_correlation}")
         if self.group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {self.group_size}")
+        if self.explore_one_decision and self.group_size < 2:
+            raise ValueError("explore_one_decision compares a group's episodes: it needs group_size >= 2")
         if self.critic_warmup_iterations < 0:
             raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         if self.policy_lr_warmup_iterations < 0:
@@ -93,7 +101,8 @@ class NCDPOTrainer:
         self.policy = policy
         self.sampler = NoiseConditionedSampler(policy, settings.denoising_steps, settings.eta)
         self.head = GaussianHead(policy.config.action_dim, settings.init_std, settings.min_std,
-                                 settings.row_correlation)
+                                 settings.row_correlation,
+                                 unexplored_dims=() if settings.explore_gripper else tuple(policy.discrete_dims))
         self.value = ValueNetwork(envs.single_observation_space[CRITIC_KEY].shape[0])
         if settings.ppo.kl_coef and base_policy is None:
             raise ValueError("a KL coefficient needs the base policy")
@@ -126,17 +135,24 @@ class NCDPOTrainer:
         batches, finished, stepped, rewards = [], [], 0, []
         groups = self.envs.num_envs // s.group_size
         while stepped < s.decisions_per_iteration:
-            seeds = [int(np.random.SeedSequence([s.seed, self.iteration, len(batches), g]).generate_state(1)[0])
+            draws = [np.random.SeedSequence([s.seed, self.iteration, len(batches), g]).generate_state(2)
                      for g in range(groups)]
-            rollout, episodes = self.collector.collect_episodes(seeds)
+            seeds = [int(draw[0]) for draw in draws]
+            explore_at = [int(draw[1] % self.max_decisions()) for draw in draws] if s.explore_one_decision else None
+            rollout, episodes = self.collector.collect_episodes(seeds, explore_at)
             # the critic is not used for these advantages; it still learns the reward-to-go
             advantages, to_go, mask = group_relative_advantages(rollout.rewards, rollout.dones, s.group_size,
                                                                 s.ppo.gamma)
-            batches.append(rollout.flat(advantages, to_go, mask))
+            trained = mask if rollout.explored is None else mask * rollout.explored
+            batches.append(rollout.flat(advantages, to_go, trained))
             finished += episodes
             stepped += rollout.rewards.shape[0]
             rewards.append(rollout.rewards[mask > 0])
         return _concat_batches(batches), finished, stepped, float(torch.cat(rewards).mean())
+
+    def max_decisions(self) -> int:
+        """Decisions in an episode that times out: the range the exploring decision is drawn from."""
+        return int(self.envs.get_attr("max_decisions")[0])
 
     def iterate(self) -> dict:
         s = self.settings
@@ -155,8 +171,9 @@ class NCDPOTrainer:
         record = {"iteration": self.iteration, "env_steps": self.env_steps, "episodes": len(finished),
                   "success_rate": float(np.mean([e["success"] for e in finished])) if finished else None,
                   "mean_return": float(np.mean([e["return"] for e in finished])) if finished else None,
-                  "mean_decision_reward": mean_reward,
-                  "std": float(self.head.std().detach().mean()), "collect_s": round(collected - started, 2),
+                  "mean_decision_reward": mean_reward, "trained_decisions": int(batch["actions"].shape[0]),
+                  "std": float(self.head.std()[self.head.explored].detach().mean()),
+                  "collect_s": round(collected - started, 2),
                   "update_s": round(elapsed - (collected - started), 2), **stats}
         self.history.append(record)
         return record
@@ -201,6 +218,7 @@ class NCDPOTrainer:
                                                f"noise scale {self.settings.noise_scale}"
                                                + (f", row correlation {self.settings.row_correlation}"
                                                   if self.settings.row_correlation else "")
+                                               + ("" if self.settings.explore_gripper else ", gripper not explored")
                                                + _success_meaning(self.extra_info.get("reward", {})))
 
     def resume(self) -> bool:
