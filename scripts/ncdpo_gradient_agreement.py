@@ -78,7 +78,7 @@ def main() -> None:
         trainer = NCDPOTrainer(policy, envs, settings)
         if args.group_size > 1:
             groups = args.envs // args.group_size
-            explore_at = (np.random.default_rng(args.seed).integers(0, trainer.max_decisions(), groups).tolist()
+            explore_at = (np.random.default_rng(args.seed).integers(0, trainer.max_decisions, groups).tolist()
                           if args.explore_one_decision else None)
             rollout, finished = trainer.collector.collect_episodes(
                 [args.seed * 7919 + g for g in range(groups)], explore_at)

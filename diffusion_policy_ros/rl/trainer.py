@@ -9,6 +9,7 @@ only. A resumed run starts fresh episodes: environments are reseeded from (seed,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -138,7 +139,7 @@ class NCDPOTrainer:
             draws = [np.random.SeedSequence([s.seed, self.iteration, len(batches), g]).generate_state(2)
                      for g in range(groups)]
             seeds = [int(draw[0]) for draw in draws]
-            explore_at = [int(draw[1] % self.max_decisions()) for draw in draws] if s.explore_one_decision else None
+            explore_at = [int(draw[1] % self.max_decisions) for draw in draws] if s.explore_one_decision else None
             rollout, episodes = self.collector.collect_episodes(seeds, explore_at)
             # the critic is not used for these advantages; it still learns the reward-to-go
             advantages, to_go, mask = group_relative_advantages(rollout.rewards, rollout.dones, s.group_size,
@@ -150,8 +151,10 @@ class NCDPOTrainer:
             rewards.append(rollout.rewards[mask > 0])
         return _concat_batches(batches), finished, stepped, float(torch.cat(rewards).mean())
 
+    @functools.cached_property
     def max_decisions(self) -> int:
-        """Decisions in an episode that times out: the range the exploring decision is drawn from."""
+        """Decisions in an episode that times out: the range the exploring decision is drawn from
+        (asked of the workers once)."""
         return int(self.envs.get_attr("max_decisions")[0])
 
     def iterate(self) -> dict:
