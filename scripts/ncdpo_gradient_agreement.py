@@ -15,6 +15,11 @@ printed too: every weight tensor counts once there, whatever its gradient's size
 `--group-size G` replays each task seed in G envs with one sampler noise (common random numbers)
 and takes each decision's reward-to-go minus that of the group's other envs as its advantage
 (rl/advantages.group_relative_advantages); only first episodes count, and the halves split groups.
+`--rounds R` (with groups) collects R rounds of first episodes, each on new task seeds, and pools
+them: more decisions per half than one round of `--envs` gives.
+`--same-tasks` (with groups) collects every round twice on the same task seeds and gives each
+half one of the two: then both halves estimate the same gradient, and a cosine near 0 is noise
+and not tasks that want different changes.
 `--explore-one-decision` (with groups) draws each group's actions at one decision only, as
 `dpros rl ncdpo --explore-one-decision`, and only those decisions give the gradients.
 
@@ -52,10 +57,18 @@ def main() -> None:
                              "docs/rl_finetuning.md before 'The gripper's exploration' were measured with it)")
     parser.add_argument("--explore-one-decision", action="store_true",
                         help="with --group-size: a group explores at one decision (as dpros rl ncdpo's)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --group-size: rounds of first episodes on new task seeds, pooled (more "
+                             "decisions per half than --envs alone gives)")
+    parser.add_argument("--same-tasks", action="store_true",
+                        help="with --group-size: the halves replay the same task seeds (each round is "
+                             "collected twice), so both estimate one gradient; otherwise they split the groups")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.explore_one_decision and args.group_size < 2:
         parser.error("--explore-one-decision needs --group-size >= 2")
+    if args.rounds < 1 or ((args.rounds > 1 or args.same_tasks) and args.group_size < 2):
+        parser.error("--rounds must be >= 1; above 1, and --same-tasks, only with --group-size")
     if args.envs < 2 or args.envs % (2 * args.group_size):
         parser.error("--envs must split into two halves of whole groups")
 
@@ -76,42 +89,60 @@ def main() -> None:
                                  group_size=args.group_size, explore_one_decision=args.explore_one_decision,
                                  explore_gripper=args.explore_gripper)
         trainer = NCDPOTrainer(policy, envs, settings)
+        # each half: (rollout, raw advantages, mask, the envs of that rollout in the half)
+        halves, finished = ([], []), []
+        every = list(range(args.envs))
+        first_envs, second_envs = every[:args.envs // 2], every[args.envs // 2:]
         if args.group_size > 1:
             groups = args.envs // args.group_size
-            explore_at = (np.random.default_rng(args.seed).integers(0, trainer.max_decisions, groups).tolist()
-                          if args.explore_one_decision else None)
-            rollout, finished = trainer.collector.collect_episodes(
-                [args.seed * 7919 + g for g in range(groups)], explore_at)
+            rng = np.random.default_rng(args.seed)
+            for r in range(args.rounds):
+                explore_at = (rng.integers(0, trainer.max_decisions, groups).tolist()
+                              if args.explore_one_decision else None)
+                for replay in range(2 if args.same_tasks else 1):
+                    rollout, ended = trainer.collector.collect_episodes(
+                        [args.seed * 7919 + r * groups + g for g in range(groups)], explore_at)
+                    raw, _, mask = group_relative_advantages(rollout.rewards, rollout.dones, args.group_size,
+                                                             args.gamma)
+                    if rollout.explored is not None:
+                        mask = mask * rollout.explored
+                    if args.same_tasks:
+                        halves[replay].append((rollout, raw, mask, every))
+                    else:
+                        halves[0].append((rollout, raw, mask, first_envs))
+                        halves[1].append((rollout, raw, mask, second_envs))
+                    finished += ended
         else:
             trainer.collector.reset(seed=[args.seed * 7919 + i for i in range(args.envs)])
             rollout, finished = trainer.collector.collect(args.decisions)
+            zeros = torch.zeros_like(rollout.rewards)
+            raw, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
+            raw, mask = raw - raw.mean(), torch.ones_like(raw)
+            halves = ([(rollout, raw, mask, first_envs)], [(rollout, raw, mask, second_envs)])
     finally:
         envs.close()
-    if args.group_size > 1:
-        raw, _, mask = group_relative_advantages(rollout.rewards, rollout.dones, args.group_size, args.gamma)
-        if rollout.explored is not None:
-            mask = mask * rollout.explored
-    else:
-        zeros = torch.zeros_like(rollout.rewards)
-        raw, _ = generalized_advantages(rollout.rewards, zeros, rollout.dones, zeros[0], args.gamma, args.lam)
-        raw, mask = raw - raw.mean(), torch.ones_like(raw)
-    advantages = raw * mask / (raw[mask > 0].std() + 1e-8)
+    # (a round split between the halves is in both: the cosine does not depend on this scale)
+    scale = torch.cat([raw[mask > 0] for _, raw, mask, _ in halves[0] + halves[1]]).std() + 1e-8
     params = [p for p in policy.parameters() if p.requires_grad]
 
-    def gradient(env_ids) -> torch.Tensor:
-        obs = {k: v[:, env_ids].reshape(-1, *v.shape[2:]) for k, v in rollout.obs.items()}
-        noise = rollout.noise[:, env_ids].reshape(-1, *rollout.noise.shape[2:])
-        actions = rollout.actions[:, env_ids].reshape(-1, *rollout.actions.shape[2:])
-        weights = advantages[:, env_ids].reshape(-1)
-        kept = mask[:, env_ids].reshape(-1) > 0
-        obs, noise, actions, weights = {k: v[kept] for k, v in obs.items()}, noise[kept], actions[kept], weights[kept]
+    def gradient(half) -> tuple[list[torch.Tensor], int]:
+        """The half's gradient of mean(A log pi) over its kept decisions, accumulated in slices."""
+        parts = []
+        for rollout, raw, mask, env_ids in half:
+            kept = mask[:, env_ids].reshape(-1) > 0
+            parts.append(({k: v[:, env_ids].reshape(-1, *v.shape[2:])[kept] for k, v in rollout.obs.items()},
+                          rollout.noise[:, env_ids].reshape(-1, *rollout.noise.shape[2:])[kept],
+                          rollout.actions[:, env_ids].reshape(-1, *rollout.actions.shape[2:])[kept],
+                          (raw * mask / scale)[:, env_ids].reshape(-1)[kept]))
+        total = sum(len(weights) for *_, weights in parts)
         policy.zero_grad(set_to_none=True)
-        mean = trainer.sampler.mean_action(obs, noise)
-        (-(weights * trainer.head.log_prob(mean, actions)).mean()).backward()
-        return [p.grad.reshape(-1).clone() for p in params if p.grad is not None]
+        for obs, noise, actions, weights in parts:
+            for i in range(0, len(weights), 512):   # bounded memory through the K denoising steps
+                mean = trainer.sampler.mean_action({k: v[i:i + 512] for k, v in obs.items()}, noise[i:i + 512])
+                (-(weights[i:i + 512] * trainer.head.log_prob(mean, actions[i:i + 512])).sum() / total).backward()
+        return [p.grad.reshape(-1).clone() for p in params if p.grad is not None], total
 
-    half = args.envs // 2
-    first, second = gradient(list(range(half))), gradient(list(range(half, args.envs)))
+    (first, first_n), (second, second_n) = gradient(halves[0]), gradient(halves[1])
     cosine = float(torch.nn.functional.cosine_similarity(torch.cat(first), torch.cat(second), dim=0))
     # per parameter tensor, so that the few tensors with the largest gradients do not decide alone
     tensor_cosines = [float(torch.nn.functional.cosine_similarity(a, b, dim=0))
@@ -119,7 +150,7 @@ def main() -> None:
     success = np.mean([e["success"] for e in finished]) if finished else float("nan")
     print(f"exploration std {args.init_std} (row correlation {args.row_correlation}), sampler noise scale "
           f"{args.noise_scale}, {'one exploring decision, ' if args.explore_one_decision else ''}{'gripper explored, ' if args.explore_gripper else ''}lambda {args.lam}, success bonus {args.success_bonus}: {len(finished)} episodes, success {success:.2f}; "
-          f"{int(mask[:, :half].sum())} + {int(mask[:, half:].sum())} decisions in the halves; gradient cosine between halves {cosine:+.3f}, "
+          f"{first_n} + {second_n} decisions in the halves; gradient cosine between halves {cosine:+.3f}, "
           f"median over the {len(tensor_cosines)} parameter tensors {np.median(tensor_cosines):+.3f}")
 
 

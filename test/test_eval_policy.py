@@ -90,6 +90,24 @@ def test_each_sampler_on_each_variant_with_a_strip_of_the_moving_world(checkpoin
                  "--out", str(out)]) == 2
 
 
+def test_streaming_with_other_refinement_levels_than_the_checkpoints(checkpoint, tmp_path, capsys):
+    out = tmp_path / "levels"
+    assert main(["eval", "policy", "--checkpoint", checkpoint, "--config", CONFIG, "--episodes", "1",
+                 "--samplers", "streaming,ddim", "--denoising-steps", "25", "10", "0", "--timeout-s", "1.5",
+                 "--out", str(out)]) == 0
+    methods = json.loads((out / "policy_eval.json").read_text())["methods"]
+    streaming = methods["streaming"]
+    assert streaming["denoising_steps"] == [25, 10, 0] and "denoising_steps" not in methods["ddim"]
+    # one sample from noise (the checkpoint's 4 DDIM steps), then 14 refinements of 3 levels each
+    assert streaming["chunks"] == 15 and streaming["nfe_per_action"] == pytest.approx((4 + 14 * 3) / 15)
+    assert main(["eval", "policy", "--checkpoint", checkpoint, "--config", CONFIG, "--samplers", "streaming",
+                 "--denoising-steps", "0", "10", "--out", str(out)]) == 2
+    assert "strictly decreasing" in capsys.readouterr().err
+    assert main(["eval", "policy", "--checkpoint", checkpoint, "--config", CONFIG, "--samplers", "ddim",
+                 "--denoising-steps", "2", "0", "--out", str(out)]) == 2
+    assert "add streaming to --samplers" in capsys.readouterr().err
+
+
 def test_an_episode_is_a_function_of_its_seed(checkpoint):
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint
     policy = load_checkpoint(checkpoint, device="cpu")

@@ -1,7 +1,7 @@
 """NCDPO (diffusion_policy_ros.rl): the sampler is a deterministic, differentiable function of its
 pre-drawn noise; the gradient reaches every denoising step (finite differences); the PPO ratio is
 1 before the first update; GAE and group-relative advantages; groups replay one task with one
-sampler noise; the std floor; save / resume / load; the sim chunk env's reward with the expert;
+sampler noise, and a task pool makes tasks recur; the std floor; save / resume / load; the sim chunk env's reward with the expert;
 and a few seeded iterations on a toy problem with a known optimum raise the return (with a critic
 and with groups)."""
 import functools
@@ -228,6 +228,24 @@ def test_a_group_replays_one_task_with_one_sampler_noise_and_differs_only_by_exp
     assert len(finished) == 4 and rollout.rewards.shape[0] == 2   # one whole episode per env
     with pytest.raises(ValueError, match="group size must divide"):
         NCDPOTrainer(policy, toy_envs(num_envs=3), settings)
+
+
+def test_a_task_pool_makes_the_groups_tasks_recur_across_iterations():
+    def goals_seen(task_pool):
+        settings = NCDPOSettings(denoising_steps=2, init_std=0.1, min_std=0.05, group_size=2,
+                                 decisions_per_iteration=1, task_pool=task_pool)
+        trainer = NCDPOTrainer(tiny_policy(), toy_envs(num_envs=4), settings)
+        seen = set()
+        for iteration in range(6):   # the groups' tasks depend on the iteration
+            trainer.iteration = iteration
+            batch = trainer._collect()[0]
+            seen |= {tuple(np.round(goal.tolist(), 6)) for goal in batch["obs"][obs_keys.JOINT_POS][:, 0]}
+        return seen
+
+    assert len(goals_seen(task_pool=3)) <= 3
+    assert len(goals_seen(task_pool=0)) > 3
+    with pytest.raises(ValueError, match="task_pool"):
+        NCDPOSettings(task_pool=5).validate()
 
 
 def test_a_group_that_explores_one_decision_executes_the_mean_at_every_other():

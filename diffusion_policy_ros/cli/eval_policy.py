@@ -13,6 +13,9 @@ for `--hold-s` sim seconds, the hold complete within the timeout). An episode en
 complete or at the timeout. Only the cameras the policy reads are rendered. Writes
 `<out>/policy_eval.json`, prints a table and saves a bar chart `<out>/policy_eval.png`.
 
+`--denoising-steps 25 10 0` refines with other levels than the checkpoint's, as the policy node's
+`denoising_steps` parameter does (the report records the levels).
+
 `--variants static,displaced` evaluates every sampler on each task variant (the same seeds; the
 chart groups the bars per variant); `--frames` also saves, per variant, a camera strip of the
 first sampler's first episode, marked where the world moved (`<out>/strip_<variant>.png`);
@@ -32,6 +35,9 @@ def add_arguments(parser):
     add_episode_arguments(parser)
     parser.add_argument("--hold-s", type=float, default=1.0,
                         help="sim seconds success must last for the 'held' criterion")
+    parser.add_argument("--denoising-steps", type=int, nargs="+", default=[], metavar="LEVEL",
+                        help="streaming refinement levels instead of the checkpoint's, e.g. 25 10 0 "
+                             "(policy_node's denoising_steps)")
     parser.add_argument("--device", default="cpu", help="torch device of the policy (cpu, cuda, auto)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads, as policy_node's torch_threads (0: torch's default, one per "
@@ -50,6 +56,7 @@ def run(args) -> int:
     from diffusion_policy_ros.evaluation.sim_episodes import PolicyEpisodeRunner
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint
     from diffusion_policy_ros.policy.configuration import PolicyConfigError, robot_obs_shapes
+    from diffusion_policy_ros.policy.deploy import streaming_overrides
     from diffusion_policy_ros.robot_config import config_path, load_robot_config
 
     samplers = parse_samplers(args.samplers)
@@ -57,6 +64,8 @@ def run(args) -> int:
         raise UsageError("--episodes must be >= 1, --timeout-s > 0 and --hold-s >= 0")
     if args.threads < 0:
         raise UsageError("--threads must be 0 (torch's default) or more")
+    if args.denoising_steps and "streaming" not in samplers:
+        raise UsageError("--denoising-steps sets the streaming refinement: add streaming to --samplers")
     robot = load_robot_config(config_path(args.config))
     variants = parse_variants(args.variants, robot)
     if args.threads:
@@ -79,7 +88,10 @@ def run(args) -> int:
         for variant in variants:
             env.variant = variant
             for sampler in samplers:
-                policy.set_sampler(sampler)
+                try:
+                    policy.set_sampler(sampler, **streaming_overrides(policy.config, sampler, args.denoising_steps))
+                except (PolicyConfigError, ValueError) as e:
+                    raise UsageError(f"--denoising-steps {args.denoising_steps}: {e}") from e
                 first = sampler == samplers[0]
                 runner = PolicyEpisodeRunner(env, policy, keys, record_frames=args.frames and first,
                                              record_steps=args.sensors and first)
@@ -93,6 +105,8 @@ def run(args) -> int:
                     progress.update(1)
                 progress.close()
                 results[label] = {**runner.summary(), "sampler": sampler, "variant": variant}
+                if sampler == "streaming":
+                    results[label]["denoising_steps"] = list(policy.config.stream_denoising_steps)
                 if runner.frames:
                     strip = os.path.join(args.out, f"strip_{variant}.png")
                     reporting.save_episode_strip(runner.frames, runner.frame_events, strip,

@@ -35,6 +35,9 @@ def add_arguments(parser) -> None:
                         help="with --group-size: a group explores at one decision of its episode and executes the "
                              "mean at the others, so its returns differ only by that decision's draw; only it is "
                              "trained on (docs/rl_finetuning.md)")
+    parser.add_argument("--task-pool", type=int, default=0,
+                        help="with --group-size: draw every group's task from this many fixed task seeds, so the "
+                             "same tasks recur across iterations (0: a new task every time)")
     parser.add_argument("--episode-seconds", type=float, default=12.0, help="training episode time-out (sim s)")
     parser.add_argument("--denoising-steps", type=int, default=8, help="K: DDIM steps, all carrying gradient")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in (0, 1]; 1 = DDPM over the K levels")
@@ -126,7 +129,7 @@ def _settings(args):
                              critic_warmup_iterations=args.critic_warmup,
                              policy_lr_warmup_iterations=args.policy_lr_warmup, group_size=args.group_size,
                              explore_one_decision=args.explore_one_decision, explore_gripper=args.explore_gripper,
-                             ppo=ppo)
+                             task_pool=args.task_pool, ppo=ppo)
     try:
         return settings.validate()
     except ValueError as e:

@@ -27,18 +27,25 @@ def load_for_robot(checkpoint: str, robot, device: str = "auto", sampler: str = 
     if abs(policy.config.control_rate_hz - robot.control_rate_hz) > 1e-6:
         raise PolicyConfigError(f"checkpoint control rate {policy.config.control_rate_hz} Hz != configured "
                                 f"control_rate_hz {robot.control_rate_hz}")
-    overrides = {}
-    if sampler == "streaming" and denoising_steps:
-        steps = [int(s) for s in denoising_steps]
-        overrides.update(stream_denoising_steps=steps,
-                         stream_renoise_level=None if policy.config.stream_renoise_level is None else steps[0])
-    if sampler == "streaming" and ahead_levels >= 0:
-        overrides["stream_ahead_levels"] = int(ahead_levels)
-    policy.set_sampler(sampler, **overrides)
+    policy.set_sampler(sampler, **streaming_overrides(policy.config, sampler, denoising_steps, ahead_levels))
     if compile_unet:
         policy.compile_for_inference()
     warm_up(policy)
     return policy
+
+
+def streaming_overrides(config, sampler: str, denoising_steps=(), ahead_levels: int = -1) -> dict:
+    """`set_sampler` overrides for refinement levels other than the checkpoint's (empty: its own)
+    and `ahead_levels` >= 0 of them run a control step early; nothing for a sampler from noise.
+    A checkpoint that re-noises its warm start re-noises it to the first of the new levels."""
+    overrides = {}
+    if sampler == "streaming" and len(denoising_steps):
+        steps = [int(s) for s in denoising_steps]
+        overrides.update(stream_denoising_steps=steps,
+                         stream_renoise_level=None if config.stream_renoise_level is None else steps[0])
+    if sampler == "streaming" and ahead_levels >= 0:
+        overrides["stream_ahead_levels"] = int(ahead_levels)
+    return overrides
 
 
 def warm_up(policy: DiffusionPolicy) -> None:

@@ -62,6 +62,8 @@ class NCDPOSettings:
     explore_one_decision: bool = False    # with groups: a group explores at one decision of its episode (drawn
                                           # uniformly) and executes the mean at the others; only that decision
                                           # is trained on (docs/rl_finetuning.md)
+    task_pool: int = 0                    # with groups: > 0 draws every group's task from this many fixed
+                                          # task seeds, so tasks recur (0: a new task every time)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
 
     def validate(self) -> "NCDPOSettings":
@@ -76,6 +78,9 @@ class NCDPOSettings:
             raise ValueError(f"group_size must be >= 1, got {self.group_size}")
         if self.explore_one_decision and self.group_size < 2:
             raise ValueError("explore_one_decision compares a group's episodes: it needs group_size >= 2")
+        if self.task_pool < 0 or (self.task_pool and self.group_size < 2):
+            raise ValueError(f"task_pool must be 0 (new tasks) or, with group_size >= 2, a number of tasks; "
+                             f"got {self.task_pool}")
         if self.critic_warmup_iterations < 0:
             raise ValueError(f"critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         if self.policy_lr_warmup_iterations < 0:
@@ -138,7 +143,7 @@ class NCDPOTrainer:
         while stepped < s.decisions_per_iteration:
             draws = [np.random.SeedSequence([s.seed, self.iteration, len(batches), g]).generate_state(2)
                      for g in range(groups)]
-            seeds = [int(draw[0]) for draw in draws]
+            seeds = [int(draw[0]) % s.task_pool if s.task_pool else int(draw[0]) for draw in draws]
             explore_at = [int(draw[1] % self.max_decisions) for draw in draws] if s.explore_one_decision else None
             rollout, episodes = self.collector.collect_episodes(seeds, explore_at)
             # the critic is not used for these advantages; it still learns the reward-to-go
