@@ -73,7 +73,8 @@ def main() -> None:
         parser.error("--envs must split into two halves of whole groups")
 
     from diffusion_policy_ros.policy.checkpoint import load_checkpoint
-    from diffusion_policy_ros.rl.advantages import generalized_advantages, group_relative_advantages
+    from diffusion_policy_ros.rl.advantages import generalized_advantages
+    from diffusion_policy_ros.rl.ppo import PPOConfig
     from diffusion_policy_ros.rl.trainer import NCDPOSettings, NCDPOTrainer
     from diffusion_policy_ros.rl.vector import make_vector_env, sim_chunk_env_fn
     from diffusion_policy_ros.robot_config import load_robot_config
@@ -87,9 +88,9 @@ def main() -> None:
                                  init_std=args.init_std, min_std=args.min_std,
                                  row_correlation=args.row_correlation, seed=args.seed,
                                  group_size=args.group_size, explore_one_decision=args.explore_one_decision,
-                                 explore_gripper=args.explore_gripper)
+                                 explore_gripper=args.explore_gripper, ppo=PPOConfig(gamma=args.gamma))
         trainer = NCDPOTrainer(policy, envs, settings)
-        # each half: (rollout, raw advantages, mask, the envs of that rollout in the half)
+        # each half: (rollout, advantages, decisions kept, the envs of that rollout in the half)
         halves, finished = ([], []), []
         every = list(range(args.envs))
         first_envs, second_envs = every[:args.envs // 2], every[args.envs // 2:]
@@ -100,18 +101,15 @@ def main() -> None:
                 explore_at = (rng.integers(0, trainer.max_decisions, groups).tolist()
                               if args.explore_one_decision else None)
                 for replay in range(2 if args.same_tasks else 1):
-                    rollout, ended = trainer.collector.collect_episodes(
-                        [args.seed * 7919 + r * groups + g for g in range(groups)], explore_at)
-                    raw, _, mask = group_relative_advantages(rollout.rewards, rollout.dones, args.group_size,
-                                                             args.gamma)
-                    if rollout.explored is not None:
-                        mask = mask * rollout.explored
+                    round_ = trainer.collect_group_round([args.seed * 7919 + r * groups + g for g in range(groups)],
+                                                         explore_at)
+                    kept = (round_.rollout, round_.advantages, round_.trained)
                     if args.same_tasks:
-                        halves[replay].append((rollout, raw, mask, every))
+                        halves[replay].append((*kept, every))
                     else:
-                        halves[0].append((rollout, raw, mask, first_envs))
-                        halves[1].append((rollout, raw, mask, second_envs))
-                    finished += ended
+                        halves[0].append((*kept, first_envs))
+                        halves[1].append((*kept, second_envs))
+                    finished += round_.episodes
         else:
             trainer.collector.reset(seed=[args.seed * 7919 + i for i in range(args.envs)])
             rollout, finished = trainer.collector.collect(args.decisions)

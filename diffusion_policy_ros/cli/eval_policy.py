@@ -77,6 +77,12 @@ def run(args) -> int:
         policy.config.validate_against(robot_obs_shapes(robot), robot.joint_names)
     except PolicyConfigError as e:
         raise UsageError(f"the sim of {args.config} cannot run this policy: {e}") from e
+    overrides = {sampler: streaming_overrides(policy.config, sampler, args.denoising_steps) for sampler in samplers}
+    if args.denoising_steps:   # refused before any episode runs
+        try:
+            policy.set_sampler("streaming", **overrides["streaming"])
+        except (PolicyConfigError, ValueError) as e:
+            raise UsageError(f"--denoising-steps {args.denoising_steps}: {e}") from e
     keys = list(policy.config.obs_shapes)
     cameras = obs_keys.cameras(keys)
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -88,10 +94,7 @@ def run(args) -> int:
         for variant in variants:
             env.variant = variant
             for sampler in samplers:
-                try:
-                    policy.set_sampler(sampler, **streaming_overrides(policy.config, sampler, args.denoising_steps))
-                except (PolicyConfigError, ValueError) as e:
-                    raise UsageError(f"--denoising-steps {args.denoising_steps}: {e}") from e
+                policy.set_sampler(sampler, **overrides[sampler])
                 first = sampler == samplers[0]
                 runner = PolicyEpisodeRunner(env, policy, keys, record_frames=args.frames and first,
                                              record_steps=args.sensors and first)

@@ -26,7 +26,7 @@ from diffusion_policy_ros.rl.exploration import GaussianHead
 from diffusion_policy_ros.rl.noise_sampler import NoiseConditionedSampler
 from diffusion_policy_ros.rl.ppo import PPOConfig, PPOUpdater
 from diffusion_policy_ros.rl.rewards import REWARD_SETTINGS_OF_OLDER_RUNS
-from diffusion_policy_ros.rl.rollout import RolloutCollector
+from diffusion_policy_ros.rl.rollout import Rollout, RolloutCollector
 from diffusion_policy_ros.rl.value import ValueNetwork
 from diffusion_policy_ros.training.trainer import _optimizer_tensors, _restore_optimizer
 
@@ -145,16 +145,21 @@ class NCDPOTrainer:
                      for g in range(groups)]
             seeds = [int(draw[0]) % s.task_pool if s.task_pool else int(draw[0]) for draw in draws]
             explore_at = [int(draw[1] % self.max_decisions) for draw in draws] if s.explore_one_decision else None
-            rollout, episodes = self.collector.collect_episodes(seeds, explore_at)
-            # the critic is not used for these advantages; it still learns the reward-to-go
-            advantages, to_go, mask = group_relative_advantages(rollout.rewards, rollout.dones, s.group_size,
-                                                                s.ppo.gamma)
-            trained = mask if rollout.explored is None else mask * rollout.explored
-            batches.append(rollout.flat(advantages, to_go, trained))
-            finished += episodes
-            stepped += rollout.rewards.shape[0]
-            rewards.append(rollout.rewards[mask > 0])
+            round_ = self.collect_group_round(seeds, explore_at)
+            batches.append(round_.rollout.flat(round_.advantages, round_.to_go, round_.trained))
+            finished += round_.episodes
+            stepped += round_.rollout.rewards.shape[0]
+            rewards.append(round_.rollout.rewards[round_.first_episode > 0])
         return _concat_batches(batches), finished, stepped, float(torch.cat(rewards).mean())
+
+    def collect_group_round(self, seeds: list[int], explore_at: list[int] | None = None) -> "GroupRound":
+        """The first episodes of one task seed per group, with their group-relative advantages
+        (the critic is not used for them; it still learns the reward-to-go)."""
+        rollout, episodes = self.collector.collect_episodes(seeds, explore_at)
+        advantages, to_go, first = group_relative_advantages(rollout.rewards, rollout.dones,
+                                                             self.settings.group_size, self.settings.ppo.gamma)
+        trained = first if rollout.explored is None else first * rollout.explored
+        return GroupRound(rollout, episodes, advantages, to_go, first, trained)
 
     @functools.cached_property
     def max_decisions(self) -> int:
@@ -277,6 +282,19 @@ def _success_meaning(reward: dict) -> str:
     """What an episode's success is in the learning curve: a success the reward asks to hold."""
     hold = reward.get("success_hold_s")
     return f"\nsuccess: held {hold:g} s" if hold else ""
+
+
+@dataclasses.dataclass
+class GroupRound:
+    """One round of group episodes: (T, N) advantages and reward-to-go; `first_episode` marks the
+    decisions of each env's first episode, `trained` those of them PPO trains on (all of them, or
+    with one exploring decision per episode only that one)."""
+    rollout: Rollout
+    episodes: list[dict]
+    advantages: torch.Tensor
+    to_go: torch.Tensor
+    first_episode: torch.Tensor
+    trained: torch.Tensor
 
 
 def _concat_batches(batches: list[dict]) -> dict:
